@@ -1,0 +1,431 @@
+// Package spec loads, defaults and validates kiln's YAML build spec.
+//
+// It owns the spec's syntax and the checks that need nothing but the spec
+// (unknown keys, sizes, names, mounts, types); every error names the file
+// and line. It does not open layers or compute layouts.
+package spec
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Spec is a build spec.
+type Spec struct {
+	Epoch  *int64  `yaml:"epoch" json:"epoch,omitempty"`
+	Seed   string  `yaml:"seed" json:"seed,omitempty"`
+	Layers []Layer `yaml:"layers" json:"layers"`
+	Disk   Disk    `yaml:"disk" json:"disk"`
+	Output Output  `yaml:"output" json:"-"`
+
+	// File is the path the spec was loaded from; Dir its folder, against
+	// which relative paths in the spec are resolved.
+	File string `yaml:"-" json:"-"`
+	Dir  string `yaml:"-" json:"-"`
+}
+
+// Layer is one entry of layers:.
+type Layer struct {
+	Path   string  `yaml:"path" json:"path"`
+	SHA256 string  `yaml:"sha256" json:"sha256,omitempty"`
+	UID    *uint32 `yaml:"uid" json:"uid,omitempty"` // directory layers: owner of every entry
+	GID    *uint32 `yaml:"gid" json:"gid,omitempty"`
+	Line   int     `yaml:"-" json:"-"`
+}
+
+// Disk is the disk: partition table, size and partitions.
+type Disk struct {
+	Table      string      `yaml:"table" json:"table"`
+	Size       string      `yaml:"size" json:"size"`
+	Free       string      `yaml:"free" json:"free,omitempty"`
+	GUID       string      `yaml:"guid" json:"guid,omitempty"`
+	Signature  string      `yaml:"signature" json:"signature,omitempty"` // MBR disk signature, 8 hex digits
+	Arch       string      `yaml:"arch" json:"arch,omitempty"`
+	Partitions []Partition `yaml:"partitions" json:"partitions"`
+	Line       int         `yaml:"-" json:"-"`
+
+	// Parsed values.
+	SizeBytes int64 `yaml:"-" json:"-"` // 0 for auto
+	FreeBytes int64 `yaml:"-" json:"-"`
+}
+
+// Partition is one entry of disk.partitions.
+type Partition struct {
+	Name        string `yaml:"name" json:"name"`
+	Type        string `yaml:"type" json:"type"`
+	Size        string `yaml:"size" json:"size"`
+	Filesystem  string `yaml:"filesystem" json:"filesystem"`
+	Mount       string `yaml:"mount" json:"mount,omitempty"`
+	Label       string `yaml:"label" json:"label,omitempty"`
+	GUID        string `yaml:"guid" json:"guid,omitempty"`         // partition unique GUID
+	UUID        string `yaml:"uuid" json:"uuid,omitempty"`         // ext4 filesystem UUID
+	HashSeed    string `yaml:"hash_seed" json:"hash_seed,omitempty"` // ext4 htree hash seed (a UUID)
+	JournalUUID string `yaml:"journal_uuid" json:"journal_uuid,omitempty"`
+	VolumeID    string `yaml:"volume_id" json:"volume_id,omitempty"` // FAT volume ID, 8 hex digits
+	Bootable    bool   `yaml:"bootable" json:"bootable,omitempty"`
+	Line        int    `yaml:"-" json:"-"`
+
+	// Parsed values.
+	SizeBytes int64 `yaml:"-" json:"-"`
+	Rest      bool  `yaml:"-" json:"-"`
+	Auto      bool  `yaml:"-" json:"-"`
+}
+
+// Output is where and how the image is written.
+type Output struct {
+	Path   string `yaml:"path"`
+	Format string `yaml:"format"`
+}
+
+// Error is a spec error: the file, the line (0 if unknown) and what is wrong.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Load reads and validates the spec at file.
+func Load(file string) (*Spec, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &Error{File: file, Msg: err.Error()}
+	}
+	return Parse(file, b)
+}
+
+// Parse parses and validates spec text; file names it in errors and is the
+// base for relative paths.
+func Parse(file string, b []byte) (*Spec, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&root); err != nil {
+		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: file, Msg: "the spec is empty"}
+	}
+	if err := checkKeys(file, root.Content[0], reflect.TypeOf(Spec{}), ""); err != nil {
+		return nil, err
+	}
+	var s Spec
+	if err := root.Content[0].Decode(&s); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+		line := 0
+		fmt.Sscanf(msg, "line %d:", &line)
+		if i := strings.Index(msg, ": "); line > 0 && i >= 0 {
+			msg = msg[i+2:]
+		}
+		return nil, &Error{File: file, Line: line, Msg: msg}
+	}
+	recordLines(&s, root.Content[0])
+	s.File = file
+	s.Dir = filepath.Dir(file)
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// checkKeys rejects mapping keys that no field of t declares, recursively,
+// so that a typo is an error with its line and not silently ignored.
+func checkKeys(file string, n *yaml.Node, t reflect.Type, where string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{File: file, Line: n.Line, Msg: fmt.Sprintf("%s: want a mapping", strings.TrimPrefix(where, "."))}
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = t.Field(i).Type
+			names = append(names, tag)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return &Error{File: file, Line: k.Line, Msg: fmt.Sprintf("unknown key %q in %s (known: %s)", k.Value, orTop(where), strings.Join(names, ", "))}
+			}
+			if err := checkKeys(file, v, ft, where+"."+k.Value); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{File: file, Line: n.Line, Msg: fmt.Sprintf("%s: want a list", strings.TrimPrefix(where, "."))}
+		}
+		for i, c := range n.Content {
+			if err := checkKeys(file, c, t.Elem(), fmt.Sprintf("%s[%d]", where, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func orTop(where string) string {
+	if where == "" {
+		return "the spec"
+	}
+	return strings.TrimPrefix(where, ".")
+}
+
+// recordLines stores the line of each layer, the disk and each partition.
+func recordLines(s *Spec, top *yaml.Node) {
+	val := func(m *yaml.Node, key string) *yaml.Node {
+		for i := 0; m != nil && m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i+1]
+			}
+		}
+		return nil
+	}
+	if ls := val(top, "layers"); ls != nil {
+		for i, c := range ls.Content {
+			if i < len(s.Layers) {
+				s.Layers[i].Line = c.Line
+			}
+		}
+	}
+	if d := val(top, "disk"); d != nil {
+		s.Disk.Line = d.Line
+		if ps := val(d, "partitions"); ps != nil {
+			for i, c := range ps.Content {
+				if i < len(s.Disk.Partitions) {
+					s.Disk.Partitions[i].Line = c.Line
+				}
+			}
+		}
+	}
+}
+
+// Filesystems, partition tables and formats the spec accepts.
+var (
+	Tables      = []string{"gpt", "mbr"}
+	Filesystems = []string{"ext4", "vfat", "none"}
+	Formats     = []string{"raw"}
+)
+
+func (s *Spec) errf(line int, format string, a ...any) error {
+	return &Error{File: s.File, Line: line, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (s *Spec) validate() error {
+	if s.Epoch != nil && *s.Epoch < 0 {
+		return s.errf(0, "epoch: must not be negative")
+	}
+	if len(s.Layers) == 0 {
+		return s.errf(0, "layers: at least one layer is needed")
+	}
+	for i, l := range s.Layers {
+		if l.Path == "" {
+			return s.errf(l.Line, "layers[%d]: path is missing", i)
+		}
+		if l.SHA256 != "" {
+			if _, err := hex.DecodeString(l.SHA256); err != nil || len(l.SHA256) != 64 {
+				return s.errf(l.Line, "layers[%d].sha256: want 64 hex digits", i)
+			}
+		}
+	}
+	d := &s.Disk
+	if d.Table == "" {
+		d.Table = "gpt"
+	}
+	if !contains(Tables, d.Table) {
+		return s.errf(d.Line, "disk.table: %q is not one of %s", d.Table, strings.Join(Tables, ", "))
+	}
+	if d.Size == "" || d.Size == "auto" {
+		d.SizeBytes = 0
+	} else {
+		n, err := ParseSize(d.Size)
+		if err != nil {
+			return s.errf(d.Line, "disk.size: %v", err)
+		}
+		d.SizeBytes = n
+	}
+	if d.Free != "" {
+		n, err := ParseSize(d.Free)
+		if err != nil {
+			return s.errf(d.Line, "disk.free: %v", err)
+		}
+		d.FreeBytes = n
+	}
+	if d.GUID != "" && !isUUID(d.GUID) {
+		return s.errf(d.Line, "disk.guid: %q is not a GUID", d.GUID)
+	}
+	if d.Signature != "" && !isHex32(d.Signature) {
+		return s.errf(d.Line, "disk.signature: want 8 hex digits")
+	}
+	if len(d.Partitions) == 0 {
+		return s.errf(d.Line, "disk.partitions: at least one partition is needed")
+	}
+	names := map[string]bool{}
+	mounts := map[string]string{}
+	rest := ""
+	for i := range d.Partitions {
+		p := &d.Partitions[i]
+		where := fmt.Sprintf("disk.partitions[%d]", i)
+		if p.Name == "" {
+			return s.errf(p.Line, "%s.name: missing", where)
+		}
+		if names[p.Name] {
+			return s.errf(p.Line, "%s.name: %q is used twice", where, p.Name)
+		}
+		names[p.Name] = true
+		if p.Type == "" {
+			return s.errf(p.Line, "%s.type: missing", where)
+		}
+		if p.Filesystem == "" {
+			p.Filesystem = "none"
+		}
+		if !contains(Filesystems, p.Filesystem) {
+			return s.errf(p.Line, "%s.filesystem: %q is not one of %s", where, p.Filesystem, strings.Join(Filesystems, ", "))
+		}
+		switch p.Size {
+		case "rest":
+			if rest != "" {
+				return s.errf(p.Line, "%s.size: only one partition may take the rest (%s already does)", where, rest)
+			}
+			rest = p.Name
+			p.Rest = true
+		case "auto":
+			if p.Filesystem == "none" {
+				return s.errf(p.Line, "%s.size: auto needs a filesystem to measure", where)
+			}
+			p.Auto = true
+		case "":
+			return s.errf(p.Line, "%s.size: missing (a size such as 64MiB, rest, or auto)", where)
+		default:
+			n, err := ParseSize(p.Size)
+			if err != nil {
+				return s.errf(p.Line, "%s.size: %v", where, err)
+			}
+			if n == 0 {
+				return s.errf(p.Line, "%s.size: must not be zero", where)
+			}
+			p.SizeBytes = n
+		}
+		if p.Mount != "" {
+			if p.Filesystem == "none" {
+				return s.errf(p.Line, "%s.mount: a partition without a filesystem cannot be mounted", where)
+			}
+			if !strings.HasPrefix(p.Mount, "/") || path.Clean(p.Mount) != p.Mount {
+				return s.errf(p.Line, "%s.mount: %q must be a clean absolute path", where, p.Mount)
+			}
+			if other, ok := mounts[p.Mount]; ok {
+				return s.errf(p.Line, "%s.mount: %s is already the mount of %s", where, p.Mount, other)
+			}
+			mounts[p.Mount] = p.Name
+		}
+		for _, kv := range [][2]string{{"guid", p.GUID}, {"uuid", p.UUID}, {"hash_seed", p.HashSeed}, {"journal_uuid", p.JournalUUID}} {
+			if kv[1] != "" && !isUUID(kv[1]) {
+				return s.errf(p.Line, "%s.%s: %q is not a UUID", where, kv[0], kv[1])
+			}
+		}
+		if p.VolumeID != "" && !isHex32(p.VolumeID) {
+			return s.errf(p.Line, "%s.volume_id: want 8 hex digits", where)
+		}
+		if p.Filesystem == "vfat" && len(p.Label) > 11 {
+			return s.errf(p.Line, "%s.label: a FAT label has at most 11 characters", where)
+		}
+		if p.Filesystem == "ext4" && len(p.Label) > 16 {
+			return s.errf(p.Line, "%s.label: an ext4 label has at most 16 bytes", where)
+		}
+	}
+	if s.Output.Format == "" {
+		s.Output.Format = "raw"
+	}
+	if !contains(Formats, s.Output.Format) {
+		return s.errf(0, "output.format: %q is not one of %s", s.Output.Format, strings.Join(Formats, ", "))
+	}
+	return nil
+}
+
+// Digest is the sha256 of the spec's canonical form (what it says, not how
+// it is written: comments, order of keys and the output path do not count).
+// It seeds every derived identifier unless the spec sets seed:.
+func (s *Spec) Digest() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic("BUG: spec does not marshal: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// IDSeed is the seed for derived identifiers: seed: if set, else Digest.
+func (s *Spec) IDSeed() string {
+	if s.Seed != "" {
+		return s.Seed
+	}
+	return s.Digest()
+}
+
+// Resolve returns p relative to the spec's folder, unless absolute.
+func (s *Spec) Resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.Dir, p)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func isUUID(v string) bool {
+	if len(v) != 36 {
+		return false
+	}
+	for i, c := range v {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+		} else if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex32(v string) bool {
+	v = strings.TrimPrefix(strings.ToLower(v), "0x")
+	_, err := hex.DecodeString(v)
+	return err == nil && len(v) == 8
+}

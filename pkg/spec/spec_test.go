@@ -1,0 +1,109 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+)
+
+const good = `
+epoch: 1700000000          # comment
+layers:
+  - path: layers/demo/base.tar.xz
+    sha256: 9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c
+  - path: layers/demo/overlay/
+disk:
+  table: gpt
+  size: 1GiB
+  partitions:
+    - name: esp
+      type: esp
+      size: 64MiB
+      filesystem: vfat
+      mount: /boot/efi
+    - name: root
+      type: root
+      filesystem: ext4
+      size: rest
+      mount: /
+output:
+  path: out/demo.img
+  format: raw
+`
+
+func TestParseGood(t *testing.T) {
+	s, err := Parse("dir/kiln.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *s.Epoch != 1700000000 || len(s.Layers) != 2 || s.Layers[1].Line != 6 || s.Disk.SizeBytes != 1<<30 {
+		t.Fatalf("parsed %+v", s)
+	}
+	p := s.Disk.Partitions
+	if p[0].SizeBytes != 64<<20 || !p[1].Rest || p[0].Line != 11 || p[1].Line != 16 {
+		t.Fatalf("partitions %+v", p)
+	}
+	if s.Resolve("layers/x") != "dir/layers/x" {
+		t.Fatalf("resolve: %s", s.Resolve("layers/x"))
+	}
+	// The digest ignores comments, key order and the output path.
+	other := strings.Replace(good, "# comment", "", 1)
+	other = strings.Replace(other, "path: out/demo.img", "path: elsewhere.img", 1)
+	other = strings.Replace(other, "  table: gpt\n  size: 1GiB\n", "  size: 1GiB\n  table: gpt\n", 1)
+	s2, err := Parse("elsewhere/kiln.yaml", []byte(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Digest() != s2.Digest() {
+		t.Fatal("digest depends on formatting or output path")
+	}
+	s3, _ := Parse("kiln.yaml", []byte(strings.Replace(good, "64MiB", "65MiB", 1)))
+	if s3.Digest() == s.Digest() {
+		t.Fatal("digest ignores the layout")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"unknown top key", "epoch:", "epoc:", `kiln.yaml:2: unknown key "epoc" in the spec`},
+		{"unknown partition key", "      mount: /boot/efi", "      mount: /boot/efi\n      mountt: /x", `kiln.yaml:16: unknown key "mountt" in disk.partitions[0]`},
+		{"unknown layer key", "  - path: layers/demo/overlay/", "  - path: layers/demo/overlay/\n    sha: x", `kiln.yaml:7: unknown key "sha"`},
+		{"bad size", "size: 64MiB", "size: 64XB", `kiln.yaml:11: disk.partitions[0].size: invalid size "64XB"`},
+		{"two rests", "size: 64MiB", "size: rest", "kiln.yaml:16: disk.partitions[1].size: only one partition may take the rest"},
+		{"bad table", "table: gpt", "table: apm", `kiln.yaml:8: disk.table: "apm" is not one of gpt, mbr`},
+		{"bad fs", "filesystem: vfat", "filesystem: ntfs", `disk.partitions[0].filesystem: "ntfs"`},
+		{"unclean mount", "mount: /boot/efi", "mount: /boot/../efi", "must be a clean absolute path"},
+		{"duplicate mount", "mount: /boot/efi", "mount: /", "already the mount of esp"},
+		{"duplicate name", "name: esp", "name: root", `"root" is used twice`},
+		{"bad sha", "sha256: 9f2c9f2c", "sha256: zz2c9f2c", "layers[0].sha256: want 64 hex digits"},
+		{"epoch type", "epoch: 1700000000", "epoch: soon", "kiln.yaml:2: cannot unmarshal"},
+		{"layers not a list", "layers:\n  - path: layers/demo/base.tar.xz", "layers: x\nold:\n  - path: layers/demo/base.tar.xz", "layers: want a list"},
+		{"bad yaml", "disk:", "disk: [", "kiln.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(good, tc.from, tc.to, 1)
+			if src == good {
+				t.Fatalf("replacement %q not applied", tc.from)
+			}
+			_, err := Parse("kiln.yaml", []byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512": 512, "1KiB": 1024, "64MiB": 64 << 20, "1GiB": 1 << 30, "1G": 1 << 30, "1.5GiB": 3 << 29, "2TB": 2e12, "10MB": 1e7} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1", "x", "1XiB", "99999999999TiB"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
