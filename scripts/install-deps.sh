@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the tools kiln's tests use as independent judges, with apt-get,
+# when any is missing. kiln itself needs none of them.
+set -euo pipefail
+declare -A pkg=(
+  [e2fsck]=e2fsprogs [debugfs]=e2fsprogs [mke2fs]=e2fsprogs
+  [fsck.vfat]=dosfstools [mkfs.vfat]=dosfstools
+  [mdir]=mtools [mcopy]=mtools
+  [sgdisk]=gdisk [sfdisk]=fdisk
+  [qemu-img]=qemu-utils
+  [mmdebstrap]=mmdebstrap
+  [xz]=xz-utils [zstd]=zstd
+)
+missing=()
+for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: not root; run: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
