@@ -57,7 +57,13 @@ type Content interface {
 type Entry struct {
 	// Path is cleaned, slash-separated and relative to the layer root:
 	// no leading "/" or "./", no "." or ".." elements, never empty.
-	// The root directory itself is not an entry.
+	// Absolute names of a layer ("/etc/x") are taken relative to its root
+	// ("etc/x"), as GNU tar does; names that would climb above the root
+	// are errors, never entries.
+	// The root directory itself is not an entry, unless
+	// Options.KeepRoot is set: then a layer's root directory, when the
+	// layer stores one, is passed as a TypeDir entry with Path "." (the
+	// only case of a Path that is not a name below the root).
 	Path     string
 	Type     Type
 	Mode     uint32 // permission bits plus setuid/setgid/sticky (07777); no type bits

@@ -1,0 +1,157 @@
+package layer
+
+import (
+	"archive/tar"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+const (
+	schilyXattr     = "SCHILY.xattr."
+	libarchiveXattr = "LIBARCHIVE.xattr."
+	maxXattrValue   = 65536 // XATTR_SIZE_MAX
+)
+
+// fromHeader converts a tar header into an entry. It returns nil, nil for
+// headers that carry no file (the root unless keepRoot, PAX global
+// headers, volume labels). Content is left for the caller to fill in.
+func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
+	e := &Entry{}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		e.Type = TypeReg
+	case tar.TypeDir, 'D': // 'D': GNU dump directory
+		e.Type = TypeDir
+	case tar.TypeSymlink:
+		e.Type = TypeSymlink
+	case tar.TypeLink:
+		e.Type = TypeHardlink
+	case tar.TypeChar:
+		e.Type = TypeChar
+	case tar.TypeBlock:
+		e.Type = TypeBlock
+	case tar.TypeFifo:
+		e.Type = TypeFIFO
+	case tar.TypeXGlobalHeader, 'V': // 'V': GNU volume label
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("unsupported tar entry type %q", h.Typeflag)
+	}
+
+	p, err := cleanPath(h.Name)
+	if err != nil {
+		return nil, err
+	}
+	if p == "" {
+		if e.Type != TypeDir {
+			return nil, fmt.Errorf("the layer root must be a directory, not a %s", e.Type)
+		}
+		if !keepRoot {
+			return nil, nil
+		}
+		p = "."
+	}
+	e.Path = p
+
+	switch e.Type {
+	case TypeHardlink:
+		l, err := cleanPath(h.Linkname)
+		if err != nil {
+			return nil, fmt.Errorf("hardlink target: %w", err)
+		}
+		if l == "" {
+			return nil, fmt.Errorf("hardlink to the layer root")
+		}
+		e.Linkname = l
+	case TypeSymlink:
+		if err := checkSymlinkTarget(h.Linkname); err != nil {
+			return nil, err
+		}
+		e.Linkname = h.Linkname
+	case TypeChar, TypeBlock:
+		if h.Devmajor < 0 || h.Devmajor > math.MaxUint32 || h.Devminor < 0 || h.Devminor > math.MaxUint32 {
+			return nil, fmt.Errorf("device number %d,%d out of range", h.Devmajor, h.Devminor)
+		}
+		e.Major, e.Minor = uint32(h.Devmajor), uint32(h.Devminor)
+	case TypeReg:
+		if h.Size < 0 {
+			return nil, fmt.Errorf("negative size %d", h.Size)
+		}
+		e.Size = h.Size
+	}
+
+	e.Mode = uint32(h.Mode & 0o7777)
+	if h.Uid < 0 || int64(h.Uid) > math.MaxUint32 || h.Gid < 0 || int64(h.Gid) > math.MaxUint32 {
+		return nil, fmt.Errorf("owner %d:%d out of range", h.Uid, h.Gid)
+	}
+	e.UID, e.GID = uint32(h.Uid), uint32(h.Gid)
+	e.Mtime = h.ModTime.Unix()
+	e.Nsec = uint32(h.ModTime.Nanosecond())
+
+	if e.Xattrs, err = xattrsFromPAX(h.PAXRecords); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// isSparse reports whether archive/tar expands h from a GNU sparse map, so
+// that its data is not a plain run of bytes in the archive.
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// xattrsFromPAX collects the extended attributes of PAX records, sorted by
+// name. SCHILY.xattr.NAME holds the raw value; LIBARCHIVE.xattr.NAME has a
+// URL-escaped name and a base64 value (libarchive writes it unpadded). If
+// both give the same name, the SCHILY record wins.
+func xattrsFromPAX(recs map[string]string) ([]Xattr, error) {
+	var xs []Xattr
+	seen := map[string]bool{}
+	for k, v := range recs {
+		if name, ok := strings.CutPrefix(k, schilyXattr); ok {
+			xs = append(xs, Xattr{Name: name, Value: []byte(v)})
+			seen[name] = true
+		}
+	}
+	for k, v := range recs {
+		enc, ok := strings.CutPrefix(k, libarchiveXattr)
+		if !ok {
+			continue
+		}
+		name, err := url.PathUnescape(enc)
+		if err != nil {
+			return nil, fmt.Errorf("PAX record %q: bad escaped name: %w", k, err)
+		}
+		if seen[name] {
+			continue
+		}
+		val, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(v, "="))
+		if err != nil {
+			return nil, fmt.Errorf("PAX record %q: bad base64 value: %w", k, err)
+		}
+		xs = append(xs, Xattr{Name: name, Value: val})
+		seen[name] = true
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+	for _, x := range xs {
+		switch {
+		case x.Name == "" || len(x.Name) > maxNameLen || strings.IndexByte(x.Name, 0) >= 0:
+			return nil, fmt.Errorf("bad extended attribute name %q", x.Name)
+		case len(x.Value) > maxXattrValue:
+			return nil, fmt.Errorf("extended attribute %s: value of %d bytes (the limit is %d)", x.Name, len(x.Value), maxXattrValue)
+		}
+	}
+	return xs, nil
+}

@@ -1,0 +1,565 @@
+package layer
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// maxJSON bounds the size of the JSON documents of an image (index,
+// manifest, config) read into memory.
+const maxJSON = 16 << 20
+
+// imageFS is where the files of an image live: a directory (an OCI image
+// layout) or the members of a tar (a docker archive, an OCI archive).
+// Names are slash-separated and relative to the image root.
+type imageFS interface {
+	// open returns the named file as a region of an open file.
+	open(name string) (region, error)
+	// readFile returns the content of a small named file.
+	readFile(name string, limit int64) ([]byte, error)
+}
+
+// dirFS is an OCI image layout directory. Blob files it opens are kept
+// open by the spill store, for contents to be read in place.
+type dirFS struct {
+	root  string
+	spill *Spill
+}
+
+func (d dirFS) open(name string) (region, error) {
+	f, err := os.Open(filepath.Join(d.root, filepath.FromSlash(name)))
+	if err != nil {
+		return region{}, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", name)
+	}
+	if err == nil {
+		err = d.spill.keep(f)
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		return region{}, err
+	}
+	return region{ra: f, size: fi.Size()}, nil
+}
+
+func (d dirFS) readFile(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(filepath.Join(d.root, filepath.FromSlash(name)))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f, name, limit)
+}
+
+func readLimited(r io.Reader, name string, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return b, nil
+}
+
+// member is a file of a tar archive, found by scanArchive.
+type member struct {
+	typ  byte
+	link string // cleaned target of a symlink (relative to its directory) or hardlink
+	data region
+}
+
+// tarFS is a tar archive holding an image.
+type tarFS struct {
+	members map[string]member
+}
+
+func (t tarFS) open(name string) (region, error) {
+	p, err := cleanPath(name)
+	if err != nil {
+		return region{}, fmt.Errorf("member %q: %w", name, err)
+	}
+	for hops := 0; hops < 16; hops++ {
+		m, ok := t.members[p]
+		if !ok {
+			return region{}, fmt.Errorf("the archive has no member %s", p)
+		}
+		switch m.typ {
+		case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+			return m.data, nil
+		case tar.TypeLink:
+			p = m.link
+		case tar.TypeSymlink:
+			if path.IsAbs(m.link) {
+				p, err = cleanPath(m.link)
+			} else {
+				p, err = cleanPath(path.Join(path.Dir(p), m.link))
+			}
+			if err != nil {
+				return region{}, fmt.Errorf("member %s: symlink target: %w", name, err)
+			}
+		default:
+			return region{}, fmt.Errorf("member %s is not a regular file", p)
+		}
+	}
+	return region{}, fmt.Errorf("member %s: too many links", name)
+}
+
+func (t tarFS) readFile(name string, limit int64) ([]byte, error) {
+	r, err := t.open(name)
+	if err != nil {
+		return nil, err
+	}
+	if r.size > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return readLimited(r.reader(), name, limit)
+}
+
+// scanArchive lists the members of a tar file if it is an image archive
+// (a docker save archive, or an OCI image layout packed in a tar), and
+// returns nil for a root filesystem tarball. It stops at the first name an
+// image archive does not have at its top ("etc", "usr", ...), so a
+// root filesystem costs one header.
+func scanArchive(whole region) (*tarFS, error) {
+	raw := whole.reader()
+	cnt := &counter{r: raw, s: raw}
+	tr := tar.NewReader(seekingCounter{cnt})
+	fs := &tarFS{members: map[string]member{}}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, tar.ErrInsecurePath) && h != nil {
+			err = nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading tar header: %w", err)
+		}
+		p, err := cleanPath(h.Name)
+		if err != nil {
+			return nil, nil // not an image archive; Walk reports the entry
+		}
+		if p == "" {
+			continue
+		}
+		if !imageArchiveName(p) {
+			return nil, nil
+		}
+		m := member{typ: h.Typeflag}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+			if isSparse(h) {
+				m.typ = tar.TypeGNUSparse // not readable in place
+				break
+			}
+			if cnt.n+h.Size > whole.size {
+				return nil, fmt.Errorf("truncated archive: member %s runs past the end", p)
+			}
+			m.data = region{ra: whole.ra, off: whole.off + cnt.n, size: h.Size}
+		case tar.TypeLink:
+			if m.link, err = cleanPath(h.Linkname); err != nil {
+				return nil, fmt.Errorf("member %s: %w", p, err)
+			}
+		case tar.TypeSymlink:
+			m.link = h.Linkname
+		}
+		fs.members[p] = m
+	}
+	_, manifest := fs.members["manifest.json"]
+	_, layout := fs.members["oci-layout"]
+	_, index := fs.members["index.json"]
+	if !manifest && !(layout && index) {
+		return nil, nil
+	}
+	return fs, nil
+}
+
+// imageArchiveName reports whether p, a cleaned member name, can be part
+// of a docker or OCI image archive.
+func imageArchiveName(p string) bool {
+	top, _, nested := strings.Cut(p, "/")
+	switch {
+	case top == "blobs", isHexDigest(top):
+		return true
+	case nested:
+		return false
+	case top == "manifest.json", top == "repositories", top == "index.json", top == "oci-layout":
+		return true
+	}
+	id, ok := strings.CutSuffix(top, ".json")
+	return ok && isHexDigest(id)
+}
+
+// openImageArchive returns the layers of a docker or OCI image archive.
+// A docker manifest.json, which newer docker writes next to its OCI
+// layout, is preferred: it lists exactly the image saved, whereas the
+// index may name platforms whose blobs were left out.
+func openImageArchive(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, error) {
+	if _, ok := fs.members["manifest.json"]; ok {
+		return openDocker(name, fs, spill, keepRoot)
+	}
+	return openOCI(name, fs, spill, keepRoot, "")
+}
+
+// dockerManifest is the manifest.json of a docker save archive.
+type dockerManifest []struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// imageConfig is what kiln reads of an image configuration.
+type imageConfig struct {
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+func openDocker(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, error) {
+	b, err := fs.readFile("manifest.json", maxJSON)
+	if err != nil {
+		return nil, err
+	}
+	var dm dockerManifest
+	if err := json.Unmarshal(b, &dm); err != nil {
+		return nil, fmt.Errorf("manifest.json: %w", err)
+	}
+	if len(dm) != 1 {
+		return nil, fmt.Errorf("manifest.json lists %d images; a layer archive must hold exactly one", len(dm))
+	}
+	img := dm[0]
+	if img.Config == "" {
+		return nil, errors.New("manifest.json: the image has no Config")
+	}
+	cb, err := fs.readFile(img.Config, maxJSON)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if want := digestInName(img.Config); want != "" {
+		if got := sha256Hex(cb); got != want {
+			return nil, fmt.Errorf("%w: config %s has sha256:%s", ErrDigest, img.Config, got)
+		}
+	}
+	diffIDs, err := parseDiffIDs(cb, len(img.Layers))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", img.Config, err)
+	}
+	ls := make([]Layer, 0, len(img.Layers))
+	for i, ln := range img.Layers {
+		src, err := fs.open(ln)
+		if err != nil {
+			return nil, fmt.Errorf("image layer %d: %w", i+1, err)
+		}
+		if _, err := checkTarStream(src.ra, src.off, src.size); err != nil {
+			return nil, fmt.Errorf("image layer %s: %w", ln, err)
+		}
+		l := &tarLayer{src: src, spill: spill, keepRoot: keepRoot, blobDigest: digestInName(ln)}
+		if diffIDs != nil {
+			l.diffID = diffIDs[i]
+		}
+		switch {
+		case l.diffID != "":
+			l.name = name + "@sha256:" + l.diffID
+		case l.blobDigest != "":
+			l.name = name + "@sha256:" + l.blobDigest
+		default:
+			l.name = name + "@" + ln
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// digestInName returns the sha256 (hex) a member name states its content
+// has: "blobs/sha256/HEX" or a legacy config "HEX.json"; else "".
+func digestInName(name string) string {
+	p, err := cleanPath(name)
+	if err != nil {
+		return ""
+	}
+	if h, ok := strings.CutPrefix(p, "blobs/sha256/"); ok && isHexDigest(h) {
+		return h
+	}
+	if h, ok := strings.CutSuffix(p, ".json"); ok && isHexDigest(h) {
+		return h
+	}
+	return ""
+}
+
+// parseDiffIDs returns the hex diff_ids of a config, or nil if it has none.
+func parseDiffIDs(config []byte, layers int) ([]string, error) {
+	var c imageConfig
+	if err := json.Unmarshal(config, &c); err != nil {
+		return nil, err
+	}
+	if len(c.RootFS.DiffIDs) == 0 {
+		return nil, nil
+	}
+	if len(c.RootFS.DiffIDs) != layers {
+		return nil, fmt.Errorf("%d diff_ids for %d layers", len(c.RootFS.DiffIDs), layers)
+	}
+	out := make([]string, len(c.RootFS.DiffIDs))
+	for i, d := range c.RootFS.DiffIDs {
+		h, err := parseDigest(d)
+		if err != nil {
+			return nil, fmt.Errorf("diff_id %d: %w", i+1, err)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// parseDigest returns the hex of a "sha256:HEX" digest. Other algorithms
+// are refused, and so is anything but 64 lower-case hex digits, which
+// also keeps a digest from naming a path outside blobs/sha256.
+func parseDigest(d string) (string, error) {
+	alg, h, ok := strings.Cut(d, ":")
+	if !ok {
+		return "", fmt.Errorf("bad digest %q", d)
+	}
+	if alg != "sha256" {
+		return "", fmt.Errorf("digest %q: unsupported algorithm %q", d, alg)
+	}
+	if !isHexDigest(h) {
+		return "", fmt.Errorf("bad digest %q: want sha256 and 64 lower-case hex digits", d)
+	}
+	return h, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Media types of OCI and docker images.
+const (
+	mtOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	mtOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	mtDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mtDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+)
+
+// layerMediaTypes are the layer media types kiln accepts. The media type
+// only gates acceptance; the compression is told by the blob's magic.
+var layerMediaTypes = map[string]bool{
+	"application/vnd.oci.image.layer.v1.tar":                       true,
+	"application/vnd.oci.image.layer.v1.tar+gzip":                  true,
+	"application/vnd.oci.image.layer.v1.tar+zstd":                  true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar":      true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
+	"application/vnd.docker.image.rootfs.diff.tar":                 true,
+	"application/vnd.docker.image.rootfs.diff.tar.gzip":            true,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    true,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar":         true,
+}
+
+type descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Platform    *platform         `json:"platform,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+type platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+}
+
+type ociIndex struct {
+	MediaType string       `json:"mediaType"`
+	Manifests []descriptor `json:"manifests"`
+}
+
+type ociManifest struct {
+	MediaType string       `json:"mediaType"`
+	Config    descriptor   `json:"config"`
+	Layers    []descriptor `json:"layers"`
+}
+
+// readBlob reads a small blob and checks its size and digest.
+func readBlob(fs imageFS, d descriptor) ([]byte, error) {
+	h, err := parseDigest(d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if d.Size < 0 || d.Size > maxJSON {
+		return nil, fmt.Errorf("blob %s: size %d out of range", d.Digest, d.Size)
+	}
+	b, err := fs.readFile("blobs/sha256/"+h, maxJSON)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	if int64(len(b)) != d.Size {
+		return nil, fmt.Errorf("blob %s: %d bytes, its descriptor says %d", d.Digest, len(b), d.Size)
+	}
+	if got := sha256Hex(b); got != h {
+		return nil, fmt.Errorf("%w: blob %s has sha256:%s", ErrDigest, d.Digest, got)
+	}
+	return b, nil
+}
+
+// openOCI returns the layers of the image of an OCI image layout. pin, if
+// set, is the digest the chosen manifest must have.
+func openOCI(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
+	ls, err := openOCILayers(name, fs, spill, keepRoot, pin)
+	if err != nil {
+		var le *Error
+		if !errors.As(err, &le) {
+			err = &Error{Layer: name, Err: err}
+		}
+		return nil, err
+	}
+	return ls, nil
+}
+
+func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
+	b, err := fs.readFile("oci-layout", 1<<16)
+	if err != nil {
+		return nil, err
+	}
+	var lay struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err := json.Unmarshal(b, &lay); err != nil || lay.Version == "" {
+		return nil, fmt.Errorf("%w: oci-layout is not an OCI image layout marker", ErrFormat)
+	}
+	if !strings.HasPrefix(lay.Version, "1.") {
+		return nil, fmt.Errorf("unsupported OCI image layout version %q", lay.Version)
+	}
+	b, err = fs.readFile("index.json", maxJSON)
+	if err != nil {
+		return nil, err
+	}
+	var idx ociIndex
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	md, err := chooseManifest(fs, idx)
+	if err != nil {
+		return nil, err
+	}
+	if pin != "" && md.Digest != "sha256:"+pin {
+		return nil, fmt.Errorf("%w: image manifest is %s, pinned sha256:%s", ErrDigest, md.Digest, pin)
+	}
+	mb, err := readBlob(fs, md)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	var m ociManifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", md.Digest, err)
+	}
+	if m.MediaType != "" && m.MediaType != mtOCIManifest && m.MediaType != mtDockerManifest {
+		return nil, fmt.Errorf("manifest %s: media type %q is not an image manifest", md.Digest, m.MediaType)
+	}
+	cb, err := readBlob(fs, m.Config)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	diffIDs, err := parseDiffIDs(cb, len(m.Layers))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	ls := make([]Layer, 0, len(m.Layers))
+	for i, d := range m.Layers {
+		if !layerMediaTypes[d.MediaType] {
+			return nil, fmt.Errorf("image layer %s: unsupported media type %q", d.Digest, d.MediaType)
+		}
+		h, err := parseDigest(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("image layer %d: %w", i+1, err)
+		}
+		src, err := fs.open("blobs/sha256/" + h)
+		if err != nil {
+			return nil, fmt.Errorf("image layer %s: %w", d.Digest, err)
+		}
+		if src.size != d.Size {
+			return nil, fmt.Errorf("image layer %s: blob of %d bytes, its descriptor says %d", d.Digest, src.size, d.Size)
+		}
+		l := &tarLayer{name: name + "@" + d.Digest, src: src, spill: spill, keepRoot: keepRoot, blobDigest: h}
+		if diffIDs != nil {
+			l.diffID = diffIDs[i]
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// chooseManifest picks the image manifest of an index: nested indexes are
+// followed, attestation manifests (docker buildx's, platform
+// unknown/unknown) are ignored; then the only manifest left, else the only
+// one for linux/amd64, is chosen. Anything else is an error.
+func chooseManifest(fs imageFS, idx ociIndex) (descriptor, error) {
+	var all []descriptor
+	if err := collectManifests(fs, idx, 0, &all); err != nil {
+		return descriptor{}, err
+	}
+	if len(all) == 1 {
+		return all[0], nil
+	}
+	var amd64 []descriptor
+	for _, d := range all {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			if !slices.ContainsFunc(amd64, func(a descriptor) bool { return a.Digest == d.Digest }) {
+				amd64 = append(amd64, d)
+			}
+		}
+	}
+	switch {
+	case len(all) == 0:
+		return descriptor{}, errors.New("index.json lists no image manifest")
+	case len(amd64) == 1:
+		return amd64[0], nil
+	case len(amd64) == 0:
+		return descriptor{}, fmt.Errorf("index.json lists %d image manifests and none for linux/amd64", len(all))
+	}
+	return descriptor{}, fmt.Errorf("index.json lists %d different image manifests for linux/amd64", len(amd64))
+}
+
+func collectManifests(fs imageFS, idx ociIndex, depth int, out *[]descriptor) error {
+	for _, d := range idx.Manifests {
+		switch d.MediaType {
+		case mtOCIManifest, mtDockerManifest:
+			if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
+				d.Platform != nil && d.Platform.OS == "unknown" {
+				continue
+			}
+			*out = append(*out, d)
+		case mtOCIIndex, mtDockerList:
+			if depth >= 4 {
+				return errors.New("image indexes nested too deep")
+			}
+			b, err := readBlob(fs, d)
+			if err != nil {
+				return fmt.Errorf("index: %w", err)
+			}
+			var sub ociIndex
+			if err := json.Unmarshal(b, &sub); err != nil {
+				return fmt.Errorf("index %s: %w", d.Digest, err)
+			}
+			if err := collectManifests(fs, sub, depth+1, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

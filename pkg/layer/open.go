@@ -1,0 +1,172 @@
+package layer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Options control how layers are opened.
+type Options struct {
+	// Epoch is the mtime of every entry of a directory layer.
+	Epoch int64
+	// DirUID and DirGID own every entry of a directory layer (default
+	// 0:0): the uid of whoever runs the build never leaks into the image.
+	DirUID, DirGID uint32
+	// SHA256 optionally pins the layer file: the hex sha256 of its bytes
+	// ("sha256:" prefix allowed). A mismatch is an error naming the layer.
+	// For an OCI image layout directory it pins the digest of the image
+	// manifest chosen (which pins, through digests, every blob); for any
+	// other directory a pin is an error.
+	SHA256 string
+	// TempDir is where spill files go ("" means os.TempDir()). It is used
+	// only when Spill is nil.
+	TempDir string
+	// Spill keeps what the Contents of the layers refer to; its owner
+	// closes it once the image is written. If nil, Open makes one in
+	// TempDir for the layers it returns, which is never closed explicitly:
+	// its files are closed when the garbage collector finds them
+	// unreachable, or when the process exits.
+	Spill *Spill
+	// KeepRoot passes the root directory of a layer, when the layer has
+	// one, as an entry with Path "." (directory layers always have one).
+	// By default it is skipped, as containerd does.
+	KeepRoot bool
+}
+
+// Layer is one layer, ready to be walked.
+type Layer interface {
+	// Name is for messages: the path given to Open, plus "@sha256:..." for
+	// a layer inside an OCI layout or a docker archive.
+	Name() string
+	// Walk calls fn for every entry, in the order the layer stores them
+	// (directory layers: a sorted walk). An error of fn stops the walk and
+	// is returned as is; any other error is an *Error. Walk may be called
+	// again; it reads the layer anew.
+	Walk(fn func(e *Entry) error) error
+}
+
+// Open detects the format of path by its bytes, not by its name, and
+// returns the layers it holds: one, or for an OCI image layout or a docker
+// archive every layer of the image, in manifest order.
+func Open(path string, o Options) ([]Layer, error) {
+	fail := func(err error) ([]Layer, error) { return nil, &Error{Layer: path, Err: err} }
+	pin, err := parsePin(o.SHA256)
+	if err != nil {
+		return fail(err)
+	}
+	spill := o.Spill
+	if spill == nil {
+		spill = NewSpill(o.TempDir)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fail(err)
+	}
+	if fi.IsDir() {
+		if _, err := os.Lstat(filepath.Join(path, "oci-layout")); err == nil {
+			return openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin)
+		}
+		if pin != "" {
+			return fail(errors.New("a sha256 pin was given for a directory layer, which has no digest"))
+		}
+		return openDir(path, o)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("not a regular file or a directory (%s)", fi.Mode().Type()))
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		return fail(err)
+	}
+	ls, err := openFile(path, f, spill, o.KeepRoot, pin)
+	if err != nil {
+		f.Close()
+		var le *Error
+		if !errors.As(err, &le) {
+			err = &Error{Layer: path, Err: err}
+		}
+		return nil, err
+	}
+	if err := spill.keep(f); err != nil {
+		return fail(err)
+	}
+	return ls, nil
+}
+
+// openFile opens the layers of a regular file.
+func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	whole := region{ra: f, off: 0, size: fi.Size()}
+	if pin != "" {
+		h := sha256.New()
+		if _, err := io.Copy(h, whole.reader()); err != nil {
+			return nil, fmt.Errorf("hashing: %w", err)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != pin {
+			return nil, fmt.Errorf("%w: file has sha256:%s, pinned sha256:%s", ErrDigest, got, pin)
+		}
+	}
+	head, err := readHead(f, 0, whole.size)
+	if err != nil {
+		return nil, err
+	}
+	switch k := sniff(head); {
+	case k == kindAr:
+		data, err := debData(whole)
+		if err != nil {
+			return nil, err
+		}
+		return []Layer{&tarLayer{name: path, src: data, spill: spill, keepRoot: keepRoot}}, nil
+	case k == kindTar:
+		arch, err := scanArchive(whole)
+		if err != nil {
+			return nil, err
+		}
+		if arch != nil {
+			return openImageArchive(path, arch, spill, keepRoot)
+		}
+	case k.compressed():
+		if _, err := checkTarStream(f, 0, whole.size); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: not a tar archive (plain, gzip, xz, zstd or bzip2), a Debian package, a directory, an OCI image layout or a docker archive", ErrFormat)
+	}
+	return []Layer{&tarLayer{name: path, src: whole, spill: spill, keepRoot: keepRoot}}, nil
+}
+
+// parsePin returns the lower-case hex of a sha256 pin, or "".
+func parsePin(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	h := strings.ToLower(strings.TrimPrefix(s, "sha256:"))
+	if !isHexDigest(h) {
+		return "", fmt.Errorf("bad sha256 pin %q: want 64 hex digits", s)
+	}
+	return h, nil
+}
+
+// isHexDigest reports whether s is 64 lower-case hex digits.
+func isHexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
