@@ -1,0 +1,26 @@
+// Package fat writes FAT file systems (FAT32, and FAT16/FAT12 for small
+// volumes) holding a merged tree, and probes existing FAT boot sectors.
+//
+// The writer is pure Go and deterministic: every byte follows from the tree,
+// the volume size and Options. Times come from inode mtimes (treated as UTC)
+// or Options.Epoch, the volume ID from Options.VolumeID; directories are
+// laid out in tree.Walk order, each file and directory in one contiguous
+// run of clusters, so two writes of the same tree give identical images.
+//
+// Layout follows mkfs.fat (dosfstools): 2 FATs, media 0xF8, 32 reserved
+// sectors on FAT32 with the FSInfo sector at 1 and the backup boot sector at
+// 6 (backup FSInfo at 7), the root directory at cluster 2, and the same
+// cluster size and FAT length choices as "mkfs.fat -F 32" (or, for FAT12/16,
+// as mkfs.fat without -F). With Options.FATType 0 the writer picks FAT32
+// whenever the size gives the 65525 clusters FAT32 needs (unlike mkfs.fat,
+// which only picks FAT32 by itself from 512 MiB on: an EFI system partition
+// should be FAT32), else FAT16, else FAT12.
+//
+// Names follow VFAT: a name that is a valid upper-case 8.3 name is stored as
+// a short entry only; a lower-case one also, with the Windows NT case bits;
+// any other name gets long-name (LFN) entries in UTF-16 and a generated,
+// unique short name (NAME~1.EXT and so on). FAT compares names without
+// regard to case, so two names of one directory that differ only in case
+// are an error, as are symlinks, devices and FIFOs, which FAT cannot store.
+// Hardlinked files are stored as independent copies.
+package fat
