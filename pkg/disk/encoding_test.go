@@ -196,6 +196,10 @@ var goldenCases = []planCase{
 	}},
 }
 
+// goldenHeader opens the golden file, saying how it was made.
+const goldenHeader = "# sha256 of whole images written by pkg/disk for goldenCases (encoding_test.go).\n" +
+	"# Made by: go test ./pkg/disk -run TestGolden -update\n"
+
 func TestGolden(t *testing.T) {
 	path := filepath.Join("testdata", "golden.sha256")
 	var lines []string
@@ -208,7 +212,7 @@ func TestGolden(t *testing.T) {
 		sum := sha256.Sum256(img)
 		lines = append(lines, c.name+" "+hex.EncodeToString(sum[:]))
 	}
-	got := strings.Join(lines, "\n") + "\n"
+	got := goldenHeader + strings.Join(lines, "\n") + "\n"
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)

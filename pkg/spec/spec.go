@@ -67,8 +67,8 @@ type Partition struct {
 	Filesystem  string `yaml:"filesystem" json:"filesystem"`
 	Mount       string `yaml:"mount" json:"mount,omitempty"`
 	Label       string `yaml:"label" json:"label,omitempty"`
-	GUID        string `yaml:"guid" json:"guid,omitempty"`         // partition unique GUID
-	UUID        string `yaml:"uuid" json:"uuid,omitempty"`         // ext4 filesystem UUID
+	GUID        string `yaml:"guid" json:"guid,omitempty"`           // partition unique GUID
+	UUID        string `yaml:"uuid" json:"uuid,omitempty"`           // ext4 filesystem UUID
 	HashSeed    string `yaml:"hash_seed" json:"hash_seed,omitempty"` // ext4 htree hash seed (a UUID)
 	JournalUUID string `yaml:"journal_uuid" json:"journal_uuid,omitempty"`
 	VolumeID    string `yaml:"volume_id" json:"volume_id,omitempty"` // FAT volume ID, 8 hex digits

@@ -30,12 +30,16 @@ func (l sliceLayer) Walk(fn func(*layer.Entry) error) error {
 
 type strContent string
 
-func (s strContent) Open() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(s))), nil }
+func (s strContent) Open() (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader(string(s))), nil
+}
 
 func file(p, data string) layer.Entry {
 	return layer.Entry{Path: p, Type: layer.TypeReg, Mode: 0o644, Size: int64(len(data)), Content: strContent(data), Mtime: 100}
 }
-func dir(p string) layer.Entry { return layer.Entry{Path: p, Type: layer.TypeDir, Mode: 0o755, Mtime: 100} }
+func dir(p string) layer.Entry {
+	return layer.Entry{Path: p, Type: layer.TypeDir, Mode: 0o755, Mtime: 100}
+}
 func symlink(p, target string) layer.Entry {
 	return layer.Entry{Path: p, Type: layer.TypeSymlink, Linkname: target, Mode: 0o777, Mtime: 100}
 }
