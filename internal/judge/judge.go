@@ -141,14 +141,14 @@ func SgdiskVerify(t testing.TB, img string) {
 	}
 }
 
-// SfdiskVerify runs `sfdisk --verify` and requires a clean exit with no
-// warning.
+// SfdiskVerify runs `sfdisk --verify` and requires "No errors detected"
+// and no warning.
 func SfdiskVerify(t testing.TB, img string) {
 	t.Helper()
 	Need(t, "sfdisk")
 	out, code := Run(t, nil, "sfdisk", "--verify", img)
 	low := strings.ToLower(out)
-	if code != 0 || strings.Contains(low, "warning") || strings.Contains(low, "error") || strings.Contains(low, "overlap") {
+	if code != 0 || !strings.Contains(out, "No errors detected") || strings.Contains(low, "warning") || strings.Contains(low, "overlap") {
 		t.Fatalf("sfdisk --verify (exit %d):\n%s", code, out)
 	}
 }

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/fs/ext4"
+	"github.com/kiln-build/kiln/pkg/fs/fat"
+)
+
+type inspectOptions struct {
+	json bool
+}
+
+func newInspectCmd() *cobra.Command {
+	var o inspectOptions
+	c := &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show an image's partition table and the filesystem in each partition",
+		Args:  argsUsage(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			rep, err := inspectImage(args[0])
+			if err != nil {
+				return err
+			}
+			if o.json {
+				enc := json.NewEncoder(c.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printReport(c.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	return c
+}
+
+// report is what inspect prints; its JSON form is a stable interface.
+type report struct {
+	Image      string       `json:"image"`
+	Format     string       `json:"format"`
+	Size       int64        `json:"size"`
+	Table      string       `json:"table"`
+	DiskGUID   string       `json:"disk_guid,omitempty"`
+	Signature  string       `json:"disk_signature,omitempty"`
+	Problems   []string     `json:"problems,omitempty"`
+	Partitions []partReport `json:"partitions"`
+}
+
+type partReport struct {
+	Number     int       `json:"number"`
+	Name       string    `json:"name,omitempty"`
+	Type       string    `json:"type"`
+	TypeGUID   string    `json:"type_guid,omitempty"`
+	MBRType    string    `json:"mbr_type,omitempty"`
+	GUID       string    `json:"guid,omitempty"`
+	PartUUID   string    `json:"partuuid"`
+	FirstLBA   int64     `json:"first_lba"`
+	LastLBA    int64     `json:"last_lba"`
+	Size       int64     `json:"size"`
+	Bootable   bool      `json:"bootable,omitempty"`
+	Attributes uint64    `json:"attributes,omitempty"`
+	FS         *fsReport `json:"filesystem,omitempty"`
+}
+
+type fsReport struct {
+	Type  string `json:"type"`
+	Label string `json:"label"`
+	UUID  string `json:"uuid"`
+	Size  int64  `json:"size"`
+	Used  int64  `json:"used"`
+}
+
+func inspectImage(path string) (*report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	l, err := disk.Read(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	rep := &report{Image: path, Format: "raw", Size: st.Size(), Table: l.Table.String(), Problems: l.Problems}
+	if l.Table == disk.GPT {
+		rep.DiskGUID = l.DiskGUID.String()
+	} else {
+		rep.Signature = fmt.Sprintf("%08x", l.DiskSignature)
+	}
+	for _, p := range l.Partitions {
+		t := p.Type()
+		pr := partReport{
+			Number: p.Number, Name: p.Name, Type: typeName(t),
+			PartUUID: l.PartUUID(p), FirstLBA: p.FirstLBA(), LastLBA: p.LastLBA(), Size: p.Size,
+			Bootable: p.Bootable, Attributes: p.Attributes,
+		}
+		if l.Table == disk.GPT {
+			pr.TypeGUID = p.TypeGUID.String()
+			pr.GUID = p.GUID.String()
+		} else {
+			pr.MBRType = fmt.Sprintf("0x%02x", p.MBRType)
+		}
+		pr.FS = probeFS(io.NewSectionReader(f, p.Start, p.Size), p.Size)
+		rep.Partitions = append(rep.Partitions, pr)
+	}
+	return rep, nil
+}
+
+func typeName(t disk.Type) string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.Description
+}
+
+// probeFS recognises the filesystem at the start of a partition.
+func probeFS(r io.ReaderAt, size int64) *fsReport {
+	if i, err := ext4.Probe(r); err == nil {
+		bs := int64(i.BlockSize)
+		typ := "ext2"
+		switch {
+		case i.Has("extent") || i.Has("64bit") || i.Has("metadata_csum"):
+			typ = "ext4"
+		case i.Has("has_journal"):
+			typ = "ext3"
+		}
+		return &fsReport{Type: typ, Label: i.Label, UUID: i.UUID.String(), Size: int64(i.Blocks) * bs, Used: int64(i.Blocks-i.FreeBlocks) * bs}
+	}
+	if i, err := fat.Probe(r, size); err == nil {
+		return &fsReport{
+			Type: "vfat", Label: i.Label, UUID: fmt.Sprintf("%04X-%04X", i.VolumeID>>16, i.VolumeID&0xffff),
+			Size: i.Size, Used: int64(i.TotalClusters-i.FreeClusters) * int64(i.ClusterSize),
+		}
+	}
+	return nil
+}
+
+func printReport(w io.Writer, r *report) {
+	fmt.Fprintf(w, "image %s: %s, %s\n", r.Image, r.Format, human(r.Size))
+	if r.Table == "gpt" {
+		fmt.Fprintf(w, "table gpt, disk GUID %s\n", r.DiskGUID)
+	} else {
+		fmt.Fprintf(w, "table %s, disk signature %s\n", r.Table, r.Signature)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tNAME\tTYPE\tFIRST LBA\tLAST LBA\tSIZE\tPARTUUID\tFILESYSTEM")
+	for _, p := range r.Partitions {
+		fsd := "-"
+		if p.FS != nil {
+			fsd = fmt.Sprintf("%s label=%q uuid=%s size=%s used=%s", p.FS.Type, p.FS.Label, p.FS.UUID, human(p.FS.Size), human(p.FS.Used))
+		}
+		typ := p.Type
+		if p.TypeGUID != "" {
+			typ += " (" + p.TypeGUID + ")"
+		} else if p.MBRType != "" {
+			typ += " (" + p.MBRType + ")"
+		}
+		if p.Bootable {
+			typ += " [boot]"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.Number, p.Name, typ, p.FirstLBA, p.LastLBA, human(p.Size), p.PartUUID, fsd)
+	}
+	tw.Flush()
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,364 @@
+// Package build is the orchestrator: spec → layers → merged tree →
+// partition plan → filesystems → image file. Each step is a function of
+// its inputs and the epoch; the step order is the order of this file.
+//
+// It owns no format: it calls pkg/layer, pkg/tree, pkg/disk, pkg/fs/* and
+// pkg/imgfmt, and derives every identifier through pkg/repro.
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/fs/ext4"
+	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/imgfmt"
+	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/spec"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+const mib = 1 << 20
+
+// Options are a build's inputs besides the spec.
+type Options struct {
+	// Output overrides the spec's output.path when set.
+	Output string
+	// EnvEpoch is SOURCE_DATE_EPOCH, used when the spec has no epoch:
+	// read once by the command line, never here.
+	EnvEpoch *int64
+	// TempDir holds spill files of compressed layers ("" = os.TempDir()).
+	TempDir string
+	// Log receives progress lines (nil = silent).
+	Log io.Writer
+}
+
+// Result describes a finished build.
+type Result struct {
+	Output string
+	Epoch  int64
+	Layout *disk.Layout
+}
+
+// part is a partition on its way to the disk.
+type part struct {
+	spec *spec.Partition
+	tree *tree.Tree // nil without a filesystem
+	size int64      // bytes; 0 for "rest" until planned
+}
+
+// Build assembles the image the spec describes.
+func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", a...)
+		}
+	}
+	epoch := int64(0)
+	if s.Epoch != nil {
+		epoch = *s.Epoch
+	} else if o.EnvEpoch != nil {
+		epoch = *o.EnvEpoch
+	}
+	outPath := s.Output.Path
+	if o.Output != "" {
+		outPath = o.Output
+	}
+	if outPath == "" {
+		return nil, &spec.Error{File: s.File, Msg: "output.path: missing (set it in the spec or pass -o)"}
+	}
+	if o.Output == "" {
+		outPath = s.Resolve(outPath)
+	}
+
+	// 1. Layers, merged in order.
+	t, closeLayers, err := mergeLayers(ctx, s, epoch, o.TempDir, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer closeLayers()
+
+	// 2. Each partition's share of the tree.
+	parts, err := splitTree(s, t, epoch)
+	if err != nil {
+		return nil, err
+	}
+	seed := s.IDSeed()
+	fsOpts := make([]any, len(parts))
+	for i, p := range parts {
+		fsOpts[i], err = filesystemOptions(s, p.spec, seed, epoch)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// 3. Sizes and the partition plan.
+	layout, err := plan(s, parts, fsOpts, seed)
+	if err != nil {
+		return nil, err
+	}
+	logf("layout: %s, %d bytes, %d partitions", s.Disk.Table, layout.Size, len(layout.Partitions))
+
+	// 4. The image: partition table, then each filesystem in its window.
+	out, err := imgfmt.Create(outPath, s.Output.Format, layout.Size)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Abort()
+	w := ctxWriterAt{ctx, out}
+	if err := disk.Write(w, layout); err != nil {
+		return nil, fmt.Errorf("writing partition table: %w", err)
+	}
+	for i, p := range parts {
+		if p.tree == nil {
+			continue
+		}
+		lp := layout.Partitions[i]
+		win := io.NewOffsetWriter(w, lp.Start)
+		switch fo := fsOpts[i].(type) {
+		case ext4.Options:
+			err = ext4.Write(win, lp.Size, p.tree, fo)
+		case fat.Options:
+			fo.HiddenSectors = uint32(lp.Start / disk.SectorSize)
+			err = fat.Write(win, lp.Size, p.tree, fo)
+		default:
+			err = fmt.Errorf("BUG: no writer for %T", fo)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("partition %s (%s): %w", p.spec.Name, p.spec.Filesystem, err)
+		}
+		logf("partition %s: %s, %d bytes at %d", p.spec.Name, p.spec.Filesystem, lp.Size, lp.Start)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := out.Commit(); err != nil {
+		return nil, err
+	}
+	logf("wrote %s", outPath)
+	return &Result{Output: outPath, Epoch: epoch, Layout: layout}, nil
+}
+
+// mergeLayers opens every layer of the spec and merges them in order.
+// The returned close releases the spill store that the tree's file
+// contents live in: call it after the image is written.
+func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, tmp string, logf func(string, ...any)) (*tree.Tree, func(), error) {
+	m := tree.NewMerger(epoch)
+	spill := layer.NewSpill(tmp)
+	closeAll := func() { spill.Close() }
+	for _, sl := range s.Layers {
+		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: tmp, Spill: spill, KeepRoot: true}
+		if sl.UID != nil {
+			lo.DirUID = *sl.UID
+		}
+		if sl.GID != nil {
+			lo.DirGID = *sl.GID
+		}
+		ls, err := layer.Open(s.Resolve(sl.Path), lo)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		for _, l := range ls {
+			if err := ctx.Err(); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			if err := m.Apply(l); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			logf("layer %s merged", l.Name())
+		}
+	}
+	return m.Tree(), closeAll, nil
+}
+
+// splitTree gives each partition with a mount its subtree: deepest mounts
+// first, so nested mounts work; the partition mounted at "/" gets the rest.
+func splitTree(s *spec.Spec, t *tree.Tree, epoch int64) ([]*part, error) {
+	parts := make([]*part, len(s.Disk.Partitions))
+	var order []int
+	rootIdx := -1
+	for i := range s.Disk.Partitions {
+		p := &s.Disk.Partitions[i]
+		parts[i] = &part{spec: p, size: p.SizeBytes}
+		switch {
+		case p.Mount == "/":
+			rootIdx = i
+		case p.Mount != "":
+			order = append(order, i)
+		case p.Filesystem != "none":
+			parts[i].tree = tree.New(epoch) // an empty filesystem
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return strings.Count(s.Disk.Partitions[order[a]].Mount, "/") > strings.Count(s.Disk.Partitions[order[b]].Mount, "/")
+	})
+	for _, i := range order {
+		sub, err := t.Detach(parts[i].spec.Mount, epoch)
+		if err != nil {
+			return nil, &spec.Error{File: s.File, Line: parts[i].spec.Line, Msg: fmt.Sprintf("partition %s: %v", parts[i].spec.Name, err)}
+		}
+		parts[i].tree = sub
+	}
+	if rootIdx >= 0 {
+		parts[rootIdx].tree = t
+		return parts, nil
+	}
+	// Without a root partition, nothing but directories may be left over.
+	var stray string
+	t.Walk(func(p string, d tree.Dirent) error {
+		if stray == "" && d.Inode.Kind != tree.Dir {
+			stray = p
+		}
+		return nil
+	})
+	if stray != "" {
+		return nil, &spec.Error{File: s.File, Line: s.Disk.Line, Msg: fmt.Sprintf("no partition is mounted at / but the layers have %s, which no partition's mount covers", stray)}
+	}
+	return parts, nil
+}
+
+// filesystemOptions derives a partition's filesystem identity: every ID
+// from the seed unless the spec gives it.
+func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64) (any, error) {
+	id := func(given, purpose string) repro.UUID {
+		if given != "" {
+			u, err := repro.ParseUUID(given)
+			if err == nil {
+				return u
+			}
+		}
+		return repro.Derive(seed, "partition/"+p.Name+"/"+purpose)
+	}
+	switch p.Filesystem {
+	case "ext4":
+		label := p.Label
+		if label == "" {
+			label = truncate(p.Name, 16)
+		}
+		return ext4.Options{
+			Label:       label,
+			UUID:        id(p.UUID, "fs-uuid"),
+			HashSeed:    id(p.HashSeed, "hash-seed"),
+			JournalUUID: id(p.JournalUUID, "journal-uuid"),
+			Epoch:       epoch,
+		}, nil
+	case "vfat":
+		label := p.Label
+		if label == "" {
+			label = strings.ToUpper(truncate(p.Name, 11))
+		}
+		vid := repro.Derive32(seed, "partition/"+p.Name+"/volume-id")
+		if p.VolumeID != "" {
+			var v uint32
+			fmt.Sscanf(strings.TrimPrefix(strings.ToLower(p.VolumeID), "0x"), "%x", &v)
+			vid = v
+		}
+		return fat.Options{Label: label, VolumeID: vid, Epoch: epoch}, nil
+	case "none":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("BUG: filesystem %q passed validation", p.Filesystem)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// plan sizes auto partitions from their content and places all of them.
+func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout, error) {
+	table := disk.GPT
+	if s.Disk.Table == "mbr" {
+		table = disk.MBR
+	}
+	autoDisk := s.Disk.SizeBytes == 0
+	specs := make([]disk.PartitionSpec, len(parts))
+	var fixed []int64
+	for i, p := range parts {
+		sp := p.spec
+		ps := disk.PartitionSpec{Name: sp.Name, Type: sp.Type, Size: p.size, Bootable: sp.Bootable}
+		if sp.GUID != "" {
+			ps.GUID, _ = repro.ParseUUID(sp.GUID)
+		} else {
+			ps.GUID = repro.Derive(seed, "partition/"+sp.Name+"/guid")
+		}
+		if sp.Auto || (sp.Rest && autoDisk) {
+			if p.tree == nil {
+				return nil, &spec.Error{File: s.File, Line: sp.Line, Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
+			}
+			n, err := minSize(p.tree, fsOpts[i])
+			if err != nil {
+				return nil, fmt.Errorf("partition %s: sizing: %w", sp.Name, err)
+			}
+			ps.Size = roundUp(n+s.Disk.FreeBytes, mib)
+		} else if sp.Rest {
+			ps.Rest = true
+		}
+		specs[i] = ps
+		if !ps.Rest {
+			fixed = append(fixed, ps.Size)
+		}
+	}
+	po := disk.PlanOptions{Arch: s.Disk.Arch}
+	if s.Disk.GUID != "" {
+		po.DiskGUID, _ = repro.ParseUUID(s.Disk.GUID)
+	} else {
+		po.DiskGUID = repro.Derive(seed, "disk/guid")
+	}
+	if s.Disk.Signature != "" {
+		fmt.Sscanf(strings.TrimPrefix(strings.ToLower(s.Disk.Signature), "0x"), "%x", &po.DiskSignature)
+	} else {
+		po.DiskSignature = repro.Derive32(seed, "disk/signature")
+	}
+	size := s.Disk.SizeBytes
+	if autoDisk {
+		var err error
+		if size, err = disk.MinDiskSize(table, fixed, po); err != nil {
+			return nil, &spec.Error{File: s.File, Line: s.Disk.Line, Msg: "disk: " + err.Error()}
+		}
+	}
+	l, err := disk.Plan(table, size, specs, po)
+	if err != nil {
+		return nil, &spec.Error{File: s.File, Line: s.Disk.Line, Msg: "disk: " + err.Error()}
+	}
+	return l, nil
+}
+
+func minSize(t *tree.Tree, fo any) (int64, error) {
+	switch o := fo.(type) {
+	case ext4.Options:
+		return ext4.MinSize(t, o)
+	case fat.Options:
+		return fat.MinSize(t, o)
+	}
+	return 0, fmt.Errorf("BUG: no size for %T", fo)
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// ctxWriterAt fails writes once the build is cancelled, so that a long
+// filesystem write stops promptly on SIGINT and the output is removed.
+type ctxWriterAt struct {
+	ctx context.Context
+	w   io.WriterAt
+}
+
+func (c ctxWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.WriteAt(p, off)
+}
