@@ -9,7 +9,7 @@ declare -A pkg=(
   [sgdisk]=gdisk [sfdisk]=fdisk
   [qemu-img]=qemu-utils
   [mmdebstrap]=mmdebstrap
-  [xz]=xz-utils [zstd]=zstd
+  [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
