@@ -406,3 +406,59 @@ output:
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+// TestInspectForeignImage reads an image partitioned by sgdisk and
+// formatted by mkfs.vfat and mke2fs at offsets: inspect is not only for
+// kiln's own images.
+func TestInspectForeignImage(t *testing.T) {
+	judge.Need(t, "sgdisk", "mkfs.vfat", "mke2fs")
+	img := filepath.Join(t.TempDir(), "foreign.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(128 << 20)
+	f.Close()
+	steps := [][]string{
+		{"sgdisk", "-U", "11111111-2222-3333-4444-555555555555", "-n", "1:2048:+40M", "-t", "1:ef00", "-c", "1:efi", "-u", "1:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "-n", "2:0:0", "-t", "2:8304", "-c", "2:system", img},
+		{"mkfs.vfat", "-F", "32", "-i", "1234abcd", "-n", "FOREIGN", "--offset", "2048", img, fmt.Sprint(40 << 10)},
+		{"mke2fs", "-q", "-t", "ext4", "-L", "sysroot", "-U", "01234567-89ab-cdef-0123-456789abcdef", "-E", fmt.Sprintf("offset=%d", 83968*512), img, "40M"},
+	}
+	for _, s := range steps {
+		if out, code := judge.Run(t, nil, s[0], s[1:]...); code != 0 {
+			t.Fatalf("%v: %s", s, out)
+		}
+	}
+	out, se, code := kiln(t, "", nil, "inspect", "--json", img)
+	if code != 0 {
+		t.Fatalf("inspect: %d %s", code, se)
+	}
+	var rep struct {
+		Table      string `json:"table"`
+		DiskGUID   string `json:"disk_guid"`
+		Partitions []struct {
+			Name, Type, GUID string
+			FirstLBA         int64                               `json:"first_lba"`
+			FS               *struct{ Type, Label, UUID string } `json:"filesystem"`
+		} `json:"partitions"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	p := rep.Partitions
+	if rep.Table != "gpt" || rep.DiskGUID != "11111111-2222-3333-4444-555555555555" || len(p) != 2 {
+		t.Fatalf("table: %s", out)
+	}
+	if p[0].Name != "efi" || p[0].Type != "esp" || p[0].GUID != "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee" || p[0].FS == nil ||
+		p[0].FS.Type != "vfat" || p[0].FS.Label != "FOREIGN" || p[0].FS.UUID != "1234-ABCD" {
+		t.Errorf("esp: %s", out)
+	}
+	if p[1].Name != "system" || p[1].Type != "root-x86-64" || p[1].FirstLBA != 83968 || p[1].FS == nil ||
+		p[1].FS.Type != "ext4" || p[1].FS.Label != "sysroot" || p[1].FS.UUID != "01234567-89ab-cdef-0123-456789abcdef" {
+		t.Errorf("root: %s", out)
+	}
+	txt, _, code := kiln(t, "", nil, "inspect", img)
+	if code != 0 || !strings.Contains(txt, `label="sysroot"`) || !strings.Contains(txt, "disk GUID 11111111-2222-3333-4444-555555555555") {
+		t.Errorf("text report:\n%s", txt)
+	}
+}
