@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools kiln's tests use as independent judges, with apt-get,
-# when any is missing. kiln itself needs none of them.
+# Installs the tools kiln's tests use as independent judges, and QEMU with
+# OVMF for the boot tests and `kiln run`, with apt-get, when any is
+# missing. `kiln build` itself needs none of them.
 set -euo pipefail
 declare -A pkg=(
   [e2fsck]=e2fsprogs [debugfs]=e2fsprogs [mke2fs]=e2fsprogs
@@ -10,11 +11,15 @@ declare -A pkg=(
   [qemu-img]=qemu-utils
   [mmdebstrap]=mmdebstrap
   [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
+  [qemu-system-x86_64]=qemu-system-x86
+  [objdump]=binutils [cpio]=cpio
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
   PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
+# Firmware files, not commands.
+[ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
 [ ${#missing[@]} -eq 0 ] && exit 0
 missing=($(printf '%s\n' "${missing[@]}" | sort -u))
 echo "install-deps: installing ${missing[*]}"

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +15,7 @@ import (
 type buildOptions struct {
 	output  string
 	tempDir string
+	init    string
 	quiet   bool
 }
 
@@ -32,6 +35,7 @@ func newBuildCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&o.output, "output", "o", "", "write the image here instead of the spec's output.path")
 	c.Flags().StringVar(&o.tempDir, "tmpdir", "", "folder for spill files of compressed layers (default: $TMPDIR)")
+	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary for generated initramfs images (default: $KILN_INIT, else kiln-init beside kiln)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors")
 	return c
 }
@@ -45,7 +49,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	if err != nil {
 		return usageError{err}
 	}
-	bo := build.Options{Output: o.output, TempDir: o.tempDir}
+	bo := build.Options{Output: o.output, TempDir: o.tempDir, InitPath: initPath(o.init)}
 	if ok {
 		bo.EnvEpoch = &env
 	}
@@ -60,4 +64,19 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 		c.Printf("%s\n", res.Output)
 	}
 	return nil
+}
+
+// initPath finds kiln-init: the flag, $KILN_INIT, or beside this binary.
+func initPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if p := os.Getenv("KILN_INIT"); p != "" {
+		return p
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "kiln-init"
+	}
+	return filepath.Join(filepath.Dir(exe), "kiln-init")
 }

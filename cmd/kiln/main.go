@@ -24,6 +24,7 @@ const (
 	exitFailure  = 1   // anything else
 	exitUsage    = 2   // bad usage or invalid spec
 	exitBadLayer = 3   // bad input layer
+	exitBoot     = 4   // kiln run: the expected text did not appear
 	exitSignal   = 130 // interrupted by SIGINT or SIGTERM (as shells report it)
 )
 
@@ -58,7 +59,10 @@ func exitCode(err error) int {
 	var le *layer.Error
 	var te *tree.Error
 	var ue usageError
+	var be bootError
 	switch {
+	case errors.As(err, &be):
+		return exitBoot
 	case errors.As(err, &ue), errors.As(err, &se):
 		return exitUsage
 	case errors.As(err, &le), errors.As(err, &te):
@@ -77,7 +81,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVersionCmd())
 	return root
 }
 

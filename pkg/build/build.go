@@ -36,6 +36,8 @@ type Options struct {
 	TempDir string
 	// Log receives progress lines (nil = silent).
 	Log io.Writer
+	// InitPath is the kiln-init binary put in generated initramfs images.
+	InitPath string
 }
 
 // Result describes a finished build.
@@ -47,9 +49,10 @@ type Result struct {
 
 // part is a partition on its way to the disk.
 type part struct {
-	spec *spec.Partition
-	tree *tree.Tree // nil without a filesystem
-	size int64      // bytes; 0 for "rest" until planned
+	spec     *spec.Partition
+	tree     *tree.Tree // nil without a filesystem
+	size     int64      // bytes; 0 for "rest" until planned
+	bootable bool       // set by the boot stage (MBR active flag, GPT legacy BIOS bootable)
 }
 
 // Build assembles the image the spec describes.
@@ -289,12 +292,8 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 	var fixed []int64
 	for i, p := range parts {
 		sp := p.spec
-		ps := disk.PartitionSpec{Name: sp.Name, Type: sp.Type, Size: p.size, Bootable: sp.Bootable}
-		if sp.GUID != "" {
-			ps.GUID, _ = repro.ParseUUID(sp.GUID)
-		} else {
-			ps.GUID = repro.Derive(seed, "partition/"+sp.Name+"/guid")
-		}
+		ps := disk.PartitionSpec{Name: sp.Name, Type: sp.Type, Size: p.size, Bootable: sp.Bootable || p.bootable,
+			GUID: partitionGUID(sp, seed)}
 		if sp.Auto || (sp.Rest && autoDisk) {
 			if p.tree == nil {
 				return nil, &spec.Error{File: s.File, Line: sp.Line, Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
@@ -312,16 +311,11 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 			fixed = append(fixed, ps.Size)
 		}
 	}
-	po := disk.PlanOptions{Arch: s.Disk.Arch}
+	po := disk.PlanOptions{Arch: s.Disk.Arch, DiskSignature: diskSignature(s, seed)}
 	if s.Disk.GUID != "" {
 		po.DiskGUID, _ = repro.ParseUUID(s.Disk.GUID)
 	} else {
 		po.DiskGUID = repro.Derive(seed, "disk/guid")
-	}
-	if s.Disk.Signature != "" {
-		fmt.Sscanf(strings.TrimPrefix(strings.ToLower(s.Disk.Signature), "0x"), "%x", &po.DiskSignature)
-	} else {
-		po.DiskSignature = repro.Derive32(seed, "disk/signature")
 	}
 	size := s.Disk.SizeBytes
 	if autoDisk {
@@ -335,6 +329,35 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 		return nil, &spec.Error{File: s.File, Line: s.Disk.Line, Msg: "disk: " + err.Error()}
 	}
 	return l, nil
+}
+
+// partitionGUID is a partition's unique GPT GUID: the spec's, or derived.
+func partitionGUID(sp *spec.Partition, seed string) repro.UUID {
+	if sp.GUID != "" {
+		if u, err := repro.ParseUUID(sp.GUID); err == nil {
+			return u
+		}
+	}
+	return repro.Derive(seed, "partition/"+sp.Name+"/guid")
+}
+
+// diskSignature is the MBR disk signature: the spec's, or derived.
+func diskSignature(s *spec.Spec, seed string) uint32 {
+	if s.Disk.Signature != "" {
+		var v uint32
+		fmt.Sscanf(strings.TrimPrefix(strings.ToLower(s.Disk.Signature), "0x"), "%x", &v)
+		return v
+	}
+	return repro.Derive32(seed, "disk/signature")
+}
+
+// partUUID is what Linux calls the partition (root=PARTUUID=...): the GPT
+// partition GUID, or on MBR the disk signature and the partition number.
+func partUUID(s *spec.Spec, idx int, seed string) string {
+	if s.Disk.Table == "mbr" {
+		return fmt.Sprintf("%08x-%02x", diskSignature(s, seed), idx+1)
+	}
+	return partitionGUID(&s.Disk.Partitions[idx], seed).String()
 }
 
 func minSize(t *tree.Tree, fo any) (int64, error) {

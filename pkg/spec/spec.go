@@ -26,6 +26,7 @@ type Spec struct {
 	Seed   string  `yaml:"seed" json:"seed,omitempty"`
 	Layers []Layer `yaml:"layers" json:"layers"`
 	Disk   Disk    `yaml:"disk" json:"disk"`
+	Boot   *Boot   `yaml:"boot" json:"boot,omitempty"`
 	Output Output  `yaml:"output" json:"-"`
 
 	// File is the path the spec was loaded from; Dir its folder, against
@@ -80,6 +81,32 @@ type Partition struct {
 	Rest      bool  `yaml:"-" json:"-"`
 	Auto      bool  `yaml:"-" json:"-"`
 }
+
+// Boot says how the image boots.
+type Boot struct {
+	Loader  string    `yaml:"loader" json:"loader"`             // systemd-boot | uki | syslinux | hybrid | none
+	UEFI    string    `yaml:"uefi" json:"uefi,omitempty"`       // hybrid: systemd-boot (default) | uki
+	Kernel  string    `yaml:"kernel" json:"kernel"`             // path or glob in the merged tree
+	Initrd  string    `yaml:"initrd" json:"initrd"`             // kiln | a path in the merged tree | none
+	Cmdline string    `yaml:"cmdline" json:"cmdline"`           // root=PARTUUID=... is added unless given
+	Modules []string  `yaml:"modules" json:"modules,omitempty"` // initrd: kiln: modules beyond the defaults
+	Title   string    `yaml:"title" json:"title,omitempty"`     // menu title (default: PRETTY_NAME of os-release)
+	Paths   BootPaths `yaml:"paths" json:"paths,omitempty"`
+	Line    int       `yaml:"-" json:"-"`
+}
+
+// BootPaths override where the loader binaries are in the merged tree.
+type BootPaths struct {
+	SystemdBoot string `yaml:"systemd_boot" json:"systemd_boot,omitempty"`
+	Stub        string `yaml:"stub" json:"stub,omitempty"`
+	Syslinux    string `yaml:"syslinux" json:"syslinux,omitempty"` // the installer, which carries ldlinux.sys
+	LdlinuxC32  string `yaml:"ldlinux_c32" json:"ldlinux_c32,omitempty"`
+	MBR         string `yaml:"mbr" json:"mbr,omitempty"`
+	GPTMBR      string `yaml:"gptmbr" json:"gptmbr,omitempty"`
+}
+
+// Loaders are the values boot.loader takes.
+var Loaders = []string{"systemd-boot", "uki", "syslinux", "hybrid", "none"}
 
 // Output is where and how the image is written.
 type Output struct {
@@ -216,6 +243,9 @@ func recordLines(s *Spec, top *yaml.Node) {
 				s.Layers[i].Line = c.Line
 			}
 		}
+	}
+	if b := val(top, "boot"); b != nil && s.Boot != nil {
+		s.Boot.Line = b.Line
 	}
 	if d := val(top, "disk"); d != nil {
 		s.Disk.Line = d.Line
@@ -362,6 +392,9 @@ func (s *Spec) validate() error {
 			return s.errf(p.Line, "%s.label: an ext4 label has at most 16 bytes", where)
 		}
 	}
+	if err := s.validateBoot(); err != nil {
+		return err
+	}
 	if s.Output.Format == "" {
 		s.Output.Format = "raw"
 	}
@@ -428,4 +461,37 @@ func isHex32(v string) bool {
 	v = strings.TrimPrefix(strings.ToLower(v), "0x")
 	_, err := hex.DecodeString(v)
 	return err == nil && len(v) == 8
+}
+
+func (s *Spec) validateBoot() error {
+	b := s.Boot
+	if b == nil {
+		return nil
+	}
+	if b.Loader == "" {
+		b.Loader = "none"
+	}
+	if !contains(Loaders, b.Loader) {
+		return s.errf(b.Line, "boot.loader: %q is not one of %s", b.Loader, strings.Join(Loaders, ", "))
+	}
+	if b.Loader == "none" {
+		return nil
+	}
+	if b.Kernel == "" {
+		return s.errf(b.Line, "boot.kernel: missing (a path or glob in the merged tree, e.g. /boot/vmlinuz-*)")
+	}
+	if b.Initrd == "" {
+		b.Initrd = "kiln"
+	}
+	switch b.UEFI {
+	case "":
+		b.UEFI = "systemd-boot"
+	case "systemd-boot", "uki":
+	default:
+		return s.errf(b.Line, "boot.uefi: %q is not one of systemd-boot, uki", b.UEFI)
+	}
+	if b.Loader == "hybrid" && s.Disk.Table != "gpt" {
+		return s.errf(b.Line, "boot.loader: hybrid needs disk.table gpt")
+	}
+	return nil
 }

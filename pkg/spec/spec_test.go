@@ -107,3 +107,28 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBoot(t *testing.T) {
+	src := good + "boot:\n  loader: hybrid\n  kernel: /boot/vmlinuz-*\n  cmdline: console=ttyS0\n  paths:\n    mbr: /x/mbr.bin\n"
+	s, err := Parse("kiln.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := s.Boot; b.Loader != "hybrid" || b.Initrd != "kiln" || b.UEFI != "systemd-boot" || b.Paths.MBR != "/x/mbr.bin" || b.Line != 25 {
+		t.Fatalf("boot: %+v", b)
+	}
+	for _, tc := range []struct{ add, want string }{
+		{"boot:\n  loader: grub\n", `kiln.yaml:25: boot.loader: "grub" is not one of`},
+		{"boot:\n  loader: uki\n", "boot.kernel: missing"},
+		{"boot:\n  loader: uki\n  kernel: /k\n  uefi: grub\n", "boot.uefi"},
+		{"boot:\n  loader: uki\n  kernel: /k\n  paths:\n    grub: /x\n", `unknown key "grub" in boot.paths`},
+	} {
+		if _, err := Parse("kiln.yaml", []byte(good+tc.add)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.add, err, tc.want)
+		}
+	}
+	mbr := strings.Replace(good, "table: gpt", "table: mbr", 1) + "boot:\n  loader: hybrid\n  kernel: /k\n"
+	if _, err := Parse("kiln.yaml", []byte(mbr)); err == nil || !strings.Contains(err.Error(), "hybrid needs disk.table gpt") {
+		t.Errorf("hybrid on mbr: %v", err)
+	}
+}

@@ -1,0 +1,6 @@
+// Package qemu runs a disk image under QEMU for `kiln run`: firmware
+// lookup (OVMF for UEFI with a private copy of its variables, SeaBIOS for
+// BIOS), the command line, the serial console, and waiting for a marker.
+//
+// It is not on the build path: nothing here contributes bytes to an image.
+package qemu

@@ -1,0 +1,295 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options describe one run.
+type Options struct {
+	Image    string
+	Format   string // raw | qcow2; "" = detect from the file's magic
+	Firmware string // uefi | bios; "" = uefi
+	MemoryMB int    // 0 = 1024
+	Accel    string // auto | tcg | kvm; "" = auto (KVM only where it really works)
+	// Expect, when set, ends the run with success as soon as it appears on
+	// the serial console.
+	Expect  string
+	Timeout time.Duration // 0 = none
+	// Serial receives everything the guest writes to its serial console.
+	Serial io.Writer
+	// Interactive connects the console to this process's terminal
+	// (stdin/stdout) instead of a log, for a person at a terminal.
+	Interactive bool
+	// OVMFCode and OVMFVars override the firmware files for UEFI.
+	OVMFCode, OVMFVars string
+	// QEMU is the binary ("" = qemu-system-x86_64).
+	QEMU string
+}
+
+// Result says how a run ended.
+type Result struct {
+	Found   bool          // Expect appeared
+	Elapsed time.Duration // from QEMU's start to the marker (or the end)
+	Exited  bool          // QEMU exited by itself
+}
+
+// ErrTimeout is returned when Expect did not appear in time.
+var ErrTimeout = errors.New("timed out")
+
+// ErrExited is returned when QEMU exited before Expect appeared.
+var ErrExited = errors.New("qemu exited before the expected text appeared")
+
+// Firmware file candidates (Debian's ovmf package first).
+var (
+	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
+	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
+)
+
+func firstExisting(paths []string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// DetectFormat reads the image's magic: qcow2 or raw.
+func DetectFormat(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var m [4]byte
+	if _, err := io.ReadFull(f, m[:]); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	if string(m[:]) == "QFI\xfb" {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+// KVMUsable reports whether KVM can really run guests: /dev/kvm opens and
+// the CPU has vmx or svm (on some machines /dev/kvm exists but a KVM
+// guest never starts).
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "flags") && (strings.Contains(l, " vmx") || strings.Contains(l, " svm")) {
+			return true
+		}
+	}
+	return false
+}
+
+// Args returns QEMU's command line for o; dir is a private folder for the
+// UEFI variables copy and the serial log.
+func Args(o Options, dir, serialLog string) ([]string, error) {
+	format := o.Format
+	if format == "" {
+		var err error
+		if format, err = DetectFormat(o.Image); err != nil {
+			return nil, err
+		}
+	}
+	mem := o.MemoryMB
+	if mem == 0 {
+		mem = 1024
+	}
+	accel := o.Accel
+	switch accel {
+	case "", "auto":
+		accel = "tcg"
+		if KVMUsable() {
+			accel = "kvm"
+		}
+	case "tcg", "kvm":
+	default:
+		return nil, fmt.Errorf("accel %q: want auto, tcg or kvm", o.Accel)
+	}
+	args := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-nodefaults", "-display", "none", "-no-reboot"}
+	if o.Interactive {
+		args = append(args, "-serial", "mon:stdio")
+	} else {
+		args = append(args, "-serial", "file:"+serialLog)
+	}
+	switch o.Firmware {
+	case "", "uefi":
+		code, vars := o.OVMFCode, o.OVMFVars
+		if code == "" {
+			code = firstExisting(ovmfCodePaths)
+		}
+		if vars == "" {
+			vars = firstExisting(ovmfVarsPaths)
+		}
+		if code == "" || vars == "" {
+			return nil, fmt.Errorf("no OVMF firmware found (looked for %s): install Debian's ovmf package", ovmfCodePaths[0])
+		}
+		// A private copy of the variables: the firmware writes to it.
+		b, err := os.ReadFile(vars)
+		if err != nil {
+			return nil, err
+		}
+		varsCopy := filepath.Join(dir, "OVMF_VARS.fd")
+		if err := os.WriteFile(varsCopy, b, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-machine", "q35",
+			"-drive", "if=pflash,format=raw,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,file="+varsCopy)
+	case "bios":
+		// SeaBIOS prints to VGA only; this mirrors its messages (and the
+		// MBR's "Missing operating system") to the serial console.
+		port := filepath.Join(dir, "sercon-port.bin")
+		if err := os.WriteFile(port, []byte{0xf8, 0x03}, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-fw_cfg", "name=etc/sercon-port,file="+port)
+	default:
+		return nil, fmt.Errorf("firmware %q: want uefi or bios", o.Firmware)
+	}
+	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, format))
+	return args, nil
+}
+
+// Run boots the image and returns when Expect appears, QEMU exits, the
+// timeout passes or ctx is cancelled. QEMU is stopped with SIGTERM.
+func Run(ctx context.Context, o Options) (Result, error) {
+	dir, err := os.MkdirTemp("", "kiln-run-") // repro-ok: scratch for a QEMU run, never in an image
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	logPath := filepath.Join(dir, "serial.log")
+	args, err := Args(o, dir, logPath)
+	if err != nil {
+		return Result{}, err
+	}
+	bin := o.QEMU
+	if bin == "" {
+		bin = "qemu-system-x86_64"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return Result{}, fmt.Errorf("%s not found: install Debian's qemu-system-x86 package", bin)
+	}
+	cmd := exec.Command(bin, args...)
+	if o.Interactive {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	} else {
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		defer func() {
+			if stderr.Len() > 0 && o.Serial != nil {
+				fmt.Fprintf(o.Serial, "\n[qemu] %s", stderr.String())
+			}
+		}()
+	}
+	start := time.Now() // repro-ok: measures a boot, not in any image
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+
+	var deadline <-chan time.Time
+	if o.Timeout > 0 {
+		t := time.NewTimer(o.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	if o.Interactive {
+		select {
+		case err := <-exited:
+			return Result{Exited: true, Elapsed: time.Since(start)}, err
+		case <-ctx.Done():
+			stop()
+			return Result{}, ctx.Err()
+		case <-deadline:
+			stop()
+			return Result{}, ErrTimeout
+		}
+	}
+
+	var seen []byte
+	var off int64
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	// read copies what the guest wrote since the last poll.
+	read := func() bool {
+		f, err := os.Open(logPath)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<40))
+		off += int64(len(b))
+		if len(b) > 0 && o.Serial != nil {
+			o.Serial.Write(b)
+		}
+		seen = append(seen, b...)
+		if o.Expect != "" && bytes.Contains(seen, []byte(o.Expect)) {
+			return true
+		}
+		// Keep enough of the tail for a marker split across reads.
+		if len(seen) > 1<<20 {
+			seen = seen[len(seen)-len(o.Expect)-1:]
+		}
+		return false
+	}
+	for {
+		select {
+		case <-poll.C:
+			if read() {
+				el := time.Since(start)
+				stop()
+				return Result{Found: true, Elapsed: el}, nil
+			}
+		case err := <-exited:
+			found := read()
+			res := Result{Found: found, Exited: true, Elapsed: time.Since(start)}
+			if found || o.Expect == "" {
+				return res, nil
+			}
+			if err != nil {
+				return res, fmt.Errorf("%w (%v)", ErrExited, err)
+			}
+			return res, ErrExited
+		case <-deadline:
+			read()
+			stop()
+			return Result{Elapsed: time.Since(start)}, ErrTimeout
+		case <-ctx.Done():
+			stop()
+			return Result{}, ctx.Err()
+		}
+	}
+}
