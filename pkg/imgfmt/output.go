@@ -12,6 +12,9 @@ import (
 // destination is either the complete new image or untouched.
 type Output interface {
 	io.WriterAt
+	// ReaderAt reads back what was written (bootloader installers patch
+	// the filesystems they find on the disk).
+	io.ReaderAt
 	// Commit finishes the image and renames it onto its path.
 	Commit() error
 	// Abort removes the temporary file. It is safe after Commit (no-op).
@@ -57,6 +60,8 @@ func createRaw(path string, size int64) (*raw, error) {
 }
 
 func (r *raw) WriteAt(p []byte, off int64) (int, error) { return r.f.WriteAt(p, off) }
+
+func (r *raw) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 
 // TempName is the temporary file's path (for tests and diagnostics).
 func (r *raw) TempName() string { return r.f.Name() }
