@@ -1,0 +1,87 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSplitCmdline(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"  console=ttyS0   root=/dev/vda1\n", []string{"console=ttyS0", "root=/dev/vda1"}},
+		{`rootflags="data=journal,errors=remount-ro" quiet`, []string{"rootflags=data=journal,errors=remount-ro", "quiet"}},
+		{`"init=/bin/my init" rw`, []string{"init=/bin/my init", "rw"}},
+		{`a=b -- single x=y`, []string{"a=b"}},
+		{`x="unterminated rest`, []string{"x=unterminated rest"}},
+	}
+	for _, tc := range tests {
+		if got := splitCmdline(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("splitCmdline(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseCmdline(t *testing.T) {
+	gpt := rootSpec{Kind: rootPartUUID, PartUUID: "8f3a0e6c-2b1d-4c5e-9f70-0a1b2c3d4e5f"}
+	tests := []struct {
+		name    string
+		in      string
+		want    config // Warnings compared by count only
+		warns   int
+		wantErr string
+	}{
+		{
+			name: "gpt partuuid with defaults",
+			in:   "BOOT_IMAGE=/vmlinuz console=ttyS0 root=PARTUUID=8F3A0E6C-2B1D-4C5E-9F70-0A1B2C3D4E5F",
+			want: config{Root: gpt, RootRaw: "PARTUUID=8F3A0E6C-2B1D-4C5E-9F70-0A1B2C3D4E5F", FSType: "ext4", ReadOnly: true, Init: "/sbin/init", Timeout: 30 * time.Second},
+		},
+		{
+			name: "mbr partuuid, everything set, last wins",
+			in:   `root=/dev/sda1 root=PARTUUID=1a2b3c4d-02 rootfstype=xfs rootflags="noatime,nodiscard" ro rw init=/lib/systemd/systemd kiln.timeout=3 rootwait`,
+			want: config{Root: rootSpec{Kind: rootPartUUID, PartUUID: "1a2b3c4d-02"}, RootRaw: "PARTUUID=1a2b3c4d-02", FSType: "xfs", Flags: "noatime,nodiscard",
+				ReadOnly: false, Init: "/lib/systemd/systemd", InitGiven: true, Timeout: 3 * time.Second},
+		},
+		{
+			name: "device path, wait forever",
+			in:   "root=/dev/vda2 kiln.timeout=0 rw ro",
+			want: config{Root: rootSpec{Kind: rootDevPath, Path: "/dev/vda2"}, RootRaw: "/dev/vda2", FSType: "ext4", ReadOnly: true, Init: "/sbin/init"},
+		},
+		{
+			name:  "bad values are warnings",
+			in:    "root=/dev/vda2 kiln.timeout=soon init=sbin/init rootfstype=",
+			want:  config{Root: rootSpec{Kind: rootDevPath, Path: "/dev/vda2"}, RootRaw: "/dev/vda2", FSType: "ext4", ReadOnly: true, Init: "/sbin/init", Timeout: 30 * time.Second},
+			warns: 3,
+		},
+		{name: "no root", in: "console=ttyS0", wantErr: "no root= on the kernel command line"},
+		{name: "filesystem UUID", in: "root=UUID=0b4e1c7a-1111-2222-3333-444455556666", wantErr: "kiln-init understands root=PARTUUID="},
+		{name: "short partuuid", in: "root=PARTUUID=1a2b3c4d-2", wantErr: "8 hex digits>-<2 hex digits>"},
+		{name: "partnroff", in: "root=PARTUUID=8f3a0e6c-2b1d-4c5e-9f70-0a1b2c3d4e5f/PARTNROFF=1", wantErr: "want PARTUUID="},
+		{name: "label", in: "root=LABEL=root", wantErr: "kiln-init understands"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseCmdline(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Warnings) != tc.warns {
+				t.Errorf("warnings %q, want %d", got.Warnings, tc.warns)
+			}
+			got.Warnings = nil
+			if !reflect.DeepEqual(*got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", *got, tc.want)
+			}
+		})
+	}
+}

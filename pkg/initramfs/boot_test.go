@@ -1,0 +1,265 @@
+package initramfs
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/fs/ext4"
+	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+const bootMarker = "KILN-BOOT-MARKER"
+
+// bootInit is the root filesystem's /sbin/init: it proves it runs as PID
+// 1 on a root mounted read-write, prints the marker and powers off.
+const bootInit = `#!/bin/busybox sh
+bb=/bin/busybox
+rw=no
+$bb touch /kiln-rw-test && rw=yes
+echo "` + bootMarker + ` pid=$$ rw=$rw args=$* root=$($bb awk '$2 == "/" {print $3}' /proc/mounts | $bb tail -n 1)"
+$bb poweroff -f
+`
+
+// TestBoot boots Debian's kernel under QEMU with an initramfs from Build
+// and a GPT disk whose ext4 root kiln's own packages wrote: kiln-init
+// loads the modules, finds the root by PARTUUID, switches to it and runs
+// its /sbin/init, which prints the marker. Then the same with a PARTUUID
+// no disk has: kiln-init must say what it saw.
+func TestBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU: not with -short")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing(t, "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)")
+	}
+	busybox := debFile(t, "busybox-static_*_amd64.deb")
+	kt := kernelTree(t)
+	dir := t.TempDir()
+
+	kver, err := KernelVersion(kt, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := filepath.Join(dir, "vmlinuz")
+	writeTreeFile(t, kt, "/boot/vmlinuz-"+kver, kernel)
+
+	initBin := buildKilnInit(t, dir)
+	initrd := filepath.Join(dir, "initrd.xz")
+	f, err := os.Create(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Build(f, kt, kver, Options{Epoch: testEpoch, Init: initBin}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(initrd); err == nil {
+		t.Logf("initramfs with kiln-init (%d bytes) and the default modules: %d bytes, xz", len(initBin), st.Size())
+	}
+
+	img := filepath.Join(dir, "disk.img")
+	partUUID := writeRootDisk(t, busybox, img)
+
+	t.Run("marker", func(t *testing.T) {
+		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+partUUID+" rw kiln.timeout=60 -- one two",
+			func(log string) bool { return strings.Contains(log, bootMarker) })
+		t.Logf("marker after %.1f s; kiln-init said:\n%s", secs, initLines(log))
+		for _, want := range []string{
+			"kiln-init: loaded 26 modules (0 failed)",
+			"kiln-init: found root=PARTUUID=" + partUUID + ": /dev/vda1",
+			"kiln-init: switching to /sbin/init on /dev/vda1",
+			bootMarker + " pid=1 rw=yes args=one two root=ext4",
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("serial log lacks %q", want)
+			}
+		}
+		if strings.Contains(log, "Kernel panic") {
+			t.Error("the kernel panicked")
+		}
+		if t.Failed() {
+			t.Logf("serial log:\n%s", log)
+		}
+	})
+
+	t.Run("wrong PARTUUID", func(t *testing.T) {
+		wrong := "0badc0de-0000-4000-8000-000000000001"
+		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+wrong+" kiln.timeout=3",
+			func(log string) bool { return strings.Contains(log, "sleeping forever") })
+		t.Logf("message after %.1f s; kiln-init said:\n%s", secs, initLines(log))
+		for _, want := range []string{
+			"kiln-init: waiting up to 3s for root=PARTUUID=" + wrong + " (rootfstype=ext4)",
+			"kiln-init: timed out after 3s waiting for root=PARTUUID=" + wrong,
+			"kiln-init:   block devices: vda vda1",
+			"kiln-init:   vda (67108864 bytes): GPT disk GUID ",
+			"kiln-init:     partition 1 PARTUUID=" + partUUID + ` "root"`,
+			"kiln-init: no shell to drop to: sleeping forever",
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("serial log lacks %q", want)
+			}
+		}
+		if strings.Contains(log, "Kernel panic") {
+			t.Error("the kernel panicked")
+		}
+		if t.Failed() {
+			t.Logf("serial log:\n%s", log)
+		}
+	})
+}
+
+// initLines are kiln-init's lines of a serial log.
+func initLines(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "kiln-init") || strings.Contains(l, bootMarker) {
+			out = append(out, strings.TrimRight(l, "\r"))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// buildKilnInit builds cmd/kiln-init as a static binary.
+func buildKilnInit(t *testing.T, dir string) []byte {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	out := filepath.Join(dir, "kiln-init")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/kiln-build/kiln/cmd/kiln-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build kiln-init: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// writeTreeFile copies a file of the tree to the host.
+func writeTreeFile(t *testing.T, tr *tree.Tree, p, dst string) {
+	t.Helper()
+	n, _, err := resolve(tr, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readContent(n, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// offsetWriter writes into a window of a file.
+type offsetWriter struct {
+	w   io.WriterAt
+	off int64
+}
+
+func (o offsetWriter) WriteAt(p []byte, off int64) (int, error) { return o.w.WriteAt(p, o.off+off) }
+
+// writeRootDisk writes a 64 MiB GPT disk with one ext4 root partition
+// holding busybox-static and /sbin/init, and returns its PARTUUID.
+func writeRootDisk(t *testing.T, busyboxDeb, img string) string {
+	t.Helper()
+	root := mergeLayers(t, busyboxDeb)
+	for _, d := range []string{"dev", "proc", "sys", "sbin"} {
+		root.Root.SetChild(d, tree.NewDir(0o755, 0, 0, testEpoch))
+	}
+	addFile(root, "/sbin/init", 0o755, []byte(bootInit))
+
+	const seed = "initramfs-boot-test"
+	partGUID := repro.Derive(seed, "root")
+	l, err := disk.Plan(disk.GPT, 64<<20, []disk.PartitionSpec{{Name: "root", Type: "root", Rest: true, GUID: partGUID}},
+		disk.PlanOptions{Arch: "x86-64", DiskGUID: repro.Derive(seed, "disk")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(l.Size); err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.Write(f, l); err != nil {
+		t.Fatal(err)
+	}
+	p := l.Partitions[0]
+	if err := ext4.Write(offsetWriter{f, p.Start}, p.Size, root, ext4.Options{UUID: repro.Derive(seed, "fs"), Epoch: testEpoch}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return l.PartUUID(p)
+}
+
+// bootQEMU boots the kernel, initramfs and disk under TCG until done says
+// the serial log is complete (or 120 s pass), stops QEMU, and returns the
+// log and the seconds from start to done.
+func bootQEMU(t *testing.T, kernel, initrd, img, cmdline string, done func(string) bool) (string, float64) {
+	t.Helper()
+	logFile := filepath.Join(t.TempDir(), "serial.log")
+	cmd := exec.Command("timeout", "-s", "TERM", "150", "qemu-system-x86_64",
+		"-accel", "tcg", "-m", "1024", "-nodefaults", "-display", "none", "-no-reboot",
+		"-serial", "file:"+logFile,
+		"-kernel", kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 panic=-1 "+cmdline,
+		"-drive", "file="+img+",format=raw,if=virtio,snapshot=on")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM) // timeout passes it on to QEMU
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("QEMU still running 10 s after SIGTERM")
+		}
+	}
+	read := func() string { b, _ := os.ReadFile(logFile); return string(b) }
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			log := read()
+			if done(log) {
+				return log, time.Since(start).Seconds()
+			}
+			t.Fatalf("QEMU exited (%v) after %.1f s before the expected output; stderr: %s\nserial log:\n%s", err, time.Since(start).Seconds(), stderr.String(), log)
+		case <-tick.C:
+			if log := read(); done(log) {
+				secs := time.Since(start).Seconds()
+				stop()
+				return read(), secs
+			}
+			if time.Since(start) > 120*time.Second {
+				stop()
+				t.Fatalf("no expected output after 120 s; serial log:\n%s", read())
+			}
+		}
+	}
+}
