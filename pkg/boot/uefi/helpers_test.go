@@ -1,0 +1,285 @@
+package uefi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+const testEpoch = 1700000000 // 2023-11-14 22:13:20 UTC
+
+func fileInode(data []byte) *tree.Inode {
+	return &tree.Inode{Kind: tree.Regular, Mode: 0o755, UID: 1000, GID: 1000, Mtime: 12345, Size: int64(len(data)), Content: bytesContent(data)}
+}
+
+// readFile reads an inode's content whole.
+func readFile(t testing.TB, n *tree.Inode) []byte {
+	t.Helper()
+	rc, err := n.Content.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != n.Size {
+		t.Fatalf("content of %d bytes, inode says %d", len(b), n.Size)
+	}
+	return b
+}
+
+// badContent gives n zero bytes whatever size it is said to have.
+type badContent struct{ n int }
+
+func (b badContent) Open() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(make([]byte, b.n))), nil
+}
+
+// peSec is a section of a test PE image.
+type peSec struct {
+	name  string
+	data  []byte
+	vsize uint32 // 0: len(data)
+	flags uint32
+}
+
+// peSpec describes a PE32+ image made by makePE. Zero values get the
+// defaults of systemd 252's stub: x86-64, EFI application, 512-byte file
+// and section alignment, SizeOfHeaders 0x400.
+type peSpec struct {
+	machine       uint16
+	magic         uint16
+	subsystem     uint16
+	fileAlign     uint32
+	sectAlign     uint32
+	sizeOfHeaders uint32
+	timestamp     uint32
+	checksum      uint32
+	sections      []peSec
+	symbols       int  // COFF symbol records appended at the end, with a string table
+	signed        bool // a certificate table directory entry
+	setupVersion  string
+	headerJunk    bool // a non-zero byte right after the section table
+}
+
+// makePE builds a small, valid PE32+ image: the DOS header, at 0x40 the PE
+// signature, COFF header, optional header with 16 data directories and the
+// section table; each section's data at the next file-aligned offset, and
+// at the next section-aligned address from 0x1000 (or SectionAlignment). With setupVersion, an
+// x86 setup header ("HdrS") at 0x202 points to that version string at 0x300.
+func makePE(t testing.TB, s peSpec) []byte {
+	t.Helper()
+	def := func(v *uint32, d uint32) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&s.fileAlign, 0x200)
+	def(&s.sectAlign, 0x200)
+	def(&s.sizeOfHeaders, 0x400)
+	if s.machine == 0 {
+		s.machine = 0x8664
+	}
+	if s.magic == 0 {
+		s.magic = pe32PlusMagic
+	}
+	if s.subsystem == 0 {
+		s.subsystem = subsystemEFI
+	}
+	const peAt = 0x40
+	secAt := peAt + 4 + fileHeaderLen + optHeaderLen + 16*dataDirLen
+	// The headers take SizeOfHeaders bytes, or more where a test makes the
+	// section table overflow them.
+	hdrLen := max(int64(s.sizeOfHeaders), roundUp(int64(secAt+len(s.sections)*sectionLen), int64(s.fileAlign)))
+	img := make([]byte, hdrLen)
+	copy(img, "MZ")
+	binary.LittleEndian.PutUint32(img[dosLfanewAt:], peAt)
+	copy(img[peAt:], peSignature)
+	var hdrs []sectionHeader
+	off, va := hdrLen, roundUp(0x1000, int64(s.sectAlign))
+	var initData uint32
+	for _, sec := range s.sections {
+		raw := roundUp(int64(len(sec.data)), int64(s.fileAlign))
+		vs := sec.vsize
+		if vs == 0 {
+			vs = uint32(len(sec.data))
+		}
+		h := sectionHeader{VirtualSize: vs, VirtualAddress: uint32(va), SizeOfRawData: uint32(raw), PointerToRawData: uint32(off), Characteristics: sec.flags}
+		copy(h.Name[:], sec.name)
+		hdrs = append(hdrs, h)
+		img = append(img, sec.data...)
+		img = append(img, make([]byte, raw-int64(len(sec.data)))...)
+		off += raw
+		va = roundUp(va+int64(vs), int64(s.sectAlign))
+		initData += vs
+	}
+	fh := fileHeader{Machine: s.machine, NumberOfSections: uint16(len(hdrs)), TimeDateStamp: s.timestamp,
+		SizeOfOptionalHeader: optHeaderLen + 16*dataDirLen, Characteristics: 0x206}
+	if s.symbols > 0 {
+		fh.PointerToSymbolTable = uint32(len(img))
+		fh.NumberOfSymbols = uint32(s.symbols)
+		img = append(img, bytes.Repeat([]byte{0xAB}, symbolLen*s.symbols)...)
+		img = binary.LittleEndian.AppendUint32(img, 4+6)
+		img = append(img, "label\x00"...)
+	}
+	oh := optionalHeader64{Magic: s.magic, SizeOfInitializedData: initData, AddressOfEntryPoint: 0x1000,
+		SectionAlignment: s.sectAlign, FileAlignment: s.fileAlign, SizeOfImage: uint32(va),
+		SizeOfHeaders: s.sizeOfHeaders, CheckSum: s.checksum, Subsystem: s.subsystem, NumberOfRvaAndSizes: 16}
+	mustEncode(img[peAt+4:], &fh)
+	mustEncode(img[peAt+4+fileHeaderLen:], &oh)
+	if s.signed {
+		mustEncode(img[peAt+4+fileHeaderLen+optHeaderLen+dirSecurity*dataDirLen:], &dataDirectory{VirtualAddress: uint32(len(img)), Size: 8})
+	}
+	for i := range hdrs {
+		mustEncode(img[secAt+i*sectionLen:], &hdrs[i])
+	}
+	if s.headerJunk {
+		img[secAt+len(hdrs)*sectionLen] = 1
+	}
+	if s.setupVersion != "" {
+		copy(img[setupMagicAt:], "HdrS")
+		binary.LittleEndian.PutUint16(img[setupKernelVerAt:], 0x100)
+		copy(img[0x300:], s.setupVersion+"\x00")
+	}
+	return img
+}
+
+// testStub is a stub shaped like systemd 252's: .text, .reloc, .data
+// (VirtualSize below SizeOfRawData), .sdmagic, and a symbol table.
+func testStub(t testing.TB) []byte {
+	return makePE(t, peSpec{
+		timestamp: 0x5eadbeef,
+		checksum:  0x1234,
+		sections: []peSec{
+			{name: ".text", data: bytes.Repeat([]byte{0xCC}, 0x900), flags: 0x60000020},
+			{name: ".reloc", data: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, flags: 0x42000040},
+			{name: ".data", data: bytes.Repeat([]byte{0x11}, 0x500), vsize: 0x4b8, flags: 0xc0000040},
+			{name: ".sdmagic", data: []byte("#### LoaderInfo: systemd-stub 252 ####"), flags: 0x40000040},
+		},
+		symbols: 3,
+	})
+}
+
+// testKernel is a small EFI-stub "kernel" with an x86 setup header.
+func testKernel(t testing.TB) []byte {
+	return makePE(t, peSpec{
+		sections: []peSec{
+			{name: ".setup", data: bytes.Repeat([]byte{0x22}, 0x600), flags: 0x40000040},
+			{name: ".text", data: bytes.Repeat([]byte{0x33}, 0x1234), flags: 0x60000020},
+		},
+		setupVersion: "6.1.0-99-amd64 (kiln@example.org) (gcc) #1 SMP Debian",
+	})
+}
+
+// Real Debian packages, for the tests that use them. They are looked for
+// in $KILN_DEBS, /tmp/debs and the repository's .cache/debs (make
+// demo-debs); missing, the test is skipped, or fails under CI.
+
+func debsDirs() []string {
+	var ds []string
+	if d := os.Getenv("KILN_DEBS"); d != "" {
+		ds = append(ds, d)
+	}
+	return append(ds, "/tmp/debs", "../../../.cache/debs")
+}
+
+// findDeb returns the newest .deb matching pattern (a glob of its file
+// name) in the debs folders.
+func findDeb(t testing.TB, pattern string) string {
+	t.Helper()
+	for _, d := range debsDirs() {
+		m, _ := filepath.Glob(filepath.Join(d, pattern))
+		sort.Strings(m)
+		if len(m) > 0 {
+			return m[len(m)-1]
+		}
+	}
+	msg := "no " + pattern + " in $KILN_DEBS, /tmp/debs or .cache/debs (apt-get download it)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+var debTrees sync.Map // pattern -> *debTree
+
+type debTree struct {
+	once sync.Once
+	t    *tree.Tree
+	err  error
+}
+
+// debTreeOf merges the .deb matching pattern into a tree of its own, with
+// kiln's own layer reader, once per test binary.
+func debTreeOf(t testing.TB, pattern string) *tree.Tree {
+	t.Helper()
+	path := findDeb(t, pattern)
+	v, _ := debTrees.LoadOrStore(pattern, &debTree{})
+	dt := v.(*debTree)
+	dt.once.Do(func() {
+		ls, err := layer.Open(path, layer.Options{Epoch: testEpoch})
+		if err != nil {
+			dt.err = err
+			return
+		}
+		m := tree.NewMerger(testEpoch)
+		for _, l := range ls {
+			if err := m.Apply(l); err != nil {
+				dt.err = err
+				return
+			}
+		}
+		dt.t = m.Tree()
+	})
+	if dt.err != nil {
+		t.Fatalf("%s: %v", path, dt.err)
+	}
+	return dt.t
+}
+
+// debFile returns the inode at p (no symlinks followed) in the .deb
+// matching pattern.
+func debFile(t testing.TB, pattern, p string) *tree.Inode {
+	t.Helper()
+	n := debTreeOf(t, pattern).Lookup(p)
+	if n == nil || n.Kind != tree.Regular {
+		t.Fatalf("%s: no regular file %s", pattern, p)
+	}
+	return n
+}
+
+const (
+	debSystemdBoot = "systemd-boot-efi_*.deb"
+	debKernel      = "linux-image-6.1.0-*-amd64_*.deb"
+	debBusybox     = "busybox-static_*.deb"
+	stubPath       = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	loaderPath     = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	busyboxPath    = "/bin/busybox"
+)
+
+// kernelOf returns the vmlinuz of the kernel package.
+func kernelOf(t testing.TB) *tree.Inode {
+	t.Helper()
+	boot := debTreeOf(t, debKernel).Lookup("/boot")
+	if boot == nil {
+		t.Fatalf("%s: no /boot", debKernel)
+	}
+	for _, c := range boot.Children() {
+		if len(c.Name) > 8 && c.Name[:8] == "vmlinuz-" && c.Inode.Kind == tree.Regular {
+			return c.Inode
+		}
+	}
+	t.Fatalf("%s: no /boot/vmlinuz-*", debKernel)
+	return nil
+}

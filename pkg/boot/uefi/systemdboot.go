@@ -1,0 +1,148 @@
+package uefi
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// SystemdBoot describes a systemd-boot installation with one boot entry.
+type SystemdBoot struct {
+	Loader        *tree.Inode // systemd-bootx64.efi (systemd-boot-efi) from the merged tree
+	Kernel        *tree.Inode // the kernel image (vmlinuz): an EFI-stub kernel for the loader's machine
+	Initrd        *File       // the initrd; nil for none
+	Cmdline       string      // the full kernel command line (the entry's "options"); "" for none
+	Title         string      // the menu title; "" leaves it out (systemd-boot then shows the entry's name)
+	EntryName     string      // the entry token (kernel-install's: machine ID, IMAGE_ID or ID of os-release)
+	KernelVersion string      // the kernel release; "" reads it from an x86 kernel
+	Epoch         int64       // mtime of every file and directory added
+}
+
+// SystemdBootFiles are the paths InstallSystemdBoot wrote, for messages
+// and for the orchestrator's bookkeeping.
+type SystemdBootFiles struct {
+	Loader     []string // the removable-media path and systemd's own
+	Entry      string   // /loader/entries/TOKEN-KVER.conf
+	Kernel     string   // /TOKEN/KVER/linux
+	Initrd     string   // /TOKEN/KVER/initrd, or "" without an initrd
+	LoaderConf string   // /loader/loader.conf
+}
+
+// InstallSystemdBoot adds systemd-boot and one Boot Loader Specification
+// type #1 entry to esp, the tree of the EFI system partition:
+//
+//	/EFI/BOOT/BOOTX64.EFI               the loader (the removable-media path)
+//	/EFI/systemd/systemd-bootx64.efi    the loader (where bootctl puts it)
+//	/loader/loader.conf                 default TOKEN-KVER.conf, timeout 0, editor no
+//	/loader/entries/TOKEN-KVER.conf     title, version, linux, initrd, options
+//	/TOKEN/KVER/linux                   the kernel
+//	/TOKEN/KVER/initrd                  the initrd, if there is one
+//
+// with X64 replaced after the loader's machine type (AA64 ...). Files
+// at those paths are replaced; kernel and initrd share their Content with
+// the caller's (nothing is copied now). See the package documentation.
+func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, error) {
+	loader, err := fileOf("systemd-boot: loader", sb.Loader)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := fileOf("systemd-boot: kernel", sb.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFile("systemd-boot: initrd", sb.Initrd); err != nil {
+		return nil, err
+	}
+	if sb.Initrd != nil && sb.Initrd.Size == 0 {
+		return nil, fmt.Errorf("systemd-boot: initrd: is empty")
+	}
+	if err := checkToken("systemd-boot: entry name", sb.EntryName); err != nil {
+		return nil, err
+	}
+	if err := checkLine("systemd-boot: title", sb.Title); err != nil {
+		return nil, err
+	}
+	if err := checkLine("systemd-boot: cmdline", sb.Cmdline); err != nil {
+		return nil, err
+	}
+	b, err := loader.readPrefix("systemd-boot: loader", maxHeaderRead)
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHeaders(b, loader.Size)
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
+	}
+	arch, err := h.machineName()
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
+	}
+	k, err := inspectKernel(kernel)
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: %w", err)
+	}
+	if k.machine != h.file.Machine {
+		return nil, fmt.Errorf("systemd-boot: the kernel is for PE machine 0x%04x, the loader for 0x%04x", k.machine, h.file.Machine)
+	}
+	kver := sb.KernelVersion
+	if kver == "" {
+		if kver = k.version; kver == "" {
+			return nil, fmt.Errorf("systemd-boot: no kernel version given, and the kernel does not state one")
+		}
+	}
+	if err := checkToken("systemd-boot: kernel version", kver); err != nil {
+		return nil, err
+	}
+
+	dir := "/" + sb.EntryName + "/" + kver
+	out := &SystemdBootFiles{
+		Loader:     []string{"/EFI/BOOT/BOOT" + arch + ".EFI", "/EFI/systemd/systemd-boot" + strings.ToLower(arch) + ".efi"},
+		Entry:      "/loader/entries/" + sb.EntryName + "-" + kver + ".conf",
+		Kernel:     dir + "/linux",
+		LoaderConf: "/loader/loader.conf",
+	}
+	if sb.Initrd != nil {
+		out.Initrd = dir + "/initrd"
+	}
+	entry := entryConf(sb.Title, kver, out.Kernel, out.Initrd, sb.Cmdline)
+	conf := loaderConf(sb.EntryName + "-" + kver + ".conf")
+
+	files := []espFile{
+		{out.Loader[0], loader},
+		{out.Loader[1], loader},
+		{out.LoaderConf, Bytes([]byte(conf))},
+		{out.Entry, Bytes([]byte(entry))},
+		{out.Kernel, kernel},
+	}
+	if sb.Initrd != nil {
+		files = append(files, espFile{out.Initrd, sb.Initrd})
+	}
+	if err := putAll(esp, files, sb.Epoch); err != nil {
+		return nil, fmt.Errorf("systemd-boot: %w", err)
+	}
+	return out, nil
+}
+
+// loaderConf is systemd-boot's loader.conf: boot the entry at once (a key
+// held at start shows the menu), and no command line editor.
+func loaderConf(entry string) string {
+	return "default " + entry + "\ntimeout 0\neditor no\n"
+}
+
+// entryConf is a Boot Loader Specification type #1 entry. Paths are
+// absolute on the ESP; empty title, initrd or options are left out.
+func entryConf(title, version, linux, initrd, options string) string {
+	var b strings.Builder
+	line := func(k, v string) {
+		if v != "" {
+			b.WriteString(k + " " + v + "\n")
+		}
+	}
+	line("title", title)
+	line("version", version)
+	line("linux", linux)
+	line("initrd", initrd)
+	line("options", options)
+	return b.String()
+}

@@ -1,0 +1,492 @@
+package uefi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+const (
+	testOSRelease = "ID=kiln\nPRETTY_NAME=\"Kiln Test\"\n"                                      // 32 bytes
+	testCmdline   = "root=PARTUUID=01234567-89ab-cdef-0123-456789abcdef console=ttyS0 panic=-1" // 73 bytes
+)
+
+func testInitrd() []byte { return bytes.Repeat([]byte("initrd!"), 837/7+1)[:837] }
+
+func testUKI(t testing.TB, stub []byte) UKI {
+	return UKI{
+		Stub:      fileInode(stub),
+		Kernel:    fileInode(testKernel(t)),
+		Initrd:    Bytes(testInitrd()),
+		Cmdline:   testCmdline,
+		OSRelease: []byte(testOSRelease),
+		Epoch:     testEpoch,
+	}
+}
+
+func buildUKI(t testing.TB, u UKI) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := BuildUKI(&buf, u); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// wantSection is a section of a built UKI as the tests expect it.
+type wantSection struct {
+	name     string
+	vsize    uint32
+	va       uint32
+	raw, ptr uint32
+	data     []byte
+}
+
+// TestBuildUKILayout checks every field BuildUKI writes, for a stub shaped
+// like systemd 252's, against numbers worked out by hand from the rules
+// (see the package documentation).
+func TestBuildUKILayout(t *testing.T) {
+	stub := testStub(t)
+	u := testUKI(t, stub)
+	out := buildUKI(t, u)
+	kernel := testKernel(t)
+
+	// The stub: .sdmagic ends at 0x2226 in memory; the file at 0x1800,
+	// where the symbol table (cut off) was.
+	want := []wantSection{
+		{".osrel", 0x20, 0x2400, 0x200, 0x1800, []byte(testOSRelease)},
+		{".cmdline", 0x49, 0x2600, 0x200, 0x1a00, []byte(testCmdline)},
+		{".uname", 0x0e, 0x2800, 0x200, 0x1c00, []byte("6.1.0-99-amd64")},
+		{".initrd", 0x345, 0x2a00, 0x400, 0x1e00, testInitrd()},
+		{".linux", 0x1e00, 0x2e00, 0x1e00, 0x2200, kernel},
+	}
+	if len(out) != 0x4000 {
+		t.Fatalf("UKI of 0x%x bytes, want 0x4000", len(out))
+	}
+	sh, err := parseHeaders(stub, int64(len(stub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseHeaders(out, int64(len(out)))
+	if err != nil {
+		t.Fatalf("the UKI's own headers: %v", err)
+	}
+	if !bytes.Equal(out[0x400:0x1800], stub[0x400:0x1800]) {
+		t.Errorf("the stub's section data changed")
+	}
+	if len(h.sections) != 4+len(want) || h.file.NumberOfSections != uint16(len(h.sections)) {
+		t.Fatalf("%d sections, want %d", len(h.sections), 4+len(want))
+	}
+	for i := range sh.sections {
+		if h.sections[i] != sh.sections[i] {
+			t.Errorf("stub section %d changed: %+v, was %+v", i, h.sections[i], sh.sections[i])
+		}
+	}
+	var added uint32
+	for i, w := range want {
+		s := h.sections[4+i]
+		wantFlags := uint32(scnMemRead | scnCntInitializedData)
+		if w.name == ".linux" {
+			wantFlags = scnMemRead | scnCntCode
+		}
+		got := wantSection{s.name(), s.VirtualSize, s.VirtualAddress, s.SizeOfRawData, s.PointerToRawData, nil}
+		w2 := w
+		w2.data = nil
+		if got.name != w2.name || got.vsize != w2.vsize || got.va != w2.va || got.raw != w2.raw || got.ptr != w2.ptr {
+			t.Errorf("section %d: %+v, want %+v", 4+i, got, w2)
+		}
+		if s.Characteristics != wantFlags {
+			t.Errorf("%s: characteristics 0x%x, want 0x%x", w.name, s.Characteristics, wantFlags)
+		}
+		if s.PointerToRelocations != 0 || s.NumberOfRelocations != 0 || s.PointerToLinenumbers != 0 || s.NumberOfLinenumbers != 0 {
+			t.Errorf("%s: relocations or line numbers set: %+v", w.name, s)
+		}
+		if d := out[s.PointerToRawData:][:s.VirtualSize]; !bytes.Equal(d, w.data) {
+			t.Errorf("%s: data differs from the input", w.name)
+		}
+		if pad := out[s.PointerToRawData+s.VirtualSize : s.PointerToRawData+s.SizeOfRawData]; !allZero(pad) {
+			t.Errorf("%s: padding is not zero", w.name)
+		}
+		added += w.vsize
+	}
+	if h.opt.SizeOfImage != 0x4c00 {
+		t.Errorf("SizeOfImage 0x%x, want 0x4c00", h.opt.SizeOfImage)
+	}
+	if h.opt.SizeOfInitializedData != sh.opt.SizeOfInitializedData+added {
+		t.Errorf("SizeOfInitializedData 0x%x, want 0x%x", h.opt.SizeOfInitializedData, sh.opt.SizeOfInitializedData+added)
+	}
+	if h.opt.CheckSum != 0 || h.file.TimeDateStamp != 0x5eadbeef {
+		t.Errorf("CheckSum 0x%x, TimeDateStamp 0x%x; want 0 and the stub's 0x5eadbeef", h.opt.CheckSum, h.file.TimeDateStamp)
+	}
+	if h.file.PointerToSymbolTable != 0 || h.file.NumberOfSymbols != 0 || h.file.Characteristics != sh.file.Characteristics|fileLocalSymsStripped {
+		t.Errorf("symbol table not stripped: %+v", h.file)
+	}
+	// Nothing else in the headers changed.
+	a, b := bytes.Clone(stub[:0x400]), bytes.Clone(out[:0x400])
+	for _, r := range [][2]int{
+		{h.fileAt(), h.fileAt() + fileHeaderLen},
+		{h.optAt() + 8, h.optAt() + 12},  // SizeOfInitializedData
+		{h.optAt() + 56, h.optAt() + 60}, // SizeOfImage
+		{h.optAt() + 64, h.optAt() + 68}, // CheckSum
+		{h.secAt + 4*sectionLen, h.secAt + 9*sectionLen},
+	} {
+		clear(a[r[0]:r[1]])
+		clear(b[r[0]:r[1]])
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("header bytes other than the updated fields changed")
+	}
+
+	t.Run("objdump", func(t *testing.T) {
+		checkObjdump(t, out, wantObjdump(h))
+	})
+}
+
+// TestBuildUKIAlignment builds UKIs from stubs of other alignments and
+// checks the placement rules: file offsets at FileAlignment, one after the
+// other; addresses at SectionAlignment after the previous section's end.
+func TestBuildUKIAlignment(t *testing.T) {
+	tests := []struct {
+		name     string
+		fa, sa   uint32
+		headers  uint32
+		symbols  int
+		wantVA0  uint32 // address of .osrel
+		wantPtr0 uint32 // file offset of .osrel
+	}{
+		{"4k sections", 0x200, 0x1000, 0x400, 0, 0x6000, 0x1000},
+		{"4k file and sections", 0x1000, 0x1000, 0x1000, 0, 0x6000, 0x4000},
+		{"64k sections, symbols", 0x200, 0x10000, 0x400, 2, 0x40000, 0x1000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stub := makePE(t, peSpec{fileAlign: tc.fa, sectAlign: tc.sa, sizeOfHeaders: tc.headers, symbols: tc.symbols, sections: []peSec{
+				{name: ".text", data: bytes.Repeat([]byte{0xCC}, 0x700), flags: 0x60000020},
+				{name: ".data", data: []byte("data"), vsize: 0x2100, flags: 0xc0000040},
+				{name: ".sbat", data: []byte("sbat,1\n"), flags: 0x40000040},
+			}})
+			out := buildUKI(t, testUKI(t, stub))
+			h, err := parseHeaders(out, int64(len(out)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fa, sa := int64(tc.fa), int64(tc.sa)
+			prev := h.sections[2]
+			fileEnd := int64(tc.wantPtr0)
+			for i, s := range h.sections[3:] {
+				if i == 0 && (s.VirtualAddress != tc.wantVA0 || s.PointerToRawData != tc.wantPtr0) {
+					t.Errorf("%s at 0x%x, file 0x%x; want 0x%x, 0x%x", s.name(), s.VirtualAddress, s.PointerToRawData, tc.wantVA0, tc.wantPtr0)
+				}
+				if int64(s.VirtualAddress) != roundUp(prev.memEnd(), sa) {
+					t.Errorf("%s at 0x%x, want 0x%x", s.name(), s.VirtualAddress, roundUp(prev.memEnd(), sa))
+				}
+				if int64(s.PointerToRawData) != fileEnd || int64(s.SizeOfRawData) != roundUp(int64(s.VirtualSize), fa) {
+					t.Errorf("%s: file 0x%x+0x%x, want 0x%x+0x%x", s.name(), s.PointerToRawData, s.SizeOfRawData, fileEnd, roundUp(int64(s.VirtualSize), fa))
+				}
+				fileEnd += int64(s.SizeOfRawData)
+				prev = s
+			}
+			if int64(len(out)) != fileEnd {
+				t.Errorf("file of 0x%x bytes, sections end at 0x%x", len(out), fileEnd)
+			}
+			if int64(h.opt.SizeOfImage) != roundUp(prev.memEnd(), sa) {
+				t.Errorf("SizeOfImage 0x%x, want 0x%x", h.opt.SizeOfImage, roundUp(prev.memEnd(), sa))
+			}
+			checkObjdump(t, out, wantObjdump(h))
+		})
+	}
+}
+
+func TestBuildUKIOptionalSections(t *testing.T) {
+	u := testUKI(t, testStub(t))
+	u.Initrd, u.Cmdline, u.OSRelease, u.Uname = nil, "", nil, "6.1.0-7-arm64x"
+	out := buildUKI(t, u)
+	h, err := parseHeaders(out, int64(len(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range h.sections[4:] {
+		names = append(names, h.sections[4+i].name())
+	}
+	if got := strings.Join(names, " "); got != ".uname .linux" {
+		t.Fatalf("added sections %q, want .uname .linux", got)
+	}
+	s := h.sections[4]
+	if got := string(out[s.PointerToRawData:][:s.VirtualSize]); got != "6.1.0-7-arm64x" {
+		t.Errorf(".uname %q, want the given one", got)
+	}
+}
+
+func TestBuildUKIDeterministic(t *testing.T) {
+	u := testUKI(t, testStub(t))
+	a, b := buildUKI(t, u), buildUKI(t, u)
+	if !bytes.Equal(a, b) {
+		t.Fatal("two builds differ")
+	}
+	// The streamed Content gives the same bytes, each time it is opened.
+	f, err := NewUKI(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size != int64(len(a)) {
+		t.Fatalf("NewUKI size %d, BuildUKI wrote %d", f.Size, len(a))
+	}
+	for i := 0; i < 2; i++ {
+		if got := readFile(t, &tree.Inode{Size: f.Size, Content: f.Content}); !bytes.Equal(got, a) {
+			t.Fatalf("open %d of the streamed UKI differs from BuildUKI's", i)
+		}
+	}
+	// Read in odd-sized pieces, across part boundaries.
+	rc, _ := f.Content.Open()
+	defer rc.Close()
+	var got []byte
+	buf := make([]byte, 333)
+	for {
+		n, err := rc.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, a) {
+		t.Fatal("read in pieces, the UKI differs")
+	}
+}
+
+func TestBuildUKIErrors(t *testing.T) {
+	kernel := testKernel(t)
+	crowded := make([]peSec, 17) // the section table ends at 0x3f0 of 0x400
+	for i := range crowded {
+		crowded[i] = peSec{name: ".s" + strconv.Itoa(i), data: []byte{1}, flags: 0x40000040}
+	}
+	tests := []struct {
+		name string
+		edit func(u *UKI)
+		want string
+	}{
+		{"no stub", func(u *UKI) { u.Stub = nil }, "uki: stub: missing"},
+		{"stub is a symlink", func(u *UKI) { u.Stub = &tree.Inode{Kind: tree.Symlink, Target: "x"} }, "uki: stub: is a symlink"},
+		{"stub not PE", func(u *UKI) { u.Stub = fileInode([]byte("#!/bin/sh\necho not a stub\n")) }, "uki: stub: not a PE image"},
+		{"signed stub", func(u *UKI) {
+			u.Stub = fileInode(makePE(t, peSpec{signed: true, sections: []peSec{{name: ".text", data: []byte{1}}}}))
+		}, "signed"},
+		{"no room for headers", func(u *UKI) { u.Stub = fileInode(makePE(t, peSpec{sections: crowded})) }, "no room for 3 more section headers"},
+		{"header bytes in use", func(u *UKI) {
+			u.Stub = fileInode(makePE(t, peSpec{headerJunk: true, sections: []peSec{{name: ".text", data: []byte{1}}}}))
+		}, "are not free"},
+		{"unknown machine", func(u *UKI) { u.Stub = fileInode(makePE(t, peSpec{machine: 0x1234})) }, "unknown PE machine type 0x1234"},
+		{"kernel for another machine", func(u *UKI) {
+			u.Kernel = fileInode(makePE(t, peSpec{machine: 0xaa64, sections: []peSec{{name: ".text", data: []byte{1}}}}))
+		}, "the kernel is for PE machine 0xaa64, the stub for 0x8664"},
+		{"kernel not EFI stub", func(u *UKI) { u.Kernel = fileInode(append([]byte("\x7fELF"), make([]byte, 100)...)) }, "EFI-stub kernels only"},
+		{"empty kernel", func(u *UKI) { u.Kernel = fileInode(nil) }, "uki: kernel: is empty"},
+		{"cmdline newline", func(u *UKI) { u.Cmdline = "root=/dev/vda\ninit=/bin/sh" }, "only printable ASCII"},
+		{"cmdline UTF-8", func(u *UKI) { u.Cmdline = "quiet café" }, "only printable ASCII"},
+		{"bad uname", func(u *UKI) { u.Uname = "6.1/../../x" }, "uki: uname"},
+		{"initrd without content", func(u *UKI) { u.Initrd = &File{Size: 5} }, "uki: initrd: 5 bytes without content"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := UKI{Stub: fileInode(testStub(t)), Kernel: fileInode(kernel), Cmdline: "quiet", Epoch: testEpoch}
+			tc.edit(&u)
+			err := BuildUKI(io.Discard, u)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestUKIContentSizeChecked: Contents that give fewer or more bytes than
+// their size are errors when the UKI is written, not short or long files.
+func TestUKIContentSizeChecked(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int // bytes the initrd Content really gives; it claims 100
+		want string
+	}{
+		{"short", 60, "content ended after 60 of its 100 bytes"},
+		{"long", 101, "content is longer than its size, 100 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := testUKI(t, testStub(t))
+			u.Initrd = &File{Content: badContent{tc.n}, Size: 100}
+			err := BuildUKI(io.Discard, u)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ".initrd") {
+				t.Fatalf("error %v, want one about .initrd containing %q", err, tc.want)
+			}
+			if tc.n < 100 && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("error %v does not wrap io.ErrUnexpectedEOF", err)
+			}
+		})
+	}
+}
+
+func TestInstallUKI(t *testing.T) {
+	u := testUKI(t, testStub(t))
+	want := buildUKI(t, u)
+	esp := tree.New(testEpoch)
+	if err := InstallUKI(esp, u, "kiln-6.1.0-99-amd64"); err != nil {
+		t.Fatal(err)
+	}
+	got := listTree(t, esp)
+	sum := judge.SHA256(want)
+	wantList := []string{
+		"/ dir 0755 0:0 1700000000",
+		"/EFI dir 0755 0:0 1700000000",
+		"/EFI/BOOT dir 0755 0:0 1700000000",
+		"/EFI/BOOT/BOOTX64.EFI file 0644 0:0 1700000000 16384 " + sum,
+		"/EFI/Linux dir 0755 0:0 1700000000",
+		"/EFI/Linux/kiln-6.1.0-99-amd64.efi file 0644 0:0 1700000000 16384 " + sum,
+	}
+	if strings.Join(got, "\n") != strings.Join(wantList, "\n") {
+		t.Fatalf("ESP tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantList, "\n"))
+	}
+	for _, name := range []string{"", "../x", "a/b", ".hidden", "x y"} {
+		if err := InstallUKI(tree.New(testEpoch), u, name); err == nil {
+			t.Errorf("InstallUKI with name %q: no error", name)
+		}
+	}
+}
+
+// TestBuildUKIRealStub builds a UKI from systemd 252's own stub (Debian's
+// systemd-boot-efi) and a small test kernel, and has binutils judge it.
+func TestBuildUKIRealStub(t *testing.T) {
+	stub := debFile(t, debSystemdBoot, stubPath)
+	u := testUKI(t, nil)
+	u.Stub = stub
+	out := buildUKI(t, u)
+	h, err := parseHeaders(out, int64(len(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// systemd 252's stub: .sdmagic at 0x19100 (0x34 bytes), the symbol
+	// table at 0x11400; so .osrel goes to 0x19200 and file offset 0x11400.
+	s := h.sections[len(h.sections)-5]
+	if s.name() != ".osrel" || s.VirtualAddress != 0x19200 || s.PointerToRawData != 0x11400 {
+		t.Errorf("first added section %q at 0x%x, file 0x%x; want .osrel at 0x19200, file 0x11400", s.name(), s.VirtualAddress, s.PointerToRawData)
+	}
+	checkObjdump(t, out, wantObjdump(h))
+	dir := t.TempDir()
+	p := filepath.Join(dir, "uki.efi")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]byte{".cmdline": []byte(testCmdline), ".linux": testKernel(t), ".osrel": []byte(testOSRelease)} {
+		if got := objcopyDump(t, p, name); !bytes.Equal(got, want) {
+			t.Errorf("objcopy --dump-section %s: %d bytes, not the input's %d", name, len(got), len(want))
+		}
+	}
+}
+
+// objSection is a line of `objdump -h`.
+type objSection struct {
+	name      string
+	size, vma uint64
+	off       uint64
+}
+
+// wantObjdump is what objdump -h should list for the image h describes:
+// BFD gives a section's size as the smaller of VirtualSize and
+// SizeOfRawData (the bytes the file holds).
+func wantObjdump(h *peHeaders) []objSection {
+	var out []objSection
+	for _, s := range h.sections {
+		size := min(s.VirtualSize, s.SizeOfRawData)
+		out = append(out, objSection{s.name(), uint64(size), h.opt.ImageBase + uint64(s.VirtualAddress), uint64(s.PointerToRawData)})
+	}
+	return out
+}
+
+// checkObjdump has objdump (binutils) list the sections of img and
+// compares them with want.
+func checkObjdump(t *testing.T, img []byte, want []objSection) {
+	t.Helper()
+	judge.Need(t, "objdump")
+	p := filepath.Join(t.TempDir(), "img.efi")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := judge.Run(t, nil, "objdump", "-h", p)
+	if code != 0 || !strings.Contains(out, "file format pei-x86-64") {
+		t.Fatalf("objdump -h: exit %d:\n%s", code, out)
+	}
+	var got []objSection
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		if _, err := strconv.Atoi(f[0]); err != nil {
+			continue
+		}
+		num := func(s string) uint64 {
+			v, err := strconv.ParseUint(s, 16, 64)
+			if err != nil {
+				t.Fatalf("objdump line %q: %v", line, err)
+			}
+			return v
+		}
+		got = append(got, objSection{f[1], num(f[2]), num(f[3]), num(f[5])})
+	}
+	if len(got) != len(want) {
+		t.Fatalf("objdump lists %d sections, want %d:\n%s", len(got), len(want), out)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("objdump section %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// objcopyDump returns a section's contents as objcopy --dump-section gives
+// them.
+func objcopyDump(t *testing.T, img, name string) []byte {
+	t.Helper()
+	judge.Need(t, "objcopy")
+	dir := t.TempDir()
+	dump := filepath.Join(dir, "section")
+	out, code := judge.Run(t, nil, "objcopy", "--dump-section", name+"="+dump, img, filepath.Join(dir, "copy.efi"))
+	if code != 0 {
+		t.Fatalf("objcopy --dump-section %s: exit %d:\n%s", name, code, out)
+	}
+	b, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// listTree lists a tree: path, kind, mode, owner, mtime and, for files,
+// size and sha256.
+func listTree(t *testing.T, tr *tree.Tree) []string {
+	t.Helper()
+	var out []string
+	err := tr.Walk(func(p string, d tree.Dirent) error {
+		n := d.Inode
+		s := p + " " + n.Kind.String() + " " + "0" + strconv.FormatUint(uint64(n.Mode), 8) + " " +
+			strconv.Itoa(int(n.UID)) + ":" + strconv.Itoa(int(n.GID)) + " " + strconv.FormatInt(n.Mtime, 10)
+		if n.Kind == tree.Regular {
+			s += " " + strconv.FormatInt(n.Size, 10) + " " + judge.SHA256(readFile(t, n))
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
