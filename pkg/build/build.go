@@ -86,12 +86,23 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	}
 	defer closeLayers()
 
-	// 2. Each partition's share of the tree.
+	seed := s.IDSeed()
+	// 2. What the boot stage needs from the whole tree: kernel, loaders,
+	// the generated initramfs.
+	bootIn, err := resolveBoot(s, t, seed, epoch, o.InitPath)
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. Each partition's share of the tree, and the boot files on the ESP.
 	parts, err := splitTree(s, t, epoch)
 	if err != nil {
 		return nil, err
 	}
-	seed := s.IDSeed()
+	post, err := installBoot(s, bootIn, parts, epoch)
+	if err != nil {
+		return nil, err
+	}
 	fsOpts := make([]any, len(parts))
 	for i, p := range parts {
 		fsOpts[i], err = filesystemOptions(s, p.spec, seed, epoch)
@@ -100,14 +111,15 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		}
 	}
 
-	// 3. Sizes and the partition plan.
+	// 4. Sizes and the partition plan.
 	layout, err := plan(s, parts, fsOpts, seed)
 	if err != nil {
 		return nil, err
 	}
 	logf("layout: %s, %d bytes, %d partitions", s.Disk.Table, layout.Size, len(layout.Partitions))
 
-	// 4. The image: partition table, then each filesystem in its window.
+	// 5. The image: partition table, then each filesystem in its window,
+	// then what bootloaders patch into them.
 	out, err := imgfmt.Create(outPath, s.Output.Format, layout.Size)
 	if err != nil {
 		return nil, err
@@ -139,6 +151,9 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 			return nil, fmt.Errorf("partition %s (%s): %w", p.spec.Name, p.spec.Filesystem, err)
 		}
 		logf("partition %s: %s, %d bytes at %d", p.spec.Name, p.spec.Filesystem, lp.Size, lp.Start)
+	}
+	if err := finishBoot(post, layout, ctxRW{ctx, out}); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -384,4 +399,15 @@ func (c ctxWriterAt) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return c.w.WriteAt(p, off)
+}
+
+// ctxRW is ctxWriterAt for an image that is also read back.
+type ctxRW struct {
+	ctx context.Context
+	rw  imgfmt.Output
+}
+
+func (c ctxRW) ReadAt(p []byte, off int64) (int, error) { return c.rw.ReadAt(p, off) }
+func (c ctxRW) WriteAt(p []byte, off int64) (int, error) {
+	return ctxWriterAt{c.ctx, c.rw}.WriteAt(p, off)
 }

@@ -174,7 +174,7 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 
 // Run boots the image and returns when Expect appears, QEMU exits, the
 // timeout passes or ctx is cancelled. QEMU is stopped with SIGTERM.
-func Run(ctx context.Context, o Options) (Result, error) {
+func Run(ctx context.Context, o Options) (_ Result, runErr error) {
 	dir, err := os.MkdirTemp("", "kiln-run-") // repro-ok: scratch for a QEMU run, never in an image
 	if err != nil {
 		return Result{}, err
@@ -196,10 +196,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Interactive {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	} else {
+		// QEMU's own messages matter when a run fails; a clean run's
+		// (such as the note that it was terminated) are noise.
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		defer func() {
-			if stderr.Len() > 0 && o.Serial != nil {
+			if runErr != nil && stderr.Len() > 0 && o.Serial != nil {
 				fmt.Fprintf(o.Serial, "\n[qemu] %s", stderr.String())
 			}
 		}()

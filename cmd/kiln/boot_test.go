@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
+)
+
+// demoDebs fetches the demo's Debian packages (kernel, busybox-static,
+// systemd-boot-efi, syslinux, syslinux-common) into .cache/debs with
+// scripts/fetch-debs.sh, as make demo does, and returns the folder.
+func demoDebs(t *testing.T) (repo, debs string) {
+	t.Helper()
+	repo, _ = filepath.Abs("../..")
+	debs = filepath.Join(repo, ".cache", "debs")
+	cmd := exec.Command(filepath.Join(repo, "scripts", "fetch-debs.sh"), filepath.Join(repo, "layers/demo/debs.txt"), debs)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fetch-debs.sh: %v\n%s", err, out)
+	}
+	return repo, debs
+}
+
+// bootSpec is a spec booting the demo's layers with a given table and loader.
+func bootSpec(repo, debs, table, loader, uefi string) string {
+	var layers strings.Builder
+	for _, d := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi", "syslinux", "syslinux-common"} {
+		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
+	}
+	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	extra := ""
+	if uefi != "" {
+		extra = "  uefi: " + uefi + "\n"
+	}
+	return fmt.Sprintf(`epoch: 1700000000
+layers:
+%sdisk:
+  table: %s
+  size: auto
+  free: 16MiB
+  partitions:
+    - {name: esp, type: esp, size: 64MiB, filesystem: vfat, mount: /boot/efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot:
+  loader: %s
+%s  kernel: /boot/vmlinuz-*
+  initrd: kiln
+  cmdline: console=ttyS0 rw
+output:
+  path: out/boot.img
+`, layers.String(), table, loader, extra)
+}
+
+var bootSeconds = regexp.MustCompile(`seen ([0-9.]+)s after QEMU started`)
+
+// bootAndExpect boots img with kiln run and checks that the kiln
+// initramfs mounted the ext4 root and the image's init ran.
+func bootAndExpect(t *testing.T, img, firmware string) {
+	t.Helper()
+	out, stderr, code := kiln(t, "", nil, "run", "--firmware", firmware, "--accel", "tcg", "--expect", "KILN-DEMO-BOOTED firmware="+firmware, "--timeout", "240s", img)
+	if code != 0 {
+		t.Fatalf("kiln run --firmware %s: exit %d: %s\nserial console:\n%s", firmware, code, stderr, out)
+	}
+	for _, want := range []string{
+		"kiln-init: switching to /sbin/init on /dev/vda2", // the kiln initramfs found and mounted the root
+		"root is /dev/vda2 ext4",                          // what the image's init sees as /
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serial console lacks %q:\n%s", want, out)
+		}
+	}
+	if m := bootSeconds.FindStringSubmatch(stderr); m != nil {
+		t.Logf("%s: marker %s s after QEMU started", firmware, m[1])
+	}
+}
+
+// checkBootImage runs the foundation's judges on a bootable image.
+func checkBootImage(t *testing.T, img, table string) {
+	t.Helper()
+	if table == "gpt" {
+		judge.SgdiskVerify(t, img)
+	}
+	judge.SfdiskVerify(t, img)
+	parts := partitions(t, img)
+	if len(parts) != 2 {
+		t.Fatalf("partitions: %+v", parts)
+	}
+	judge.FsckVfat(t, judge.Extract(t, img, parts[0].Start*512, parts[0].Size*512))
+	judge.E2fsck(t, judge.Extract(t, img, parts[1].Start*512, parts[1].Size*512))
+}
+
+func TestBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boots: not in -short")
+	}
+	judge.Need(t, "qemu-system-x86_64", "sgdisk", "sfdisk", "e2fsck", "fsck.vfat")
+	repo, debs := demoDebs(t)
+	cases := []struct {
+		name, table, loader, uefi string
+		firmwares                 []string
+		twice                     bool // build twice, in another environment: same bytes
+	}{
+		{"uefi-systemd-boot", "gpt", "systemd-boot", "", []string{"uefi"}, false},
+		{"uefi-uki", "gpt", "uki", "", []string{"uefi"}, true},
+		{"bios-syslinux-mbr", "mbr", "syslinux", "", []string{"bios"}, false},
+		{"hybrid-gpt", "gpt", "hybrid", "", []string{"bios", "uefi"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(bootSpec(repo, debs, tc.table, tc.loader, tc.uefi)))
+			if _, se, code := kiln(t, dir, nil, "build", "-q"); code != 0 {
+				t.Fatalf("build: %s", se)
+			}
+			img := filepath.Join(dir, "out/boot.img")
+			checkBootImage(t, img, tc.table)
+			if tc.twice {
+				other := filepath.Join(t.TempDir(), "again.img")
+				env := []string{"TZ=Asia/Kathmandu", "LC_ALL=C.UTF-8", "GOMAXPROCS=1", "TMPDIR=" + t.TempDir()}
+				if _, se, code := kiln(t, t.TempDir(), env, "build", "-q", "-o", other, filepath.Join(dir, "kiln.yaml")); code != 0 {
+					t.Fatalf("second build: %s", se)
+				}
+				if a, b := judge.SHA256File(t, img), judge.SHA256File(t, other); a != b {
+					t.Fatalf("two builds differ (initramfs, UKI or loader files are not reproducible): %s vs %s", a, b)
+				}
+			}
+			for _, fw := range tc.firmwares {
+				bootAndExpect(t, img, fw)
+			}
+		})
+	}
+}

@@ -1,0 +1,342 @@
+package build
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/boot/syslinux"
+	"github.com/kiln-build/kiln/pkg/boot/uefi"
+	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/initramfs"
+	"github.com/kiln-build/kiln/pkg/spec"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// bootInputs is what the boot stage takes from the merged tree, before the
+// tree is split into partitions.
+type bootInputs struct {
+	cfg        *spec.Boot
+	kernel     *tree.Inode
+	kernelPath string
+	kver       string
+	initrd     *uefi.File // nil: none
+	cmdline    string
+	osRelease  []byte
+	osID       string
+	title      string
+	loader     *tree.Inode // systemd-bootx64.efi
+	stub       *tree.Inode // linuxx64.efi.stub
+	syslinux   syslinux.Sources
+}
+
+// bootPost is the work left for after the filesystems are written.
+type bootPost struct {
+	esp      int // index of the ESP among the partitions
+	syslinux *syslinux.Image
+	sources  syslinux.Sources
+}
+
+// Default paths of the loader binaries, as Debian installs them.
+const (
+	defaultSystemdBoot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	defaultStub        = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+)
+
+// resolveBoot finds the kernel, the loader binaries and os-release in the
+// merged tree, and builds the initramfs when boot.initrd is kiln.
+func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath string) (*bootInputs, error) {
+	b := s.Boot
+	if b == nil || b.Loader == "none" {
+		return nil, nil
+	}
+	bad := func(format string, a ...any) error {
+		return &spec.Error{File: s.File, Line: b.Line, Msg: "boot: " + fmt.Sprintf(format, a...)}
+	}
+	in := &bootInputs{cfg: b}
+	kpath, kernel, err := globOne(t, b.Kernel)
+	if err != nil {
+		return nil, bad("kernel: %v", err)
+	}
+	in.kernel, in.kernelPath = kernel, kpath
+	if in.kver, err = initramfs.KernelVersion(t, kpath); err != nil {
+		return nil, bad("kernel: %v", err)
+	}
+
+	root := -1
+	for i, p := range s.Disk.Partitions {
+		if p.Mount == "/" {
+			root = i
+		}
+	}
+	in.cmdline = b.Cmdline
+	if !hasArg(b.Cmdline, "root") {
+		if root < 0 {
+			return nil, bad("no partition is mounted at /, so there is no root= to give the kernel (set root= in boot.cmdline)")
+		}
+		in.cmdline = strings.TrimSpace(in.cmdline + " root=PARTUUID=" + partUUID(s, root, seed))
+		if fs := s.Disk.Partitions[root].Filesystem; !hasArg(b.Cmdline, "rootfstype") && fs == "ext4" {
+			in.cmdline += " rootfstype=ext4"
+		}
+	}
+
+	in.osRelease = readOSRelease(t)
+	in.osID, in.title = osField(in.osRelease, "ID"), b.Title
+	if in.osID == "" {
+		in.osID = "linux"
+	}
+	if in.title == "" {
+		in.title = osField(in.osRelease, "PRETTY_NAME")
+	}
+
+	switch b.Initrd {
+	case "none":
+	case "kiln":
+		init, err := os.ReadFile(initPath)
+		if err != nil {
+			return nil, fmt.Errorf("boot: initrd kiln needs the kiln-init binary: %w (build it with make build, or pass --init)", err)
+		}
+		mods := append([]string(nil), initramfs.DefaultModules...)
+		mods = append(mods, b.Modules...)
+		var buf bytes.Buffer
+		if err := initramfs.Build(&buf, t, in.kver, initramfs.Options{Epoch: epoch, Modules: mods, Init: init}); err != nil {
+			return nil, fmt.Errorf("boot: initramfs: %w", err)
+		}
+		in.initrd = uefi.Bytes(buf.Bytes())
+	default:
+		_, n, err := globOne(t, b.Initrd)
+		if err != nil {
+			return nil, bad("initrd: %v", err)
+		}
+		in.initrd = &uefi.File{Content: n.Content, Size: n.Size}
+	}
+
+	need := func(what, p, def, pkg string) (*tree.Inode, error) {
+		if p == "" {
+			p = def
+		}
+		_, n, err := globOne(t, p)
+		if err != nil {
+			return nil, bad("%s: %v (Debian ships it in %s; add that package as a layer, or set boot.paths)", what, err, pkg)
+		}
+		return n, nil
+	}
+	uefiKind := b.Loader
+	if b.Loader == "hybrid" {
+		uefiKind = b.UEFI
+	}
+	switch uefiKind {
+	case "systemd-boot":
+		if in.loader, err = need("systemd-boot", b.Paths.SystemdBoot, defaultSystemdBoot, "systemd-boot-efi"); err != nil {
+			return nil, err
+		}
+	case "uki":
+		if in.stub, err = need("UKI stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
+			return nil, err
+		}
+	}
+	if b.Loader == "syslinux" || b.Loader == "hybrid" {
+		in.syslinux = syslinux.Sources{Tree: t, Installer: b.Paths.Syslinux, LDLinuxC32: b.Paths.LdlinuxC32, MBR: b.Paths.MBR, GPTMBR: b.Paths.GPTMBR}
+	}
+	return in, nil
+}
+
+// installBoot adds the boot files to the ESP's tree and marks the
+// partitions the firmware must find.
+func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*bootPost, error) {
+	if in == nil {
+		return nil, nil
+	}
+	b := in.cfg
+	esp := -1
+	for i, p := range parts {
+		if p.spec.Type == "esp" && p.spec.Filesystem == "vfat" {
+			esp = i
+			break
+		}
+	}
+	if esp < 0 && b.Loader == "syslinux" {
+		for i, p := range parts {
+			if p.spec.Filesystem == "vfat" {
+				esp = i
+				break
+			}
+		}
+	}
+	if esp < 0 {
+		return nil, &spec.Error{File: s.File, Line: b.Line, Msg: fmt.Sprintf("boot: loader %s needs a partition of type esp with filesystem vfat", b.Loader)}
+	}
+	et := parts[esp].tree
+	post := &bootPost{esp: esp}
+
+	uefiKind := b.Loader
+	if b.Loader == "hybrid" {
+		uefiKind = b.UEFI
+	}
+	// Where syslinux finds the kernel and initrd on the ESP: the
+	// systemd-boot entry's copies when there are any.
+	kernelOnESP, initrdOnESP := "", ""
+	switch uefiKind {
+	case "systemd-boot":
+		files, err := uefi.InstallSystemdBoot(et, uefi.SystemdBoot{
+			Loader: in.loader, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline,
+			Title: in.title, EntryName: in.osID, KernelVersion: in.kver, Epoch: epoch,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("boot: systemd-boot: %w", err)
+		}
+		kernelOnESP, initrdOnESP = files.Kernel, files.Initrd
+	case "uki":
+		u := uefi.UKI{Stub: in.stub, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline, OSRelease: in.osRelease, Uname: in.kver, Epoch: epoch}
+		if err := uefi.InstallUKI(et, u, in.osID+"-"+in.kver); err != nil {
+			return nil, fmt.Errorf("boot: UKI: %w", err)
+		}
+	}
+	if b.Loader == "syslinux" || b.Loader == "hybrid" {
+		cfg := syslinux.Config{Kernel: kernelOnESP, Initrd: initrdOnESP, Cmdline: in.cmdline, Serial: "0 115200", Epoch: epoch}
+		if cfg.Kernel == "" {
+			cfg.Kernel, cfg.KernelFile = "/linux", in.kernel
+			if in.initrd != nil {
+				cfg.Initrd = "/initrd"
+				cfg.InitrdFile = &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: in.initrd.Size, Content: in.initrd.Content}
+			}
+		}
+		img, err := syslinux.Prepare(et, in.syslinux, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("boot: syslinux: %w", err)
+		}
+		post.syslinux, post.sources = img, in.syslinux
+		parts[esp].bootable = true
+	}
+	return post, nil
+}
+
+// finishBoot runs after the filesystems are written: syslinux's patches
+// to its FAT and the MBR boot code.
+func finishBoot(post *bootPost, layout *disk.Layout, img readWriterAt) error {
+	if post == nil || post.syslinux == nil {
+		return nil
+	}
+	lp := layout.Partitions[post.esp]
+	win := &window{img, lp.Start}
+	if err := syslinux.Install(win, lp.Size, uint64(lp.Start/disk.SectorSize), post.syslinux); err != nil {
+		return fmt.Errorf("boot: syslinux: %w", err)
+	}
+	code, err := syslinux.MBRCode(layout, lp.Number, post.sources)
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	if err := disk.WriteBootCode(img, code); err != nil {
+		return fmt.Errorf("boot: writing MBR boot code: %w", err)
+	}
+	return nil
+}
+
+type readWriterAt interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+// window is a partition's range of the image, for reading and writing.
+type window struct {
+	rw  readWriterAt
+	off int64
+}
+
+func (w *window) ReadAt(p []byte, off int64) (int, error)  { return w.rw.ReadAt(p, w.off+off) }
+func (w *window) WriteAt(p []byte, off int64) (int, error) { return w.rw.WriteAt(p, w.off+off) }
+
+// globOne finds the single regular file pattern matches in the tree
+// (path.Match per element; symlinks at the end are resolved in the tree).
+func globOne(t *tree.Tree, pattern string) (string, *tree.Inode, error) {
+	matches := []string{"/"}
+	for _, el := range strings.Split(strings.Trim(pattern, "/"), "/") {
+		var next []string
+		for _, m := range matches {
+			d := t.Lookup(m)
+			if d == nil || d.Kind != tree.Dir {
+				continue
+			}
+			for _, c := range d.Children() {
+				if ok, err := path.Match(el, c.Name); err != nil {
+					return "", nil, fmt.Errorf("bad pattern %q: %w", pattern, err)
+				} else if ok {
+					next = append(next, path.Join(m, c.Name))
+				}
+			}
+		}
+		matches = next
+	}
+	sort.Strings(matches)
+	switch len(matches) {
+	case 0:
+		return "", nil, fmt.Errorf("%s matches nothing in the merged tree", pattern)
+	case 1:
+	default:
+		return "", nil, fmt.Errorf("%s matches %d files (%s): it must match exactly one", pattern, len(matches), strings.Join(matches, ", "))
+	}
+	p := matches[0]
+	n := t.Lookup(p)
+	for hops := 0; n != nil && n.Kind == tree.Symlink; hops++ {
+		if hops > 10 {
+			return "", nil, fmt.Errorf("%s: too many symlinks", pattern)
+		}
+		target := n.Target
+		if !strings.HasPrefix(target, "/") {
+			target = path.Join(path.Dir(p), target)
+		}
+		p = path.Clean(target)
+		n = t.Lookup(p)
+	}
+	if n == nil || n.Kind != tree.Regular {
+		return "", nil, fmt.Errorf("%s is not a regular file", matches[0])
+	}
+	return p, n, nil
+}
+
+// readOSRelease returns the tree's os-release (/etc, then /usr/lib).
+func readOSRelease(t *tree.Tree) []byte {
+	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
+		_, n, err := globOne(t, p)
+		if err != nil || n.Content == nil || n.Size > 1<<20 {
+			continue
+		}
+		r, err := n.Content.Open()
+		if err != nil {
+			continue
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err == nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// osField returns a field of os-release, unquoted.
+func osField(osr []byte, key string) string {
+	sc := bufio.NewScanner(bytes.NewReader(osr))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if ok && k == key {
+			return strings.Trim(v, `"'`)
+		}
+	}
+	return ""
+}
+
+// hasArg reports whether a kernel command line sets key (key=...).
+func hasArg(cmdline, key string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, key+"=") {
+			return true
+		}
+	}
+	return false
+}
