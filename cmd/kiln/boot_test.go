@@ -134,3 +134,37 @@ func TestBoot(t *testing.T) {
 		})
 	}
 }
+
+// TestBootErrors: what is missing for a boot setup is named, with the
+// package that ships it; ambiguous kernel globs are refused.
+func TestBootErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "root/boot/vmlinuz-6.1.0-1-amd64"), []byte("not really a kernel"))
+	spec := func(loader, kernel string) string {
+		return fmt.Sprintf(`layers: [{path: root/}]
+disk:
+  size: 128MiB
+  partitions:
+    - {name: esp, type: esp, size: 32MiB, filesystem: vfat, mount: /boot/efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot: {loader: %s, kernel: "%s", initrd: none}
+output: {path: out.img}
+`, loader, kernel)
+	}
+	for _, tc := range []struct{ loader, kernel, want string }{
+		{"systemd-boot", "/boot/vmlinuz-*", "systemd-bootx64.efi matches nothing in the merged tree (Debian ships it in systemd-boot-efi"},
+		{"uki", "/boot/vmlinuz-*", "linuxx64.efi.stub matches nothing in the merged tree (Debian ships it in systemd-boot-efi"},
+		{"systemd-boot", "/boot/nothing-*", "boot: kernel: /boot/nothing-* matches nothing"},
+	} {
+		writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(spec(tc.loader, tc.kernel)))
+		_, se, code := kiln(t, dir, nil, "build", "-q")
+		if code != 2 || !strings.Contains(se, tc.want) {
+			t.Errorf("%s %s: exit %d, %q; want exit 2 and %q", tc.loader, tc.kernel, code, se, tc.want)
+		}
+	}
+	writeFile(t, filepath.Join(dir, "root/boot/vmlinuz-6.1.0-2-amd64"), []byte("another"))
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(spec("systemd-boot", "/boot/vmlinuz-*")))
+	if _, se, code := kiln(t, dir, nil, "build", "-q"); code != 2 || !strings.Contains(se, "matches 2 files (/boot/vmlinuz-6.1.0-1-amd64, /boot/vmlinuz-6.1.0-2-amd64)") {
+		t.Errorf("two kernels: exit %d, %q", code, se)
+	}
+}
