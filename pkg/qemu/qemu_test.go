@@ -1,0 +1,70 @@
+package qemu
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestArgs(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	code := filepath.Join(dir, "CODE.fd")
+	vars := filepath.Join(dir, "VARS.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	os.WriteFile(vars, []byte("vars"), 0o644)
+
+	uefi, err := Args(Options{Image: img, Accel: "tcg", OVMFCode: code, OVMFVars: vars}, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(uefi, " ")
+	for _, want := range []string{
+		"-accel tcg", "-m 1024", "-nodefaults", "-display none", "-no-reboot", "-serial file:LOG", "-machine q35",
+		"if=pflash,format=raw,readonly=on,file=" + code,
+		"if=pflash,format=raw,file=" + filepath.Join(dir, "OVMF_VARS.fd"),
+		"file=" + img + ",format=raw,if=virtio,snapshot=on",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("UEFI command line lacks %q:\n%s", want, line)
+		}
+	}
+	// The firmware's variables are a private copy, never the system's file.
+	if b, _ := os.ReadFile(filepath.Join(dir, "OVMF_VARS.fd")); string(b) != "vars" {
+		t.Errorf("variables not copied: %q", b)
+	}
+
+	bios, err := Args(Options{Image: img, Firmware: "bios", Accel: "tcg", MemoryMB: 512}, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = strings.Join(bios, " ")
+	if strings.Contains(line, "pflash") || !strings.Contains(line, "-m 512") || !strings.Contains(line, "name=etc/sercon-port,file=") {
+		t.Errorf("BIOS command line: %s", line)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "sercon-port.bin")); string(b) != "\xf8\x03" {
+		t.Errorf("sercon port file: %x", b)
+	}
+
+	for _, bad := range []Options{{Image: img, Firmware: "coreboot"}, {Image: img, Accel: "hvf"}} {
+		if _, err := Args(bad, dir, "LOG"); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "a.qcow2")
+	os.WriteFile(q, []byte("QFI\xfb\x00\x00\x00\x03"), 0o644)
+	r := filepath.Join(dir, "a.img")
+	os.WriteFile(r, make([]byte, 512), 0o644)
+	if f, _ := DetectFormat(q); f != "qcow2" {
+		t.Errorf("qcow2 detected as %s", f)
+	}
+	if f, _ := DetectFormat(r); f != "raw" {
+		t.Errorf("raw detected as %s", f)
+	}
+}
