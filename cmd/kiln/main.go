@@ -81,7 +81,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVerifyCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/verify"
+)
+
+type verifyOptions struct {
+	keep  string
+	init  string
+	quiet bool
+}
+
+// notReproducible makes kiln verify exit 1 after printing the difference.
+type notReproducible struct{ error }
+
+func newVerifyCmd() *cobra.Command {
+	var o verifyOptions
+	c := &cobra.Command{
+		Use:   "verify [SPEC]",
+		Short: "Build a spec twice, the second time in a varied environment, and compare",
+		Long: `Build SPEC (default kiln.yaml) twice in separate temporary folders. The
+second build runs with another TZ, LANG/LC_ALL, umask, working directory,
+TMPDIR and GOMAXPROCS, and from copies of every directory layer made in
+shuffled order with new mtimes. Prints both sha256 and "reproducible"
+(exit 0), or what differs between the two images (exit 1).`,
+		Args: argsUsage(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			file := "kiln.yaml"
+			if len(args) == 1 {
+				file = args[0]
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: []string{"--init", initPath(o.init)}}
+			if !o.quiet {
+				vo.Log = c.ErrOrStderr()
+			}
+			res, err := verify.Run(file, vo)
+			if err != nil {
+				return err
+			}
+			if o.keep == "" {
+				defer res.Cleanup()
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "%s  build 1\n%s  build 2\n", res.SumA, res.SumB)
+			if res.Reproducible {
+				fmt.Fprintln(w, "reproducible")
+				return nil
+			}
+			fmt.Fprintln(w, "NOT reproducible; what differs:")
+			if err := printDiff(w, res.A, res.B, false); err != nil {
+				return err
+			}
+			return notReproducible{fmt.Errorf("the two builds differ")}
+		},
+	}
+	c.Flags().StringVar(&o.keep, "keep", "", "keep both images in this folder (a.img, b.img)")
+	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary (as for kiln build)")
+	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
+	return c
+}

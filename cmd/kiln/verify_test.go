@@ -1,0 +1,31 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestVerify runs kiln verify on the spec exercising every merge rule and
+// on the demo spec (kernel, initramfs, systemd-boot and syslinux): both
+// must be reproducible under a varied environment.
+func TestVerify(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(mergeFixture(t, dir, "gpt")))
+	specs := []string{filepath.Join(dir, "kiln.yaml")}
+	if !testing.Short() {
+		repo, _ := demoDebs(t)
+		specs = append(specs, filepath.Join(repo, "layers/demo/kiln.yaml"))
+	}
+	for _, spec := range specs {
+		out, se, code := kiln(t, "", nil, "verify", spec)
+		if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "reproducible") || strings.Contains(out, "NOT") {
+			t.Errorf("kiln verify %s: exit %d\n%s\n%s", spec, code, out, se)
+		}
+		for _, v := range []string{"TZ=", "umask 0077", "GOMAXPROCS=", "copied in shuffled order with new mtimes"} {
+			if !strings.Contains(se, v) {
+				t.Errorf("kiln verify %s did not vary %q: %s", spec, v, se)
+			}
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package verify
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeKiln writes a script that plays kiln build: it writes the output
+// file (-o) from what it sees of its environment.
+func fakeKiln(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kiln")
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -o) out=$2; shift;; esac; shift; done\n" + body + "\n"
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testSpec(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "layer", "etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "layer", "etc", "hostname"), []byte("x\n"), 0o644)
+	os.Symlink("hostname", filepath.Join(dir, "layer", "etc", "link"))
+	os.Link(filepath.Join(dir, "layer", "etc", "hostname"), filepath.Join(dir, "layer", "hl"))
+	p := filepath.Join(dir, "kiln.yaml")
+	os.WriteFile(p, []byte("layers:\n  - path: layer/\ndisk:\n  size: 64MiB\n  partitions:\n    - {name: root, type: root, filesystem: ext4, size: rest, mount: /}\noutput: {path: x.img}\n"), 0o644)
+	return p
+}
+
+func TestDetectsDifference(t *testing.T) {
+	// A build that leaks the time zone into its output is caught.
+	kiln := fakeKiln(t, `printf '%s' "${TZ:-none}" > "$out"`)
+	res, err := Run(testSpec(t), Options{Kiln: kiln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Cleanup()
+	if res.Reproducible || res.SumA == res.SumB {
+		t.Fatalf("a TZ-dependent build passed as reproducible: %+v", res)
+	}
+}
+
+func TestVariesEnvironmentAndLayers(t *testing.T) {
+	// The fake build records what it saw; the second build must see
+	// another world, and the copied layer with the original's seed.
+	kiln := fakeKiln(t, `spec=""; for a; do spec=$a; done
+{ echo "TZ=$TZ LC_ALL=$LC_ALL GOMAXPROCS=$GOMAXPROCS umask=$(umask) pwd=$(pwd)"; } > "$out"`)
+	spec := testSpec(t)
+	keep := t.TempDir()
+	res, err := Run(spec, Options{Kiln: kiln, KeepDir: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Cleanup()
+	a, _ := os.ReadFile(filepath.Join(keep, "a.img"))
+	b, _ := os.ReadFile(filepath.Join(keep, "b.img"))
+	if string(a) == string(b) {
+		t.Fatalf("the second build saw the same environment: %s", a)
+	}
+	for _, want := range []string{"TZ=", "GOMAXPROCS=", "umask=0077"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("second build's environment lacks %s: %s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "pwd="+filepath.Dir(spec)) {
+		t.Errorf("second build ran in the spec's folder: %s", b)
+	}
+	// The rewritten spec points at a copy of the layer and keeps the seed.
+	var copied string
+	for _, v := range res.Variations {
+		if strings.HasPrefix(v, "directory layer layer/") {
+			copied = v
+		}
+	}
+	if copied == "" {
+		t.Fatalf("directory layer not varied: %v", res.Variations)
+	}
+}
+
+func TestShuffledCopy(t *testing.T) {
+	spec := testSpec(t)
+	src := filepath.Join(filepath.Dir(spec), "layer")
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := shuffledCopy(src, dst, newRand()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dst, "etc", "hostname"))
+	if err != nil || string(b) != "x\n" {
+		t.Fatalf("content: %q %v", b, err)
+	}
+	if l, _ := os.Readlink(filepath.Join(dst, "etc", "link")); l != "hostname" {
+		t.Fatalf("symlink: %q", l)
+	}
+	a, _ := os.Stat(filepath.Join(dst, "etc", "hostname"))
+	h, _ := os.Stat(filepath.Join(dst, "hl"))
+	if !os.SameFile(a, h) {
+		t.Fatal("hardlink not kept")
+	}
+	orig, _ := os.Stat(filepath.Join(src, "etc", "hostname"))
+	if !a.ModTime().After(orig.ModTime()) {
+		t.Fatal("mtime not changed")
+	}
+}
