@@ -22,7 +22,7 @@ import (
 
 // Spec is a build spec.
 type Spec struct {
-	Epoch  *int64  `yaml:"epoch" json:"epoch,omitempty"`
+	Epoch  *int64  `yaml:"epoch" json:"-"` // time is not identity: the epoch does not seed IDs
 	Seed   string  `yaml:"seed" json:"seed,omitempty"`
 	Layers []Layer `yaml:"layers" json:"layers"`
 	Disk   Disk    `yaml:"disk" json:"disk"`
