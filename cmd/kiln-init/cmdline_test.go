@@ -2,9 +2,10 @@ package main
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 func TestSplitCmdline(t *testing.T) {
@@ -66,14 +67,8 @@ func TestParseCmdline(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseCmdline(tc.in)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			if testkit.WantErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if len(got.Warnings) != tc.warns {
 				t.Errorf("warnings %q, want %d", got.Warnings, tc.warns)

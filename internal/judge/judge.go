@@ -46,8 +46,18 @@ func addSbin() {
 // Run runs a judge and returns its combined output and exit code.
 func Run(t testing.TB, env []string, name string, args ...string) (string, int) {
 	t.Helper()
+	return RunInput(t, "", env, name, args...)
+}
+
+// RunInput is Run with stdin as the judge's standard input ("" gives it
+// none).
+func RunInput(t testing.TB, stdin string, env []string, name string, args ...string) (string, int) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if err != nil {

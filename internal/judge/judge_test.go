@@ -41,3 +41,16 @@ func TestReadExt4OfMke2fs(t *testing.T) {
 	}
 	E2fsck(t, img)
 }
+
+// TestRunInput checks that the judge gets stdin and env, and that its
+// output and exit code come back.
+func TestRunInput(t *testing.T) {
+	Need(t, "sh")
+	out, code := RunInput(t, "from stdin\n", []string{"KILN_JUDGE_TEST=from env"}, "sh", "-c", `cat; echo "$KILN_JUDGE_TEST"; echo to stderr >&2; exit 3`)
+	if out != "from stdin\nfrom env\nto stderr\n" || code != 3 {
+		t.Fatalf("output %q, exit %d", out, code)
+	}
+	if out, code := Run(t, nil, "sh", "-c", "cat; echo done"); out != "done\n" || code != 0 {
+		t.Fatalf("Run: output %q, exit %d", out, code)
+	}
+}

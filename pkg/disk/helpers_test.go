@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/repro"
 )
 
@@ -25,28 +26,17 @@ func mustUUID(s string) repro.UUID {
 	return u
 }
 
-// needTool returns the path of an external judge, skipping the test if it
-// is not installed.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not in PATH", name)
-	}
-	return p
-}
-
-// run runs a tool and returns its combined output and error.
+// run runs a tool (judge.Need: a missing one skips the test, or fails it
+// under CI) with stdin, in the C locale, and returns its combined output,
+// and an error if it exits non-zero.
 func run(t *testing.T, stdin string, name string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	err := cmd.Run()
-	return out.String(), err
+	judge.Need(t, name)
+	out, code := judge.RunInput(t, stdin, []string{"LC_ALL=C"}, name, args...)
+	if code != 0 {
+		return out, fmt.Errorf("exit status %d", code)
+	}
+	return out, nil
 }
 
 // mustRun runs a tool and fails the test if it fails.
@@ -62,51 +52,31 @@ func mustRun(t *testing.T, stdin string, name string, args ...string) string {
 // emptyImage creates a sparse file of size bytes in a temporary directory.
 func emptyImage(t *testing.T, size int64) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "disk.img", size)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return f.Name()
 }
 
 // writeImage writes l's table to a new sparse image and returns its path.
 func writeImage(t *testing.T, l *Layout) string {
 	t.Helper()
-	path := emptyImage(t, l.Size)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := testkit.SparseFile(t, "disk.img", l.Size)
 	if err := Write(f, l); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return f.Name()
 }
 
 // readImage runs Read on an image file.
 func readImage(t *testing.T, path string) *Layout {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := Read(f, st.Size())
+	f, size := testkit.Open(t, path)
+	l, err := Read(f, size)
 	if err != nil {
 		t.Fatalf("Read(%s): %v", path, err)
 	}
@@ -137,7 +107,8 @@ type sfdiskDump struct {
 
 func sfdiskJSON(t *testing.T, path string) sfdiskDump {
 	t.Helper()
-	cmd := exec.Command(needTool(t, "sfdisk"), "--json", path)
+	judge.Need(t, "sfdisk")
+	cmd := exec.Command("sfdisk", "--json", path)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -176,16 +147,7 @@ func sfdiskAttrs(a uint64) string {
 // readSectors returns sectors [from, to) of a file.
 func readSectors(t *testing.T, path string, from, to int64) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, (to-from)*SectorSize)
-	if _, err := f.ReadAt(b, from*SectorSize); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testkit.ReadAt(t, path, from*SectorSize, int((to-from)*SectorSize))
 }
 
 // diffLayouts compares the fields Read can recover, naming the first

@@ -7,12 +7,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // TestReadSgdisk reads a GPT made by sgdisk: unused slots between entries,
 // an unnamed partition, a partition up to the last usable sector.
 func TestReadSgdisk(t *testing.T) {
-	needTool(t, "sgdisk")
+	judge.Need(t, "sgdisk")
 	t.Parallel()
 	disk := mustUUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
 	g1, g3, g5 := pguid(1), pguid(3), pguid(5)
@@ -47,7 +49,7 @@ func TestReadSgdisk(t *testing.T) {
 // TestReadSfdiskGPT reads a GPT made by sfdisk, whose header says the first
 // usable LBA is 2048.
 func TestReadSfdiskGPT(t *testing.T) {
-	needTool(t, "sfdisk")
+	judge.Need(t, "sfdisk")
 	disk := mustUUID("a0b1c2d3-e4f5-4607-8819-2a3b4c5d6e7f")
 	img := emptyImage(t, 32*MiB)
 	mustRun(t, `label: gpt
@@ -85,7 +87,7 @@ start=20480, type=L, uuid=`+pguid(3).String()+`, name="data"
 // TestReadSfdiskDos reads an MBR made by sfdisk with an extended partition
 // and two logical partitions.
 func TestReadSfdiskDos(t *testing.T) {
-	needTool(t, "sfdisk")
+	judge.Need(t, "sfdisk")
 	img := emptyImage(t, 64*MiB)
 	mustRun(t, `label: dos
 label-id: 0x0badcafe

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // gptCase and mbrCase are the layouts the tool-judged tests write.
@@ -72,9 +74,9 @@ var toolWarnings = regexp.MustCompile(`(?i)warning|mismatch|corrupt|invalid|erro
 // TestGPTJudgedByTools writes GPT layouts and has sgdisk, sfdisk and fdisk
 // check them and read them back.
 func TestGPTJudgedByTools(t *testing.T) {
-	needTool(t, "sgdisk")
-	needTool(t, "sfdisk")
-	needTool(t, "fdisk")
+	judge.Need(t, "sgdisk")
+	judge.Need(t, "sfdisk")
+	judge.Need(t, "fdisk")
 	for _, c := range gptCases {
 		t.Run(c.name, func(t *testing.T) {
 			l := c.plan(t)
@@ -130,8 +132,8 @@ func TestGPTJudgedByTools(t *testing.T) {
 // TestMBRJudgedByTools writes MBR layouts and has sfdisk and fdisk check
 // them and read them back.
 func TestMBRJudgedByTools(t *testing.T) {
-	needTool(t, "sfdisk")
-	needTool(t, "fdisk")
+	judge.Need(t, "sfdisk")
+	judge.Need(t, "fdisk")
 	for _, c := range mbrCases {
 		t.Run(c.name, func(t *testing.T) {
 			l := c.plan(t)
@@ -187,7 +189,7 @@ func withoutNames(l *Layout) *Layout {
 // TestMBRMatchesSfdisk has sfdisk partition an empty image the same way
 // and compares sector 0 byte for byte: signature, entries, CHS fields.
 func TestMBRMatchesSfdisk(t *testing.T) {
-	needTool(t, "sfdisk")
+	judge.Need(t, "sfdisk")
 	for _, c := range mbrCases {
 		t.Run(c.name, func(t *testing.T) {
 			l := c.plan(t)
@@ -216,7 +218,7 @@ func TestMBRMatchesSfdisk(t *testing.T) {
 // compares the protective MBR, both headers and both entry arrays byte for
 // byte.
 func TestGPTMatchesSgdisk(t *testing.T) {
-	needTool(t, "sgdisk")
+	judge.Need(t, "sgdisk")
 	for _, c := range gptCases {
 		if len(c.parts) > 8 {
 			continue // the arguments get long; the 128-entry case is judged by TestGPTJudgedByTools

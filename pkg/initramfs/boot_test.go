@@ -6,25 +6,34 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/ext4"
+	"github.com/kiln-build/kiln/pkg/qemu"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-const bootMarker = "KILN-BOOT-MARKER"
+const (
+	bootMarker = "KILN-BOOT-MARKER"
+	// bootEnd follows the marker line: once it is on the console, the
+	// marker line is whole.
+	bootEnd = "KILN-BOOT-END"
+)
 
 // bootInit is the root filesystem's /sbin/init: it proves it runs as PID
-// 1 on a root mounted read-write, prints the marker and powers off.
+// 1 on a root mounted read-write, prints the marker, then bootEnd, and
+// powers off.
 const bootInit = `#!/bin/busybox sh
 bb=/bin/busybox
 rw=no
 $bb touch /kiln-rw-test && rw=yes
 echo "` + bootMarker + ` pid=$$ rw=$rw args=$* root=$($bb awk '$2 == "/" {print $3}' /proc/mounts | $bb tail -n 1)"
+echo ` + bootEnd + `
 $bb poweroff -f
 `
 
@@ -37,10 +46,8 @@ func TestBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU: not with -short")
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		missing(t, "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)")
-	}
-	busybox := debFile(t, "busybox-static_*_amd64.deb")
+	testkit.NeedQEMU(t, "bios")
+	busybox := testkit.FindDeb(t, testkit.DebBusybox)
 	kt := kernelTree(t)
 	dir := t.TempDir()
 
@@ -67,55 +74,49 @@ func TestBoot(t *testing.T) {
 		t.Logf("initramfs with kiln-init (%d bytes) and the default modules: %d bytes, xz", len(initBin), st.Size())
 	}
 
-	img := filepath.Join(dir, "disk.img")
-	partUUID := writeRootDisk(t, busybox, img)
+	img, partUUID := writeRootDisk(t, busybox)
 
 	t.Run("marker", func(t *testing.T) {
-		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+partUUID+" rw kiln.timeout=60 -- one two",
-			func(log string) bool { return strings.Contains(log, bootMarker) })
+		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+partUUID+" rw kiln.timeout=60 -- one two", bootEnd)
 		t.Logf("marker after %.1f s; kiln-init said:\n%s", secs, initLines(log))
-		for _, want := range []string{
+		checkLog(t, log,
 			"kiln-init: loaded 26 modules (0 failed)",
-			"kiln-init: found root=PARTUUID=" + partUUID + ": /dev/vda1",
+			"kiln-init: found root=PARTUUID="+partUUID+": /dev/vda1",
 			"kiln-init: switching to /sbin/init on /dev/vda1",
-			bootMarker + " pid=1 rw=yes args=one two root=ext4",
-		} {
-			if !strings.Contains(log, want) {
-				t.Errorf("serial log lacks %q", want)
-			}
-		}
-		if strings.Contains(log, "Kernel panic") {
-			t.Error("the kernel panicked")
-		}
-		if t.Failed() {
-			t.Logf("serial log:\n%s", log)
-		}
+			bootMarker+" pid=1 rw=yes args=one two root=ext4",
+		)
 	})
 
 	t.Run("wrong PARTUUID", func(t *testing.T) {
 		wrong := "0badc0de-0000-4000-8000-000000000001"
-		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+wrong+" kiln.timeout=3",
-			func(log string) bool { return strings.Contains(log, "sleeping forever") })
+		log, secs := bootQEMU(t, kernel, initrd, img, "root=PARTUUID="+wrong+" kiln.timeout=3", "sleeping forever")
 		t.Logf("message after %.1f s; kiln-init said:\n%s", secs, initLines(log))
-		for _, want := range []string{
-			"kiln-init: waiting up to 3s for root=PARTUUID=" + wrong + " (rootfstype=ext4)",
-			"kiln-init: timed out after 3s waiting for root=PARTUUID=" + wrong,
+		checkLog(t, log,
+			"kiln-init: waiting up to 3s for root=PARTUUID="+wrong+" (rootfstype=ext4)",
+			"kiln-init: timed out after 3s waiting for root=PARTUUID="+wrong,
 			"kiln-init:   block devices: vda vda1",
 			"kiln-init:   vda (67108864 bytes): GPT disk GUID ",
-			"kiln-init:     partition 1 PARTUUID=" + partUUID + ` "root"`,
+			"kiln-init:     partition 1 PARTUUID="+partUUID+` "root"`,
 			"kiln-init: no shell to drop to: sleeping forever",
-		} {
-			if !strings.Contains(log, want) {
-				t.Errorf("serial log lacks %q", want)
-			}
-		}
-		if strings.Contains(log, "Kernel panic") {
-			t.Error("the kernel panicked")
-		}
-		if t.Failed() {
-			t.Logf("serial log:\n%s", log)
-		}
+		)
 	})
+}
+
+// checkLog checks that a serial log holds every one of want and no kernel
+// panic, and shows the whole log when it does not.
+func checkLog(t *testing.T, log string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(log, w) {
+			t.Errorf("serial log lacks %q", w)
+		}
+	}
+	if strings.Contains(log, "Kernel panic") {
+		t.Error("the kernel panicked")
+	}
+	if t.Failed() {
+		t.Logf("serial log:\n%s", log)
+	}
 }
 
 // initLines are kiln-init's lines of a serial log.
@@ -165,19 +166,12 @@ func writeTreeFile(t *testing.T, tr *tree.Tree, p, dst string) {
 	}
 }
 
-// offsetWriter writes into a window of a file.
-type offsetWriter struct {
-	w   io.WriterAt
-	off int64
-}
-
-func (o offsetWriter) WriteAt(p []byte, off int64) (int, error) { return o.w.WriteAt(p, o.off+off) }
-
 // writeRootDisk writes a 64 MiB GPT disk with one ext4 root partition
-// holding busybox-static and /sbin/init, and returns its PARTUUID.
-func writeRootDisk(t *testing.T, busyboxDeb, img string) string {
+// holding busybox-static and /sbin/init, and returns its path and the
+// partition's PARTUUID.
+func writeRootDisk(t *testing.T, busyboxDeb string) (string, string) {
 	t.Helper()
-	root := mergeLayers(t, busyboxDeb)
+	root := trees.Merge(t, testEpoch, busyboxDeb)
 	for _, d := range []string{"dev", "proc", "sys", "sbin"} {
 		root.Root.SetChild(d, tree.NewDir(0o755, 0, 0, testEpoch))
 	}
@@ -190,76 +184,29 @@ func writeRootDisk(t *testing.T, busyboxDeb, img string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(l.Size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "disk.img", l.Size)
 	if err := disk.Write(f, l); err != nil {
 		t.Fatal(err)
 	}
 	p := l.Partitions[0]
-	if err := ext4.Write(offsetWriter{f, p.Start}, p.Size, root, ext4.Options{UUID: repro.Derive(seed, "fs"), Epoch: testEpoch}); err != nil {
+	if err := ext4.Write(io.NewOffsetWriter(f, p.Start), p.Size, root, ext4.Options{UUID: repro.Derive(seed, "fs"), Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return l.PartUUID(p)
+	return f.Name(), l.PartUUID(p)
 }
 
-// bootQEMU boots the kernel, initramfs and disk under TCG until done says
-// the serial log is complete (or 120 s pass), stops QEMU, and returns the
-// log and the seconds from start to done.
-func bootQEMU(t *testing.T, kernel, initrd, img, cmdline string, done func(string) bool) (string, float64) {
+// bootQEMU boots the kernel and initramfs directly (pkg/qemu's Kernel,
+// Initrd and Append) with the disk attached, under TCG, until expect is on
+// the serial console (or 120 s pass), and returns the console's output and
+// the seconds from QEMU's start to expect.
+func bootQEMU(t *testing.T, kernel, initrd, img, cmdline, expect string) (string, float64) {
 	t.Helper()
-	logFile := filepath.Join(t.TempDir(), "serial.log")
-	cmd := exec.Command("timeout", "-s", "TERM", "150", "qemu-system-x86_64",
-		"-accel", "tcg", "-m", "1024", "-nodefaults", "-display", "none", "-no-reboot",
-		"-serial", "file:"+logFile,
-		"-kernel", kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 "+cmdline,
-		"-drive", "file="+img+",format=raw,if=virtio,snapshot=on")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM) // timeout passes it on to QEMU
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("QEMU still running 10 s after SIGTERM")
-		}
-	}
-	read := func() string { b, _ := os.ReadFile(logFile); return string(b) }
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-exited:
-			log := read()
-			if done(log) {
-				return log, time.Since(start).Seconds()
-			}
-			t.Fatalf("QEMU exited (%v) after %.1f s before the expected output; stderr: %s\nserial log:\n%s", err, time.Since(start).Seconds(), stderr.String(), log)
-		case <-tick.C:
-			if log := read(); done(log) {
-				secs := time.Since(start).Seconds()
-				stop()
-				return read(), secs
-			}
-			if time.Since(start) > 120*time.Second {
-				stop()
-				t.Fatalf("no expected output after 120 s; serial log:\n%s", read())
-			}
-		}
-	}
+	return testkit.Boot(t, qemu.Options{
+		Image: img, Firmware: "bios", Accel: "tcg",
+		Kernel: kernel, Initrd: initrd, Append: "console=ttyS0 panic=-1 " + cmdline,
+		Expect: expect, Timeout: 120 * time.Second,
+	})
 }

@@ -4,144 +4,33 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"sync"
 	"testing"
 
-	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 const testEpoch = 1700000000
 
-// missing skips the test, or fails it under CI, where `make test` has
-// provided everything.
-func missing(t testing.TB, format string, a ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format, a...)
-	}
-	t.Skipf(format, a...)
-}
-
-// debFile finds a Debian package in $KILN_DEBS (default /tmp/debs) by a
-// glob of its file name, the last in byte order if several match.
-func debFile(t testing.TB, glob string) string {
-	t.Helper()
-	dir := os.Getenv("KILN_DEBS")
-	if dir == "" {
-		dir = "/tmp/debs"
-	}
-	m, _ := filepath.Glob(filepath.Join(dir, glob))
-	sort.Strings(m)
-	if len(m) == 0 {
-		missing(t, "no %s in %s (apt-get download linux-image-6.1.0-56-amd64 busybox-static there, or set KILN_DEBS)", glob, dir)
-	}
-	return m[len(m)-1]
-}
-
-// testSpill holds the content of layers merged by the tests; TestMain
-// closes it.
-var testSpill = layer.NewSpill("")
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testSpill.Close()
-	os.Exit(code)
-}
-
-var kernelTreeCache struct {
-	sync.Once
-	t   *tree.Tree
-	err error
-}
-
 // kernelTree is Debian's kernel package merged as a layer, once per test
-// process: merging its 70 MB of xz takes about 15 s.
+// process (trees.Debs): merging its 70 MB of xz takes about 15 s.
 func kernelTree(t testing.TB) *tree.Tree {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("merging the kernel package takes about 15 s: not with -short")
 	}
-	deb := debFile(t, "linux-image-6.1.0-*-amd64_*.deb")
-	c := &kernelTreeCache
-	c.Do(func() { c.t, c.err = merge(deb) })
-	if c.err != nil {
-		t.Fatal(c.err)
-	}
-	return c.t
+	return trees.Debs(t, testEpoch, testkit.DebKernel)
 }
-
-func merge(paths ...string) (*tree.Tree, error) {
-	m := tree.NewMerger(testEpoch)
-	for _, p := range paths {
-		ls, err := layer.Open(p, layer.Options{Epoch: testEpoch, Spill: testSpill})
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range ls {
-			if err := m.Apply(l); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return m.Tree(), nil
-}
-
-// mergeLayers merges layer files as kiln does.
-func mergeLayers(t testing.TB, paths ...string) *tree.Tree {
-	t.Helper()
-	tr, err := merge(paths...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
-
-// bytesContent is file content held in memory, for trees made in tests.
-type bytesContent []byte
-
-func (b bytesContent) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 
 // addFile puts a regular file (and its missing parent directories) into t.
 func addFile(t *tree.Tree, p string, mode uint32, data []byte) {
-	addNode(t, p, &tree.Inode{Kind: tree.Regular, Mode: mode, Mtime: testEpoch, Size: int64(len(data)), Content: bytesContent(data)})
+	trees.Put(t, testEpoch, p, trees.File(mode, testEpoch, data))
 }
 
 // addSymlink puts a symlink into t.
 func addSymlink(t *tree.Tree, p, target string) {
-	addNode(t, p, &tree.Inode{Kind: tree.Symlink, Mode: 0o777, Mtime: testEpoch, Size: int64(len(target)), Target: target})
-}
-
-func addNode(t *tree.Tree, p string, n *tree.Inode) {
-	dir := t.Root
-	elems := splitTest(p)
-	for _, el := range elems[:len(elems)-1] {
-		c := dir.Child(el)
-		if c == nil {
-			c = tree.NewDir(0o755, 0, 0, testEpoch)
-			dir.SetChild(el, c)
-		}
-		dir = c
-	}
-	dir.SetChild(elems[len(elems)-1], n)
-}
-
-func splitTest(p string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(p); i++ {
-		if i == len(p) || p[i] == '/' {
-			if i > start {
-				out = append(out, p[start:i])
-			}
-			start = i + 1
-		}
-	}
-	return out
+	trees.Put(t, testEpoch, p, &tree.Inode{Kind: tree.Symlink, Mode: 0o777, Mtime: testEpoch, Size: int64(len(target)), Target: target})
 }
 
 // fakeModule is a minimal ELF64 relocatable file whose .modinfo section

@@ -1,9 +1,9 @@
 package initramfs
 
 import (
-	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -99,14 +99,8 @@ func TestKernelVersion(t *testing.T) {
 			tr := tree.New(testEpoch)
 			tc.build(tr)
 			got, err := KernelVersion(tr, tc.kernel)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			if testkit.WantErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got != tc.want {
 				t.Errorf("version %q, want %q", got, tc.want)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -227,7 +229,7 @@ func TestDetect(t *testing.T) {
 func TestPin(t *testing.T) {
 	data := gz(t, buildTar(t, fileE("a", "x", 0o644)))
 	path := writeFile(t, t.TempDir(), "l.tgz", data)
-	sum := sha(data)
+	sum := judge.SHA256(data)
 	for _, pin := range []string{sum, "sha256:" + sum, strings.ToUpper(sum)} {
 		if _, err := Open(path, Options{SHA256: pin}); err != nil {
 			t.Errorf("pin %s: %v", pin, err)

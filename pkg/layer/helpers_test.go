@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -273,11 +272,6 @@ func writeFile(t testing.TB, dir, name string, b []byte) string {
 	return p
 }
 
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
 // got is an entry as walked, with its content read after Walk returned.
 type got struct {
 	Entry
@@ -310,18 +304,10 @@ func walkAll(t testing.TB, l Layer) []got {
 	return out
 }
 
+// readContent reads c whole.
 func readContent(t testing.TB, c Content) string {
 	t.Helper()
-	rc, err := c.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return string(testkit.ReadAll(t, c))
 }
 
 // want is an expected entry.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // Two small layers and what they hold.
@@ -52,7 +54,7 @@ type ociImage struct {
 }
 
 func (im *ociImage) add(b []byte) string {
-	h := sha(b)
+	h := judge.SHA256(b)
 	im.files["blobs/sha256/"+h] = b
 	return "sha256:" + h
 }
@@ -74,7 +76,7 @@ func buildOCI(t testing.TB, ls []ociLayer, nested bool) *ociImage {
 	cfg := map[string]any{"architecture": "amd64", "os": "linux", "rootfs": map[string]any{"type": "layers", "diff_ids": func() []string {
 		var ids []string
 		for _, l := range ls {
-			ids = append(ids, "sha256:"+sha(l.tar))
+			ids = append(ids, "sha256:"+judge.SHA256(l.tar))
 		}
 		return ids
 	}()}}
@@ -363,16 +365,16 @@ func dockerLegacy(t testing.TB, layers [][]byte, tars [][]byte) (map[string][]by
 	files := map[string][]byte{}
 	var paths, diffIDs []string
 	for i, l := range layers {
-		id := sha([]byte{byte(i)}) // any id: it is not a digest of anything
+		id := judge.SHA256([]byte{byte(i)}) // any id: it is not a digest of anything
 		files[id+"/layer.tar"] = l
 		files[id+"/VERSION"] = []byte("1.0")
 		files[id+"/json"] = []byte(`{"id":"` + id + `"}`)
 		paths = append(paths, id+"/layer.tar")
-		diffIDs = append(diffIDs, "sha256:"+sha(tars[i]))
+		diffIDs = append(diffIDs, "sha256:"+judge.SHA256(tars[i]))
 	}
 	cb := mustJSON(t, map[string]any{"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
-	files[sha(cb)+".json"] = cb
-	files["manifest.json"] = mustJSON(t, []map[string]any{{"Config": sha(cb) + ".json", "RepoTags": []string{"kiln:test"}, "Layers": paths}})
+	files[judge.SHA256(cb)+".json"] = cb
+	files["manifest.json"] = mustJSON(t, []map[string]any{{"Config": judge.SHA256(cb) + ".json", "RepoTags": []string{"kiln:test"}, "Layers": paths}})
 	files["repositories"] = []byte(`{"kiln":{"test":"x"}}`)
 	var ids []string
 	for _, d := range diffIDs {
@@ -411,7 +413,7 @@ func TestDockerArchive(t *testing.T) {
 		// manifest.json naming blobs, and legacy names as symlinks.
 		im := buildOCI(t, []ociLayer{{mtLayerTar, one, one}, {mtLayerTar, two, two}}, true)
 		files := im.files
-		legacy := sha([]byte("legacy"))
+		legacy := judge.SHA256([]byte("legacy"))
 		files["manifest.json"] = mustJSON(t, []map[string]any{{
 			"Config": "blobs/sha256/" + im.config[7:],
 			"Layers": []string{"blobs/sha256/" + im.layers[0][7:], legacy + "/layer.tar"},
@@ -500,7 +502,7 @@ func TestDockerArchive(t *testing.T) {
 			}
 			name := path
 			if c.atWalk {
-				name = path + "@sha256:" + sha(one)
+				name = path + "@sha256:" + judge.SHA256(one)
 			}
 			wantError(t, err, name, "", c.cause)
 			t.Log(err)

@@ -32,6 +32,11 @@ type Options struct {
 	Interactive bool
 	// OVMFCode and OVMFVars override the firmware files for UEFI.
 	OVMFCode, OVMFVars string
+	// Kernel, Initrd and Append boot a Linux kernel directly (QEMU's
+	// -kernel, -initrd and -append), the firmware loading it instead of
+	// the image's boot code; the image is still attached. Initrd and
+	// Append need Kernel.
+	Kernel, Initrd, Append string
 	// QEMU is the binary ("" = qemu-system-x86_64).
 	QEMU string
 }
@@ -54,6 +59,13 @@ var (
 	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
 	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
 )
+
+// OVMF returns the UEFI firmware's code and variables files that a run
+// without OVMFCode and OVMFVars uses: the first that exist of the usual
+// paths (Debian's ovmf package first), "" for either that none does.
+func OVMF() (code, vars string) {
+	return firstExisting(ovmfCodePaths), firstExisting(ovmfVarsPaths)
+}
 
 func firstExisting(paths []string) string {
 	for _, p := range paths {
@@ -167,6 +179,17 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 		args = append(args, "-fw_cfg", "name=etc/sercon-port,file="+port)
 	default:
 		return nil, fmt.Errorf("firmware %q: want uefi or bios", o.Firmware)
+	}
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		if o.Initrd != "" {
+			args = append(args, "-initrd", o.Initrd)
+		}
+		if o.Append != "" {
+			args = append(args, "-append", o.Append)
+		}
+	} else if o.Initrd != "" || o.Append != "" {
+		return nil, errors.New("an initrd or a kernel command line needs a kernel")
 	}
 	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, format))
 	return args, nil

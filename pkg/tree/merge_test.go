@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/layer"
 )
 
@@ -28,14 +29,8 @@ func (l sliceLayer) Walk(fn func(*layer.Entry) error) error {
 	return nil
 }
 
-type strContent string
-
-func (s strContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(strings.NewReader(string(s))), nil
-}
-
 func file(p, data string) layer.Entry {
-	return layer.Entry{Path: p, Type: layer.TypeReg, Mode: 0o644, Size: int64(len(data)), Content: strContent(data), Mtime: 100}
+	return layer.Entry{Path: p, Type: layer.TypeReg, Mode: 0o644, Size: int64(len(data)), Content: testkit.String(data), Mtime: 100}
 }
 func dir(p string) layer.Entry {
 	return layer.Entry{Path: p, Type: layer.TypeDir, Mode: 0o755, Mtime: 100}

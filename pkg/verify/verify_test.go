@@ -56,8 +56,8 @@ func TestVariesEnvironmentAndLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Cleanup()
-	a, _ := os.ReadFile(filepath.Join(keep, "a.img"))
-	b, _ := os.ReadFile(filepath.Join(keep, "b.img"))
+	a, _ := os.ReadFile(filepath.Join(keep, "a", "x.img"))
+	b, _ := os.ReadFile(filepath.Join(keep, "b", "x.img"))
 	if string(a) == string(b) {
 		t.Fatalf("the second build saw the same environment: %s", a)
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 // debianInstaller returns the bytes of /usr/bin/syslinux of Debian's
@@ -142,7 +144,7 @@ func TestExtractDamaged(t *testing.T) {
 			if !errors.Is(err, ErrNotInstaller) {
 				t.Fatalf("error %v does not wrap ErrNotInstaller", err)
 			}
-			errContains(t, err, tc.wants...)
+			testkit.ErrContains(t, err, tc.wants...)
 		})
 	}
 }
@@ -151,10 +153,10 @@ func TestExtractDamaged(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	empty := Sources{Tree: newTree()}
 	_, err := Load(empty)
-	errContains(t, err, DefaultInstaller, "not found", "package syslinux")
+	testkit.ErrContains(t, err, DefaultInstaller, "not found", "package syslinux")
 
 	tr := newTree()
 	put(tr, "/usr/bin/syslinux", memFile([]byte("#!/bin/sh\n")))
 	_, err = Load(Sources{Tree: tr})
-	errContains(t, err, "not an ELF", "Debian package syslinux")
+	testkit.ErrContains(t, err, "not an ELF", "Debian package syslinux")
 }

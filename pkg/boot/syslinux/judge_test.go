@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -79,7 +80,7 @@ func TestPatchMatchesInstaller(t *testing.T) {
 					t.Fatalf("mdel: %s", out)
 				}
 			}
-			before := readAt(t, fsimg, 0, sectorSize)
+			before := testkit.ReadAt(t, fsimg, 0, sectorSize)
 			runInstaller(t, exe, fsimg)
 
 			real, sectors := fatFile(t, fsimg, "/ldlinux.sys")
@@ -97,7 +98,7 @@ func TestPatchMatchesInstaller(t *testing.T) {
 			var vol [sectorSize]byte
 			copy(vol[:], before)
 			bs := makeBootSector(vol, boot)
-			equalBytes(t, "boot sector", bs[:], readAt(t, fsimg, 0, sectorSize))
+			equalBytes(t, "boot sector", bs[:], testkit.ReadAt(t, fsimg, 0, sectorSize))
 		})
 	}
 }
@@ -145,14 +146,14 @@ func TestInstall(t *testing.T) {
 			}
 			p, before, img := build()
 			p2, _, _ := build()
-			if a, b := fileSHA(t, p), fileSHA(t, p2); a != b {
+			if a, b := judge.SHA256File(t, p), judge.SHA256File(t, p2); a != b {
 				t.Fatalf("two builds differ: %s and %s", a, b)
 			}
 			judge.FsckVfat(t, p)
 
 			sys, sectors := fatFile(t, p, "/ldlinux.sys")
 			// The boot sector loads the first sector from where it says.
-			boot := readAt(t, p, 0, sectorSize)
+			boot := testkit.ReadAt(t, p, 0, sectorSize)
 			lo := le32(boot[img.epa.Sect1Ptr0:])
 			hi := le32(boot[img.epa.Sect1Ptr1:])
 			if got := uint64(hi)<<32 | uint64(lo); got != sectors[0] {
@@ -173,7 +174,7 @@ func TestInstall(t *testing.T) {
 				t.Fatalf("patch area says %d data and %d ADV sectors", pa.DataSectors, pa.ADVSectors)
 			}
 			if tc.typ == 32 {
-				equalBytes(t, "backup boot sector", readAt(t, p, 6*sectorSize, sectorSize), boot)
+				equalBytes(t, "backup boot sector", testkit.ReadAt(t, p, 6*sectorSize, sectorSize), boot)
 			}
 			// mtools reads the same files; ldlinux.sys and ldlinux.c32
 			// are read-only (the installer also makes them hidden and
@@ -183,8 +184,8 @@ func TestInstall(t *testing.T) {
 				"/ldlinux.sys": sys, "/ldlinux.c32": treeFile(t, src.Tree, DefaultLDLinuxC32),
 				"/vmlinuz": bytes.Repeat([]byte("kernel"), 1000), "/boot/initrd.img": []byte("initrd"),
 			} {
-				if got := files[name].SHA256; got != sha(want) {
-					t.Fatalf("mtools reads %s with sha256 %s, want %s", name, got, sha(want))
+				if got := files[name].SHA256; got != judge.SHA256(want) {
+					t.Fatalf("mtools reads %s with sha256 %s, want %s", name, got, judge.SHA256(want))
 				}
 			}
 			if cfg := files["/syslinux.cfg"]; cfg.Size == 0 {
@@ -211,12 +212,12 @@ func TestInstall(t *testing.T) {
 					t.Fatal(err)
 				}
 				var vol [sectorSize]byte
-				copy(vol[:], readAt(t, p2, 0, sectorSize)) // the same BPB
+				copy(vol[:], testkit.ReadAt(t, p2, 0, sectorSize)) // the same BPB
 				b := makeBootSector(vol, pboot)
 				wantSys, wantBoot = append(psys, emptyADV()...), b[:]
 			}
 			equalBytes(t, "ldlinux.sys", qsys, wantSys)
-			equalBytes(t, "boot sector", readAt(t, before, 0, sectorSize), wantBoot)
+			equalBytes(t, "boot sector", testkit.ReadAt(t, before, 0, sectorSize), wantBoot)
 		})
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 	"github.com/kiln-build/kiln/pkg/repro"
@@ -17,19 +20,7 @@ import (
 func newTree() *tree.Tree { return tree.New(testEpoch) }
 
 // put adds n at p, creating the parent directories.
-func put(tr *tree.Tree, p string, n *tree.Inode) {
-	dir := tr.Root
-	els := strings.Split(strings.Trim(p, "/"), "/")
-	for _, el := range els[:len(els)-1] {
-		c := dir.Child(el)
-		if c == nil {
-			c = tree.NewDir(0o755, 0, 0, testEpoch)
-			dir.SetChild(el, c)
-		}
-		dir = c
-	}
-	dir.SetChild(els[len(els)-1], n)
-}
+func put(tr *tree.Tree, p string, n *tree.Inode) { trees.Put(tr, testEpoch, p, n) }
 
 // render lists the paths of a tree.
 func render(tr *tree.Tree) string {
@@ -160,10 +151,10 @@ func TestPatch(t *testing.T) {
 	small := *img
 	small.epa.SecPtrCnt = 1
 	_, _, err = small.patch([]uint64{1, 10, 20, 30, 31})
-	errContains(t, err, "2 pieces", "room for 1")
+	testkit.ErrContains(t, err, "2 pieces", "room for 1")
 	// BUG: the wrong number of sectors.
 	_, _, err = img.patch([]uint64{1, 2})
-	errContains(t, err, "BUG")
+	testkit.ErrContains(t, err, "BUG")
 }
 
 func TestMakeBootSector(t *testing.T) {
@@ -192,7 +183,7 @@ func TestCheckBootSector(t *testing.T) {
 		typ  int
 	}{{2 * mib, 12}, {16 * mib, 16}, {40 * mib, 32}} {
 		p := writeFAT(t, tc.size, tr, fat.Options{FATType: tc.typ})
-		b := readAt(t, p, 0, sectorSize)
+		b := testkit.ReadAt(t, p, 0, sectorSize)
 		if err := checkBootSector(b); err != nil {
 			t.Fatalf("FAT%d: %v", tc.typ, err)
 		}
@@ -207,15 +198,15 @@ func TestCheckBootSector(t *testing.T) {
 		} {
 			bad := bytes.Clone(b)
 			copy(bad[e.off:], e.v)
-			errContains(t, checkBootSector(bad), e.want)
+			testkit.ErrContains(t, checkBootSector(bad), e.want)
 		}
 		bad := bytes.Clone(b)
 		if tc.typ == 32 {
 			copy(bad[0x52:], "FAT16   ")
-			errContains(t, checkBootSector(bad), "no FAT32 signature")
+			testkit.ErrContains(t, checkBootSector(bad), "no FAT32 signature")
 		} else {
 			copy(bad[0x36:], "FAT32   ")
-			errContains(t, checkBootSector(bad), "says FAT32")
+			testkit.ErrContains(t, checkBootSector(bad), "says FAT32")
 		}
 	}
 }
@@ -251,7 +242,7 @@ func TestConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good
 			tc.edit(&c)
-			errContains(t, c.check(), tc.want)
+			testkit.ErrContains(t, c.check(), tc.want)
 		})
 	}
 }
@@ -278,10 +269,10 @@ func TestResolve(t *testing.T) {
 	} {
 		n, err := resolve(tr, tc.path)
 		if err != nil {
-			errContains(t, err, tc.want)
+			testkit.ErrContains(t, err, tc.want)
 			continue
 		}
-		if got := string(inodeBytes(t, n)); got != tc.want {
+		if got := string(trees.Read(t, n)); got != tc.want {
 			t.Fatalf("%s: %q, want %q", tc.path, got, tc.want)
 		}
 	}
@@ -323,7 +314,7 @@ func TestMBRCode(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := MBRCode(tc.layout, tc.part, tc.src)
 			if tc.errs != "" {
-				errContains(t, err, tc.errs)
+				testkit.ErrContains(t, err, tc.errs)
 				return
 			}
 			if err != nil {
@@ -337,7 +328,7 @@ func TestMBRCode(t *testing.T) {
 	big := Sources{Tree: newTree()}
 	put(big.Tree, DefaultMBR, memFile(make([]byte, 446)))
 	_, err := MBRCode(plan(disk.MBR, false, true), 2, big)
-	errContains(t, err, "446 bytes")
+	testkit.ErrContains(t, err, "446 bytes")
 }
 
 // TestMBRCodeDebian reads the real files of syslinux-common.
@@ -386,7 +377,7 @@ func TestPrepare(t *testing.T) {
 		{"/linux/vmlinuz", 0o644, []byte("kernel")},
 	} {
 		n := esp.Lookup(f.path)
-		if n == nil || n.Mode != f.mode || n.Mtime != testEpoch || !bytes.Equal(inodeBytes(t, n), f.data) {
+		if n == nil || n.Mode != f.mode || n.Mtime != testEpoch || !bytes.Equal(trees.Read(t, n), f.data) {
 			t.Fatalf("%s: %+v", f.path, n)
 		}
 	}
@@ -414,7 +405,7 @@ func TestPrepare(t *testing.T) {
 			tc.setup(esp, &s, &c)
 			before := render(esp)
 			_, err := Prepare(esp, s, c)
-			errContains(t, err, tc.want)
+			testkit.ErrContains(t, err, tc.want)
 			if after := render(esp); after != before {
 				t.Fatalf("a failed Prepare changed the ESP:\n%s\nwas:\n%s", after, before)
 			}
@@ -466,9 +457,9 @@ func TestInstallErrors(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(f)
 			}
-			before := fileSHA(t, p)
-			errContains(t, Install(f, size, tc.start, img), tc.want)
-			if fileSHA(t, p) != before {
+			before := judge.SHA256File(t, p)
+			testkit.ErrContains(t, Install(f, size, tc.start, img), tc.want)
+			if judge.SHA256File(t, p) != before {
 				t.Fatal("a failed Install wrote to the volume")
 			}
 		})
@@ -498,7 +489,7 @@ func TestLZO1XLength(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, in, err := lzo1xLength(tc.in, tc.max)
 			if tc.err != "" {
-				errContains(t, err, tc.err)
+				testkit.ErrContains(t, err, tc.err)
 				return
 			}
 			if err != nil || out != tc.outLen || in != tc.inLen {

@@ -2,20 +2,20 @@ package uefi
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/qemu"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -23,36 +23,30 @@ import (
 // The boot tests build a GPT disk with only an ESP, written by kiln
 // (pkg/disk, pkg/fs/fat, this package), holding Debian's kernel and a
 // busybox initramfs made here, and boot it under QEMU with OVMF (see
-// /work/shared/BOOT-NOTES.md). The initramfs prints a marker line with
-// /proc/cmdline and powers off: the marker proves the firmware found the
-// loader, the loader the kernel and initrd, and the kernel the command line
-// kiln put in the entry or the UKI.
+// /work/shared/BOOT-NOTES.md) with pkg/qemu, the code of kiln run. The
+// initramfs prints a marker line with /proc/cmdline, then an end line, and
+// powers off: the marker proves the firmware found the loader, the loader
+// the kernel and initrd, and the kernel the command line kiln put in the
+// entry or the UKI.
 
 const (
-	ovmfCode   = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars   = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	bootLimit  = 150 // seconds to the marker at most
 	espSize    = 64 << 20
 	bootMarker = "KILN-UEFI-MARKER"
+	// bootEnd follows the marker line: once it is on the console, the
+	// marker line is whole.
+	bootEnd = "KILN-UEFI-END"
 )
 
 // TestBootSystemdBoot boots systemd-boot with a type #1 entry.
 func TestBootSystemdBoot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under QEMU (TCG), about 30 s")
-	}
-	needBootTools(t)
-	kernel := kernelOf(t)
-	kver, err := KernelVersion(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if debTreeOf(t, debKernel).Lookup("/boot/vmlinuz-"+kver) != kernel {
+	kernel, kver := bootTest(t)
+	if trees.Debs(t, testEpoch, testkit.DebKernel).Lookup("/boot/vmlinuz-"+kver) != kernel {
 		t.Errorf("KernelVersion %q does not name the package's /boot/vmlinuz-*", kver)
 	}
 	esp := tree.New(testEpoch)
 	files, err := InstallSystemdBoot(esp, SystemdBoot{
-		Loader:    debFile(t, debSystemdBoot, loaderPath),
+		Loader:    debFile(t, testkit.DebSystemdBoot, loaderPath),
 		Kernel:    kernel,
 		Initrd:    testInitramfs(t),
 		Cmdline:   "console=ttyS0 panic=-1 kiln.boot=systemd-boot",
@@ -72,18 +66,10 @@ func TestBootSystemdBoot(t *testing.T) {
 // judged it: the sections objdump lists, and the .linux and .cmdline
 // objcopy dumps.
 func TestBootUKI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM under QEMU (TCG), about 30 s")
-	}
-	needBootTools(t)
-	kernel := kernelOf(t)
-	kver, err := KernelVersion(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kernel, kver := bootTest(t)
 	const cmdline = "console=ttyS0 panic=-1 kiln.boot=uki"
 	u := UKI{
-		Stub:      debFile(t, debSystemdBoot, stubPath),
+		Stub:      debFile(t, testkit.DebSystemdBoot, stubPath),
 		Kernel:    kernel,
 		Initrd:    testInitramfs(t),
 		Cmdline:   cmdline,
@@ -98,8 +84,8 @@ func TestBootUKI(t *testing.T) {
 	if n == nil {
 		t.Fatal("no /EFI/BOOT/BOOTX64.EFI")
 	}
-	uki := readFile(t, n)
-	if again := readFile(t, esp.Lookup("/EFI/Linux/kiln-"+kver+".efi")); !bytes.Equal(again, uki) {
+	uki := trees.Read(t, n)
+	if again := trees.Read(t, esp.Lookup("/EFI/Linux/kiln-"+kver+".efi")); !bytes.Equal(again, uki) {
 		t.Fatal("the two UKI files differ")
 	}
 	var built bytes.Buffer
@@ -122,7 +108,7 @@ func TestBootUKI(t *testing.T) {
 	if err := os.WriteFile(p, uki, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := objcopyDump(t, p, ".linux"); !bytes.Equal(got, readFile(t, kernel)) {
+	if got := objcopyDump(t, p, ".linux"); !bytes.Equal(got, trees.Read(t, kernel)) {
 		t.Errorf(".linux (%d bytes) is not the kernel (%d bytes)", len(got), kernel.Size)
 	}
 	if got := string(objcopyDump(t, p, ".cmdline")); got != cmdline {
@@ -135,63 +121,38 @@ func TestBootUKI(t *testing.T) {
 	t.Logf("UKI: marker after %.1f s", secs)
 }
 
-// needBootTools skips the test, or under CI fails it, without QEMU, OVMF
-// or cpio.
-func needBootTools(t *testing.T) {
+// bootTest starts a boot test, which does not run with -short and is
+// skipped, or under CI fails, without QEMU, OVMF or cpio. It returns the
+// kernel package's vmlinuz and its version.
+func bootTest(t *testing.T) (*tree.Inode, string) {
 	t.Helper()
-	judge.Need(t, "qemu-system-x86_64", "timeout", "cpio")
-	for _, f := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(f); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s: %v (apt-get install ovmf)", f, err)
-			}
-			t.Skipf("%s: %v (apt-get install ovmf)", f, err)
-		}
+	if testing.Short() {
+		t.Skip("boots a VM under QEMU (TCG), about 30 s")
 	}
+	judge.Need(t, "qemu-system-x86_64", "cpio")
+	testkit.NeedQEMU(t, "uefi")
+	kernel := kernelOf(t)
+	kver, err := KernelVersion(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel, kver
 }
 
-// testInitramfs is a gzip-compressed newc cpio (made by cpio) holding
-// busybox-static's busybox and an /init script that mounts devtmpfs (an
-// archive made without root has no /dev/console), prints the marker and
-// the kernel command line to the console, and powers off.
+// testInitramfs is a busybox initramfs (testkit.BusyboxInitramfs) whose
+// /init prints the marker and the kernel command line to the console,
+// then bootEnd, and powers off.
 func testInitramfs(t *testing.T) *File {
 	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{"bin", "dev", "proc"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	script := "#!/bin/busybox sh\n" +
 		"/bin/busybox mount -t devtmpfs dev /dev\n" +
 		"exec >/dev/console 2>&1\n" +
 		"/bin/busybox mount -t proc proc /proc\n" +
 		"echo \"" + bootMarker + " $(/bin/busybox cat /proc/cmdline)\"\n" +
+		"echo " + bootEnd + "\n" +
 		"/bin/busybox poweroff -f\n"
-	if err := os.WriteFile(filepath.Join(dir, "init"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	busybox := readFile(t, debFile(t, debBusybox, busyboxPath))
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), busybox, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("cpio", "-o", "-H", "newc", "--quiet")
-	cmd.Dir = dir
-	cmd.Stdin = strings.NewReader("bin\nbin/busybox\ndev\ninit\nproc\n")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("cpio: %v: %s", err, errb.String())
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(out.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return Bytes(gz.Bytes())
+	busybox := trees.Read(t, debFile(t, testkit.DebBusybox, busyboxPath))
+	return Bytes(testkit.BusyboxInitramfs(t, busybox, script))
 }
 
 // espDisk writes a GPT disk image whose only partition is a FAT32 ESP
@@ -207,15 +168,7 @@ func espDisk(t *testing.T, esp *tree.Tree) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "disk.img", size)
 	if err := disk.Write(f, l); err != nil {
 		t.Fatal(err)
 	}
@@ -227,98 +180,21 @@ func espDisk(t *testing.T, esp *tree.Tree) string {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return f.Name()
 }
 
-// bootUEFI boots img under QEMU (TCG) with OVMF and waits for the marker
-// line of testInitramfs, which must show token in the kernel's command
-// line. It returns the seconds from QEMU's start to the marker.
+// bootUEFI boots img with pkg/qemu under OVMF (TCG) until testInitramfs
+// has printed its marker line, which must show token in the kernel's
+// command line. It returns the seconds from QEMU's start to the marker.
 func bootUEFI(t *testing.T, img, token string) float64 {
 	t.Helper()
-	dir := t.TempDir()
-	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	b, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "serial.log")
-	// timeout(1) ends QEMU even if this test process dies; SIGTERM, which
-	// it passes on, lets QEMU exit cleanly.
-	cmd := exec.Command("timeout", "-s", "TERM", "160",
-		"qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "1024",
-		"-nodefaults", "-display", "none", "-no-reboot",
-		"-serial", "file:"+logPath,
-		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", "file="+img+",format=raw,if=virtio,snapshot=on")
-	var qout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &qout, &qout
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
-	stop := func() {
-		if !exited {
-			cmd.Process.Signal(syscall.SIGTERM)
-			<-done
-			exited = true
-		}
-	}
-	defer stop()
-
-	markerRe := regexp.MustCompile(bootMarker + ` ([^\r\n]*)`)
-	var secs float64
-	var line []string
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for line == nil {
-		select {
-		case err := <-done:
-			exited = true
-			log, _ := os.ReadFile(logPath)
-			if line = markerRe.FindStringSubmatch(string(log)); line == nil {
-				t.Fatalf("QEMU exited (%v) after %.1f s without the marker; QEMU said %q; serial log:\n%s", err, time.Since(start).Seconds(), qout.String(), tail(log))
-			}
-			secs = time.Since(start).Seconds()
-		case <-tick.C:
-			log, _ := os.ReadFile(logPath)
-			if line = markerRe.FindStringSubmatch(string(log)); line != nil {
-				secs = time.Since(start).Seconds()
-				continue
-			}
-			if time.Since(start) > bootLimit*time.Second {
-				stop()
-				t.Fatalf("no marker after %d s; serial log:\n%s", bootLimit, tail(log))
-			}
-		}
+	log, secs := testkit.Boot(t, qemu.Options{Image: img, Firmware: "uefi", Accel: "tcg", Expect: bootEnd, Timeout: bootLimit * time.Second})
+	line := regexp.MustCompile(bootMarker + ` ([^\r\n]*)`).FindStringSubmatch(log)
+	if line == nil {
+		t.Fatalf("no marker line before %s after %.1f s; serial log:\n%s", bootEnd, secs, log)
 	}
 	if !strings.Contains(" "+line[1]+" ", " "+token+" ") {
 		t.Errorf("the kernel booted with command line %q, want one with %s", line[1], token)
 	}
-	if exited {
-		return secs
-	}
-	// The initramfs powers off; give it a moment before stopping QEMU.
-	select {
-	case <-done:
-		exited = true
-	case <-time.After(20 * time.Second):
-		log, _ := os.ReadFile(logPath)
-		t.Logf("QEMU did not power off within 20 s of the marker; stopping it. Serial log:\n%s", tail(log))
-	}
 	return secs
-}
-
-// tail is the end of a serial log, for messages.
-func tail(b []byte) string {
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }

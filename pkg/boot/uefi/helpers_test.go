@@ -3,14 +3,10 @@ package uefi
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"sync"
 	"testing"
 
-	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -18,31 +14,6 @@ const testEpoch = 1700000000 // 2023-11-14 22:13:20 UTC
 
 func fileInode(data []byte) *tree.Inode {
 	return &tree.Inode{Kind: tree.Regular, Mode: 0o755, UID: 1000, GID: 1000, Mtime: 12345, Size: int64(len(data)), Content: bytesContent(data)}
-}
-
-// readFile reads an inode's content whole.
-func readFile(t testing.TB, n *tree.Inode) []byte {
-	t.Helper()
-	rc, err := n.Content.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(b)) != n.Size {
-		t.Fatalf("content of %d bytes, inode says %d", len(b), n.Size)
-	}
-	return b
-}
-
-// badContent gives n zero bytes whatever size it is said to have.
-type badContent struct{ n int }
-
-func (b badContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(make([]byte, b.n))), nil
 }
 
 // peSec is a section of a test PE image.
@@ -181,105 +152,23 @@ func testKernel(t testing.TB) []byte {
 	})
 }
 
-// Real Debian packages, for the tests that use them. They are looked for
-// in $KILN_DEBS, /tmp/debs and the repository's .cache/debs (make
-// demo-debs); missing, the test is skipped, or fails under CI.
+// The real Debian packages (see testkit.FindDeb) and the files of theirs
+// that tests use.
+const (
+	stubPath    = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	loaderPath  = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	busyboxPath = "/bin/busybox"
+)
 
-func debsDirs() []string {
-	var ds []string
-	if d := os.Getenv("KILN_DEBS"); d != "" {
-		ds = append(ds, d)
-	}
-	return append(ds, "/tmp/debs", "../../../.cache/debs")
-}
-
-// findDeb returns the newest .deb matching pattern (a glob of its file
-// name) in the debs folders.
-func findDeb(t testing.TB, pattern string) string {
-	t.Helper()
-	for _, d := range debsDirs() {
-		m, _ := filepath.Glob(filepath.Join(d, pattern))
-		sort.Strings(m)
-		if len(m) > 0 {
-			return m[len(m)-1]
-		}
-	}
-	msg := "no " + pattern + " in $KILN_DEBS, /tmp/debs or .cache/debs (apt-get download it)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-var debTrees sync.Map // pattern -> *debTree
-
-type debTree struct {
-	once sync.Once
-	t    *tree.Tree
-	err  error
-}
-
-// debTreeOf merges the .deb matching pattern into a tree of its own, with
-// kiln's own layer reader, once per test binary.
-func debTreeOf(t testing.TB, pattern string) *tree.Tree {
-	t.Helper()
-	path := findDeb(t, pattern)
-	v, _ := debTrees.LoadOrStore(pattern, &debTree{})
-	dt := v.(*debTree)
-	dt.once.Do(func() {
-		ls, err := layer.Open(path, layer.Options{Epoch: testEpoch})
-		if err != nil {
-			dt.err = err
-			return
-		}
-		m := tree.NewMerger(testEpoch)
-		for _, l := range ls {
-			if err := m.Apply(l); err != nil {
-				dt.err = err
-				return
-			}
-		}
-		dt.t = m.Tree()
-	})
-	if dt.err != nil {
-		t.Fatalf("%s: %v", path, dt.err)
-	}
-	return dt.t
-}
-
-// debFile returns the inode at p (no symlinks followed) in the .deb
-// matching pattern.
+// debFile returns the regular file at p (no symlinks followed) of the
+// .deb matching pattern.
 func debFile(t testing.TB, pattern, p string) *tree.Inode {
 	t.Helper()
-	n := debTreeOf(t, pattern).Lookup(p)
-	if n == nil || n.Kind != tree.Regular {
-		t.Fatalf("%s: no regular file %s", pattern, p)
-	}
-	return n
+	return trees.Regular(t, trees.Debs(t, testEpoch, pattern), p)
 }
-
-const (
-	debSystemdBoot = "systemd-boot-efi_*.deb"
-	debKernel      = "linux-image-6.1.0-*-amd64_*.deb"
-	debBusybox     = "busybox-static_*.deb"
-	stubPath       = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-	loaderPath     = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-	busyboxPath    = "/bin/busybox"
-)
 
 // kernelOf returns the vmlinuz of the kernel package.
 func kernelOf(t testing.TB) *tree.Inode {
 	t.Helper()
-	boot := debTreeOf(t, debKernel).Lookup("/boot")
-	if boot == nil {
-		t.Fatalf("%s: no /boot", debKernel)
-	}
-	for _, c := range boot.Children() {
-		if len(c.Name) > 8 && c.Name[:8] == "vmlinuz-" && c.Inode.Kind == tree.Regular {
-			return c.Inode
-		}
-	}
-	t.Fatalf("%s: no /boot/vmlinuz-*", debKernel)
-	return nil
+	return trees.Kernel(t, trees.Debs(t, testEpoch, testkit.DebKernel))
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -34,10 +35,10 @@ func TestInstallSystemdBoot(t *testing.T) {
 		"initrd /kiln/6.1.0-99-amd64/initrd\n" +
 		"options root=PARTUUID=01234567-89ab-cdef-0123-456789abcdef console=ttyS0 panic=-1\n"
 	const wantConf = "default kiln-6.1.0-99-amd64.conf\ntimeout 0\neditor no\n"
-	if got := string(readFile(t, esp.Lookup("/loader/entries/kiln-6.1.0-99-amd64.conf"))); got != wantEntry {
+	if got := string(trees.Read(t, esp.Lookup("/loader/entries/kiln-6.1.0-99-amd64.conf"))); got != wantEntry {
 		t.Errorf("entry:\n%s\nwant:\n%s", got, wantEntry)
 	}
-	if got := string(readFile(t, esp.Lookup("/loader/loader.conf"))); got != wantConf {
+	if got := string(trees.Read(t, esp.Lookup("/loader/loader.conf"))); got != wantConf {
 		t.Errorf("loader.conf:\n%s\nwant:\n%s", got, wantConf)
 	}
 	loader, kernel := judge.SHA256(testStub(t)), judge.SHA256(testKernel(t))
@@ -85,7 +86,7 @@ func TestInstallSystemdBootMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	const wantEntry = "version 6.12.9+rpt-rpi-v8\nlinux /0123456789abcdef0123456789abcdef/6.12.9+rpt-rpi-v8/linux\n"
-	if got := string(readFile(t, esp.Lookup(files.Entry))); got != wantEntry {
+	if got := string(trees.Read(t, esp.Lookup(files.Entry))); got != wantEntry {
 		t.Errorf("entry:\n%s\nwant:\n%s", got, wantEntry)
 	}
 	for _, p := range []string{"/EFI/BOOT/BOOTAA64.EFI", "/EFI/systemd/systemd-bootaa64.efi"} {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -241,7 +243,7 @@ func TestBuildUKIDeterministic(t *testing.T) {
 		t.Fatalf("NewUKI size %d, BuildUKI wrote %d", f.Size, len(a))
 	}
 	for i := 0; i < 2; i++ {
-		if got := readFile(t, &tree.Inode{Size: f.Size, Content: f.Content}); !bytes.Equal(got, a) {
+		if got := testkit.ReadAll(t, f.Content); !bytes.Equal(got, a) {
 			t.Fatalf("open %d of the streamed UKI differs from BuildUKI's", i)
 		}
 	}
@@ -323,7 +325,7 @@ func TestUKIContentSizeChecked(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			u := testUKI(t, testStub(t))
-			u.Initrd = &File{Content: badContent{tc.n}, Size: 100}
+			u.Initrd = &File{Content: testkit.Zeros(tc.n), Size: 100}
 			err := BuildUKI(io.Discard, u)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ".initrd") {
 				t.Fatalf("error %v, want one about .initrd containing %q", err, tc.want)
@@ -365,7 +367,7 @@ func TestInstallUKI(t *testing.T) {
 // TestBuildUKIRealStub builds a UKI from systemd 252's own stub (Debian's
 // systemd-boot-efi) and a small test kernel, and has binutils judge it.
 func TestBuildUKIRealStub(t *testing.T) {
-	stub := debFile(t, debSystemdBoot, stubPath)
+	stub := debFile(t, testkit.DebSystemdBoot, stubPath)
 	u := testUKI(t, nil)
 	u.Stub = stub
 	out := buildUKI(t, u)
@@ -480,7 +482,7 @@ func listTree(t *testing.T, tr *tree.Tree) []string {
 		s := p + " " + n.Kind.String() + " " + "0" + strconv.FormatUint(uint64(n.Mode), 8) + " " +
 			strconv.Itoa(int(n.UID)) + ":" + strconv.Itoa(int(n.GID)) + " " + strconv.FormatInt(n.Mtime, 10)
 		if n.Kind == tree.Regular {
-			s += " " + strconv.FormatInt(n.Size, 10) + " " + judge.SHA256(readFile(t, n))
+			s += " " + strconv.FormatInt(n.Size, 10) + " " + judge.SHA256(trees.Read(t, n))
 		}
 		out = append(out, s)
 		return nil

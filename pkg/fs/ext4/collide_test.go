@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -29,7 +30,7 @@ func findCollision(t *testing.T, seed [4]uint32) (a, b string, h uint32) {
 // carries the continuation bit, so the kernel's lookup of the first name
 // stays in the first leaf and of the second goes on to the next.
 func TestHtreeCollisionAcrossLeaves(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	o := testOptions()
 	seed := o.hashSeed()
 	a, b, h := findCollision(t, seed)

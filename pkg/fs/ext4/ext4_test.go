@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -32,34 +35,18 @@ func pseudoRandom(n int, seed uint64) []byte {
 	return b
 }
 
-func mkdirAll(t *testing.T, tr *tree.Tree, p string) *tree.Inode {
-	t.Helper()
-	n := tr.Root
-	for _, el := range strings.Split(strings.Trim(p, "/"), "/") {
-		if el == "" {
-			continue
-		}
-		c := n.Child(el)
-		if c == nil {
-			c = tree.NewDir(0o755, 0, 0, t0)
-			n.SetChild(el, c)
-		}
-		n = c
-	}
-	return n
-}
+// mkdirAll returns the directory at p, creating it (and its parents).
+func mkdirAll(t *testing.T, tr *tree.Tree, p string) *tree.Inode { return trees.MkdirAll(tr, t0, p) }
 
+// put sets n at p, creating the parent directories, and returns n.
 func put(t *testing.T, tr *tree.Tree, p string, n *tree.Inode) *tree.Inode {
-	t.Helper()
-	dir, name := filepath.Split(p)
-	mkdirAll(t, tr, dir).SetChild(name, n)
-	return n
+	return trees.Put(tr, t0, p, n)
 }
 
 func file(mode uint32, data []byte) *tree.Inode {
 	n := &tree.Inode{Kind: tree.Regular, Mode: mode, Mtime: t0, Size: int64(len(data))}
 	if len(data) > 0 {
-		n.Content = bytesContent(data)
+		n.Content = testkit.Bytes(data)
 	}
 	return n
 }
@@ -232,7 +219,7 @@ func debugStat(t *testing.T, img, p string) stat {
 }
 
 func TestFeatures(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr, contents := featureTree(t)
 	img := writeImage(t, tr, 0, testOptions())
 	fsck(t, img)
@@ -399,7 +386,7 @@ func TestFeatures(t *testing.T) {
 }
 
 func TestDumpe2fs(t *testing.T) {
-	needTools(t, "dumpe2fs")
+	judge.Need(t, "dumpe2fs")
 	tr, _ := featureTree(t)
 	o := testOptions()
 	img := writeImage(t, tr, 300<<20, o)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -27,7 +29,7 @@ func smallTree(t *testing.T) *tree.Tree {
 // filesystem big enough for a 1 GiB journal in several extents' worth of
 // blocks.
 func TestGeometries(t *testing.T) {
-	needTools(t, "e2fsck", "dumpe2fs")
+	judge.Need(t, "e2fsck", "dumpe2fs")
 	for _, tc := range []struct {
 		name       string
 		size       int64
@@ -101,7 +103,7 @@ func (r *recorder) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func TestWritesOnlyNonZeroBlocks(t *testing.T) {
-	needTools(t, "e2fsck")
+	judge.Need(t, "e2fsck")
 	tr, _ := featureTree(t)
 	o := testOptions()
 	size, err := MinSize(tr, o)
@@ -111,15 +113,8 @@ func TestWritesOnlyNonZeroBlocks(t *testing.T) {
 	if size%(1<<20) != 0 {
 		t.Errorf("MinSize %d is not a multiple of 1 MiB", size)
 	}
-	img := t.TempDir() + "/fs.img"
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "fs.img", size)
+	img := f.Name()
 	r := &recorder{f: f, size: size, written: map[int64]bool{}}
 	if err := Write(r, size, tr, o); err != nil {
 		t.Fatal(err)

@@ -1,25 +1,17 @@
 package ext4
 
 import (
-	"bytes"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
-
-// bytesContent is file content held in memory.
-type bytesContent []byte
-
-func (b bytesContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
 
 // sparseContent is size bytes of zeros with data at given offsets,
 // generated on the fly (so a 5 GiB file costs no memory).
@@ -54,15 +46,6 @@ func (r *sparseReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not in PATH", tool)
-		}
-	}
-}
-
 var testUUID = repro.UUID{0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x01}
 
 func testOptions() Options {
@@ -80,22 +63,14 @@ func writeImage(t *testing.T, tr *tree.Tree, size int64, o Options) string {
 			t.Fatalf("MinSize: %v", err)
 		}
 	}
-	p := filepath.Join(t.TempDir(), "fs.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "fs.img", size)
 	if err := Write(f, size, tr, o); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return f.Name()
 }
 
 var fsckSummary = regexp.MustCompile(`^\S*: \d+/\d+ files \([0-9.]+% non-contiguous\), \d+/\d+ blocks$`)
@@ -104,11 +79,11 @@ var fsckSummary = regexp.MustCompile(`^\S*: \d+/\d+ files \([0-9.]+% non-contigu
 // nothing but its pass headers and summary.
 func fsck(t *testing.T, img string) {
 	t.Helper()
-	out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
+	out, code := judge.Run(t, nil, "e2fsck", "-fn", img)
+	if code != 0 {
+		t.Fatalf("e2fsck -fn: exit %d\n%s", code, out)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		switch {
 		case strings.HasPrefix(line, "e2fsck "), strings.HasPrefix(line, "Pass "), fsckSummary.MatchString(line):
 		default:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -67,7 +68,7 @@ func checkHtree(t *testing.T, img string, levels int, names []string) {
 }
 
 func TestHtree20000(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr, names := bigDir(20000, func(i int) string { return fmt.Sprintf("file-%06d.txt", i*7919%1000003) })
 	img := writeImage(t, tr, 0, testOptions())
 	fsck(t, img)
@@ -76,7 +77,7 @@ func TestHtree20000(t *testing.T) {
 
 // Long names fill leaves fast: two index levels with few entries.
 func TestHtreeTwoLevels(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr, names := bigDir(12000, func(i int) string { return fmt.Sprintf("%0200d-%d", i, i%7) })
 	img := writeImage(t, tr, 0, testOptions())
 	fsck(t, img)
@@ -87,7 +88,7 @@ func TestHtreeTwoLevels(t *testing.T) {
 // bit; force many equal hashes by using a seed-independent check instead:
 // non-ASCII names exercise the signed-char hashing.
 func TestHtreeNonASCII(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr, names := bigDir(3000, func(i int) string { return fmt.Sprintf("Ä-ñ-%d-\xff\x80", i) })
 	img := writeImage(t, tr, 0, testOptions())
 	fsck(t, img)
@@ -98,7 +99,7 @@ func TestHtreeMillion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: a directory of 1,000,000 files")
 	}
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr, _ := bigDir(1_000_000, func(i int) string { return fmt.Sprintf("f%07d", i) })
 	img := writeImage(t, tr, 0, testOptions())
 	fsck(t, img)
@@ -112,7 +113,7 @@ func TestDirNlinkOverflow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 65,001 subdirectories")
 	}
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr := tree.New(t0)
 	d := tree.NewDir(0o755, 0, 0, t0)
 	tr.Root.SetChild("dir", d)

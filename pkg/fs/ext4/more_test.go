@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
@@ -20,7 +22,7 @@ import (
 // A 5 GiB file that is zero but for a few places: holes everywhere else,
 // i_size_high set, and the data where debugfs maps it.
 func TestFileOver4GiB(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	const size = 5<<30 + 123
 	parts := map[int64][]byte{
 		0:          []byte("head"),
@@ -81,7 +83,7 @@ func TestFileOver4GiB(t *testing.T) {
 }
 
 func TestLostFoundFromTree(t *testing.T) {
-	needTools(t, "e2fsck", "debugfs")
+	judge.Need(t, "e2fsck", "debugfs")
 	tr := tree.New(t0)
 	put(t, tr, "/a/file", file(0o644, []byte("a")))
 	lf := tree.NewDir(0o750, 5, 6, t0-100)
@@ -112,7 +114,7 @@ func TestLostFoundNotADir(t *testing.T) {
 }
 
 func TestProbeKiln(t *testing.T) {
-	needTools(t, "dumpe2fs")
+	judge.Need(t, "dumpe2fs")
 	tr, _ := featureTree(t)
 	o := testOptions()
 	img := writeImage(t, tr, 0, o)
@@ -137,7 +139,7 @@ func TestProbeKiln(t *testing.T) {
 }
 
 func TestProbeMke2fs(t *testing.T) {
-	needTools(t, "mke2fs", "dumpe2fs")
+	judge.Need(t, "mke2fs", "dumpe2fs")
 	img := filepath.Join(t.TempDir(), "mke2fs.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -272,10 +274,10 @@ func TestTreeErrors(t *testing.T) {
 			tr.Root.SetChild("f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: 10})
 		}, "/f: 10 bytes but no content"},
 		{"short content", func(tr *tree.Tree) {
-			tr.Root.SetChild("f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: 10, Content: bytesContent("12345")})
+			tr.Root.SetChild("f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: 10, Content: testkit.Bytes("12345")})
 		}, "/f: content ended"},
 		{"long content", func(tr *tree.Tree) {
-			tr.Root.SetChild("f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: 3, Content: bytesContent("12345")})
+			tr.Root.SetChild("f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: 3, Content: testkit.Bytes("12345")})
 		}, "/f: content is longer"},
 		{"dir twice", func(tr *tree.Tree) {
 			d := tree.NewDir(0o755, 0, 0, t0)
@@ -301,7 +303,7 @@ func TestTreeErrors(t *testing.T) {
 }
 
 func TestDirHashMatchesDebugfs(t *testing.T) {
-	needTools(t, "debugfs")
+	judge.Need(t, "debugfs")
 	tr := tree.New(t0)
 	img := writeImage(t, tr, 0, testOptions())
 	seed := repro.UUID{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // TestKernelMount has the kernel judge too: it loop-mounts images (root
@@ -19,7 +21,7 @@ func TestKernelMount(t *testing.T) {
 	if os.Getenv("KILN_EXT4_MOUNT") == "" {
 		t.Skip("set KILN_EXT4_MOUNT=1 (as root) to loop-mount images")
 	}
-	needTools(t, "mount", "umount", "e2fsck")
+	judge.Need(t, "mount", "umount", "e2fsck")
 	mount := func(img string, opts string) string {
 		t.Helper()
 		dir := t.TempDir()

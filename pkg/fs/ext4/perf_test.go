@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -25,7 +26,7 @@ func TestPerfVsMke2fs(t *testing.T) {
 	if os.Getenv("KILN_EXT4_PERF") == "" {
 		t.Skip("set KILN_EXT4_PERF=1 to measure Write against mke2fs -d")
 	}
-	needTools(t, "mke2fs", "e2fsck")
+	judge.Need(t, "mke2fs", "e2fsck")
 	src := filepath.Join(t.TempDir(), "src")
 	tr := tree.New(t0)
 	const files = 50000

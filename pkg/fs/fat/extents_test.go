@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -27,20 +29,6 @@ func readExtents(t *testing.T, r io.ReaderAt, exts []Extent, n int64) []byte {
 		t.Fatalf("extents cover %d bytes for a file of %d", len(out), n)
 	}
 	return out[:n]
-}
-
-func contentBytes(t *testing.T, n *tree.Inode) []byte {
-	t.Helper()
-	rc, err := n.Content.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestFileExtents(t *testing.T) {
@@ -91,7 +79,7 @@ func TestFileExtents(t *testing.T) {
 					if len(exts) != 1 {
 						t.Fatalf("%s: %d extents, want 1: %v", q, len(exts), exts)
 					}
-					if got := readExtents(t, f, exts, size); !bytes.Equal(got, contentBytes(t, n)) {
+					if got := readExtents(t, f, exts, size); !bytes.Equal(got, testkit.ReadAll(t, n.Content)) {
 						t.Fatalf("%s: the extents do not hold the file's data", q)
 					}
 				}
@@ -109,7 +97,7 @@ func TestFileExtents(t *testing.T) {
 				{"/upper.txt/x", "is not a directory"},
 			} {
 				_, _, err := FileExtents(f, tc.size, e.path)
-				errContains(t, err, e.want)
+				testkit.ErrContains(t, err, e.want)
 			}
 		})
 	}
@@ -117,7 +105,7 @@ func TestFileExtents(t *testing.T) {
 
 // TestFileExtentsFragmented reads a fragmented file that mtools wrote.
 func TestFileExtentsFragmented(t *testing.T) {
-	needTools(t, "mkfs.vfat", "mcopy", "mdel")
+	judge.Need(t, "mkfs.vfat", "mcopy", "mdel")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "frag.img")
 	const size = 8 * mib
@@ -127,26 +115,26 @@ func TestFileExtentsFragmented(t *testing.T) {
 	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, "mkfs.vfat", "-F", "16", "-s", "1", "-i", "12345678", img); err != nil {
-		t.Fatalf("mkfs.vfat: %v\n%s", err, out)
+	if out, code := judge.Run(t, toolEnv, "mkfs.vfat", "-F", "16", "-s", "1", "-i", "12345678", img); code != 0 {
+		t.Fatalf("mkfs.vfat: exit %d\n%s", code, out)
 	}
 	put := func(name string, data []byte) {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := run(t, "mcopy", "-i", img, p, "::/"+name); err != nil {
-			t.Fatalf("mcopy: %v\n%s", err, out)
+		if out, code := judge.Run(t, toolEnv, "mcopy", "-i", img, p, "::/"+name); code != 0 {
+			t.Fatalf("mcopy: exit %d\n%s", code, out)
 		}
 	}
-	big := contentBytes(t, genFile(9, 20_000))
+	big := testkit.ReadAll(t, genFile(9, 20_000).Content)
 	put("hole1", make([]byte, 3*512))
 	put("keep1", []byte("keep"))
 	put("hole2", make([]byte, 2*512))
 	put("keep2", []byte("keep"))
 	for _, h := range []string{"hole1", "hole2"} {
-		if out, err := run(t, "mdel", "-i", img, "::/"+h); err != nil {
-			t.Fatalf("mdel: %v\n%s", err, out)
+		if out, code := judge.Run(t, toolEnv, "mdel", "-i", img, "::/"+h); code != 0 {
+			t.Fatalf("mdel: exit %d\n%s", code, out)
 		}
 	}
 	put("Fragmented File.dat", big)
@@ -192,13 +180,13 @@ func TestFileExtentsDamaged(t *testing.T) {
 			b := bytes.Clone(clean)
 			binary.LittleEndian.PutUint32(b[fat+3*4:], tc.entry)
 			_, _, err := FileExtents(bytes.NewReader(b), size, "/f")
-			errContains(t, err, tc.want)
+			testkit.ErrContains(t, err, tc.want)
 		})
 	}
 	t.Run("directory loop", func(t *testing.T) {
 		b := bytes.Clone(clean)
 		binary.LittleEndian.PutUint32(b[fat+2*4:], 2) // the root points to itself
 		_, _, err := FileExtents(bytes.NewReader(b), size, "/f")
-		errContains(t, err, "longer than")
+		testkit.ErrContains(t, err, "longer than")
 	})
 }

@@ -1,14 +1,12 @@
 package fat
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,15 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
-
-// bytesContent is file content held in memory.
-type bytesContent []byte
-
-func (b bytesContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
 
 // genContent is size bytes of deterministic pseudo-random data made on
 // the fly, so tests can have big files without holding them.
@@ -50,82 +44,34 @@ func (r *genReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// badContent returns fewer or more bytes than the inode's size says.
-type badContent struct{ n int }
-
-func (b badContent) Open() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(make([]byte, b.n))), nil
-}
-
 const testEpoch = 1700000000 // 2023-11-14 22:13:20 UTC
 
 func newFile(mode uint32, mtime int64, data []byte) *tree.Inode {
-	return &tree.Inode{Kind: tree.Regular, Mode: mode, Mtime: mtime, Size: int64(len(data)), Content: bytesContent(data)}
+	return trees.File(mode, mtime, data)
 }
 
 func genFile(seed uint64, size int64) *tree.Inode {
 	return &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: testEpoch, Size: size, Content: genContent{seed, size}}
 }
 
-func newDir(mtime int64) *tree.Inode { return tree.NewDir(0o755, 0, 0, mtime) }
-
 // mkdirAll returns the directory at p, creating it (and its parents).
-func mkdirAll(t *tree.Tree, p string) *tree.Inode {
-	n := t.Root
-	for _, el := range strings.Split(strings.Trim(p, "/"), "/") {
-		if el == "" {
-			continue
-		}
-		c := n.Child(el)
-		if c == nil {
-			c = newDir(testEpoch)
-			n.SetChild(el, c)
-		}
-		n = c
-	}
-	return n
-}
+func mkdirAll(t *tree.Tree, p string) *tree.Inode { return trees.MkdirAll(t, testEpoch, p) }
 
 // put adds inode n at path p, creating parent directories.
-func put(t *tree.Tree, p string, n *tree.Inode) {
-	dir, name := filepath.Split(p)
-	mkdirAll(t, dir).SetChild(name, n)
-}
+func put(t *tree.Tree, p string, n *tree.Inode) { trees.Put(t, testEpoch, p, n) }
 
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
-// run runs a tool with a fixed environment and returns its combined output.
-func run(t *testing.T, name string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "TZ=UTC", "LC_ALL=C.UTF-8", "MTOOLS_SKIP_CHECK=1")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
+// toolEnv is the environment of the tools the tests run: UTC, a UTF-8
+// C locale, and no mtools geometry check.
+var toolEnv = []string{"TZ=UTC", "LC_ALL=C.UTF-8", "MTOOLS_SKIP_CHECK=1"}
 
 // writeImage writes t to a fresh sparse file of size bytes.
 func writeImage(t *testing.T, size int64, tr *tree.Tree, o Options) (string, error) {
 	t.Helper()
-	img := filepath.Join(t.TempDir(), "fat.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.SparseFile(t, "fat.img", size)
 	if err := Write(f, size, tr, o); err != nil {
 		return "", err
 	}
-	return img, f.Close()
+	return f.Name(), f.Close()
 }
 
 func mustWriteImage(t *testing.T, size int64, tr *tree.Tree, o Options) string {
@@ -144,16 +90,16 @@ var fsckSummary = regexp.MustCompile(`^(.*): (\d+) files, (\d+)/(\d+) clusters$`
 // cluster counts of the summary.
 func fsckClean(t *testing.T, img string) (used, total uint32) {
 	t.Helper()
-	out, err := run(t, "fsck.vfat", "-n", img)
+	out, code := judge.Run(t, toolEnv, "fsck.vfat", "-n", img)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	ok := err == nil && len(lines) == 2 && strings.HasPrefix(lines[0], "fsck.fat ")
+	ok := code == 0 && len(lines) == 2 && strings.HasPrefix(lines[0], "fsck.fat ")
 	var m []string
 	if ok {
 		m = fsckSummary.FindStringSubmatch(lines[1])
 		ok = m != nil
 	}
 	if !ok {
-		t.Fatalf("fsck.vfat -n %s: %v\n%s", img, err, out)
+		t.Fatalf("fsck.vfat -n %s: exit %d\n%s", img, code, out)
 	}
 	u, _ := strconv.ParseUint(m[3], 10, 32)
 	n, _ := strconv.ParseUint(m[4], 10, 32)
@@ -162,16 +108,8 @@ func fsckClean(t *testing.T, img string) (used, total uint32) {
 
 func probeFile(t *testing.T, img string) *Info {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := Probe(f, st.Size())
+	f, size := testkit.Open(t, img)
+	in, err := Probe(f, size)
 	if err != nil {
 		t.Fatalf("Probe(%s): %v", img, err)
 	}
@@ -182,8 +120,8 @@ func probeFile(t *testing.T, img string) *Info {
 func extract(t *testing.T, img string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if out, err := run(t, "mcopy", "-s", "-m", "-n", "-i", img, "::", dir+"/"); err != nil {
-		t.Fatalf("mcopy: %v\n%s", err, out)
+	if out, code := judge.Run(t, toolEnv, "mcopy", "-s", "-m", "-n", "-i", img, "::", dir+"/"); code != 0 {
+		t.Fatalf("mcopy: exit %d\n%s", code, out)
 	}
 	return dir
 }
@@ -210,20 +148,6 @@ func contentSum(t *testing.T, n *tree.Inode) string {
 		if _, err := io.Copy(h, rc); err != nil {
 			t.Fatal(err)
 		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func fileSum(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -274,7 +198,7 @@ func compareExtracted(t *testing.T, tr *tree.Tree, dir string) {
 		if got, w := st.ModTime().Unix(), fatMtime(n.Mtime); got != w && w < mtoolsLeapBug {
 			return fmt.Errorf("%s: mtime %s, want %s", rel, st.ModTime().UTC(), time.Unix(w, 0).UTC())
 		}
-		if got, w := fileSum(t, p), contentSum(t, n); got != w {
+		if got, w := judge.SHA256File(t, p), contentSum(t, n); got != w {
 			return fmt.Errorf("%s: sha256 %s, want %s", rel, got, w)
 		}
 		return nil
@@ -294,16 +218,4 @@ func fileBytes(t *testing.T, img string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func errContains(t *testing.T, err error, want ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want one containing %q", want)
-	}
-	for _, w := range want {
-		if !strings.Contains(err.Error(), w) {
-			t.Fatalf("error %q does not contain %q", err, w)
-		}
-	}
 }

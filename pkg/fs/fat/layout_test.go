@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 const mib = 1 << 20
@@ -100,7 +103,7 @@ func TestLayoutErrors(t *testing.T) {
 		{16 * 1024, 0, "too small for any FAT"},
 	} {
 		_, err := newLayout(uint32(tc.size/sectorSize), tc.typ, 0)
-		errContains(t, err, tc.want)
+		testkit.ErrContains(t, err, tc.want)
 	}
 }
 
@@ -115,8 +118,8 @@ func mkfsGeometry(t *testing.T, size int64, args ...string) *Info {
 	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, "mkfs.vfat", append(args, img)...); err != nil {
-		t.Fatalf("mkfs.vfat %v: %v\n%s", args, err, out)
+	if out, code := judge.Run(t, toolEnv, "mkfs.vfat", append(args, img)...); code != 0 {
+		t.Fatalf("mkfs.vfat %v: exit %d\n%s", args, code, out)
 	}
 	return probeFile(t, img)
 }
@@ -124,7 +127,7 @@ func mkfsGeometry(t *testing.T, size int64, args ...string) *Info {
 // TestLayoutMatchesMkfs compares the cluster size, reserved sectors, FAT
 // length and cluster count with what mkfs.vfat picks.
 func TestLayoutMatchesMkfs(t *testing.T) {
-	needTools(t, "mkfs.vfat")
+	judge.Need(t, "mkfs.vfat")
 	type tc struct {
 		size int64
 		typ  int

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 func TestNameDir(t *testing.T) {
@@ -42,7 +44,7 @@ func TestNameDir(t *testing.T) {
 	} {
 		got, err := nameDir("/d", tc.names)
 		if tc.want == nil {
-			errContains(t, err, "loader.conf", "loader.conF", "differ only in case")
+			testkit.ErrContains(t, err, "loader.conf", "loader.conF", "differ only in case")
 			continue
 		}
 		if err != nil {
@@ -127,7 +129,7 @@ func TestCheckLongName(t *testing.T) {
 			}
 			continue
 		}
-		errContains(t, err, tc.want)
+		testkit.ErrContains(t, err, tc.want)
 	}
 }
 
@@ -217,7 +219,7 @@ func TestCheckLabel(t *testing.T) {
 	} {
 		got, err := checkLabel(tc.in)
 		if tc.err != "" {
-			errContains(t, err, tc.err)
+			testkit.ErrContains(t, err, tc.err)
 			continue
 		}
 		if err != nil || got != tc.want {

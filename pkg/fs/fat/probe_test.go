@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // TestProbeMkfs probes volumes made by mkfs.vfat, before and after mcopy
 // adds a file.
 func TestProbeMkfs(t *testing.T) {
-	needTools(t, "mkfs.vfat", "mcopy")
+	judge.Need(t, "mkfs.vfat", "mcopy")
 	for _, tc := range []struct {
 		size   int64
 		args   []string
@@ -33,8 +35,8 @@ func TestProbeMkfs(t *testing.T) {
 			if err := os.Truncate(img, tc.size); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := run(t, "mkfs.vfat", append(tc.args, img)...); err != nil {
-				t.Fatalf("mkfs.vfat: %v\n%s", err, out)
+			if out, code := judge.Run(t, toolEnv, "mkfs.vfat", append(tc.args, img)...); code != 0 {
+				t.Fatalf("mkfs.vfat: exit %d\n%s", code, out)
 			}
 			in := probeFile(t, img)
 			root := uint32(0)
@@ -51,8 +53,8 @@ func TestProbeMkfs(t *testing.T) {
 			if err := os.WriteFile(src, bytes.Repeat([]byte{1}, 100000), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := run(t, "mcopy", "-i", img, src, "::DATA.BIN"); err != nil {
-				t.Fatalf("mcopy: %v\n%s", err, out)
+			if out, code := judge.Run(t, toolEnv, "mcopy", "-i", img, src, "::DATA.BIN"); code != 0 {
+				t.Fatalf("mcopy: exit %d\n%s", code, out)
 			}
 			after := probeFile(t, img)
 			want := in.FreeClusters - uint32((100000+in.ClusterSize-1)/in.ClusterSize)
@@ -101,7 +103,7 @@ func TestProbeErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.mangle(bytes.Clone(good))
 			_, err := Probe(bytes.NewReader(b), tc.size)
-			errContains(t, err, tc.want)
+			testkit.ErrContains(t, err, tc.want)
 		})
 	}
 }

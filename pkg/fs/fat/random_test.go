@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -97,7 +98,7 @@ func randomTree(r *rand.Rand, dir *tree.Inode, depth int, budget *int, files *[]
 // TestRandomTrees writes random trees from a fixed seed, with fsck.vfat
 // and mtools as oracles.
 func TestRandomTrees(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy")
+	judge.Need(t, "fsck.vfat", "mcopy")
 	r := rand.New(rand.NewPCG(2024, 11))
 	for i := range 16 {
 		tr := tree.New(testEpoch)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -55,7 +57,7 @@ func richTree() *tree.Tree {
 // TestReadBack writes a rich tree at each FAT type and checks it with
 // fsck.vfat, reads it back with mtools, and probes it.
 func TestReadBack(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy", "mattrib")
+	judge.Need(t, "fsck.vfat", "mcopy", "mattrib")
 	for _, tc := range []struct {
 		size int64
 		o    Options
@@ -84,9 +86,9 @@ func TestReadBack(t *testing.T) {
 				t.Errorf("Probe: FreeFromFSInfo = %v", in.FreeFromFSInfo)
 			}
 
-			out, err := run(t, "mattrib", "-/", "-i", img, "::")
-			if err != nil {
-				t.Fatalf("mattrib: %v\n%s", err, out)
+			out, code := judge.Run(t, toolEnv, "mattrib", "-/", "-i", img, "::")
+			if code != 0 {
+				t.Fatalf("mattrib: exit %d\n%s", code, out)
 			}
 			for _, line := range strings.Split(out, "\n") {
 				ro := strings.HasSuffix(line, "::/EFI/BOOT/grub.cfg")
@@ -104,7 +106,7 @@ func TestReadBack(t *testing.T) {
 
 // TestSizes writes a small tree at many volume sizes.
 func TestSizes(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy")
+	judge.Need(t, "fsck.vfat", "mcopy")
 	for _, tc := range []struct {
 		size int64
 		typ  int
@@ -130,7 +132,7 @@ func TestSizes(t *testing.T) {
 
 // TestEmpty writes an empty tree, without and with a label.
 func TestEmpty(t *testing.T) {
-	needTools(t, "fsck.vfat")
+	judge.Need(t, "fsck.vfat")
 	for _, size := range []int64{2 * mib, 16 * mib, 40 * mib} {
 		for _, label := range []string{"", "EMPTY"} {
 			img := mustWriteImage(t, size, tree.New(testEpoch), Options{Label: label, VolumeID: 42})
@@ -296,7 +298,7 @@ func TestDeterministic(t *testing.T) {
 // that a generator could collide with, in a subdirectory of FAT32 and in
 // the fixed root directory of FAT16 (which must grow past 512 entries).
 func TestBigDirectory(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy")
+	judge.Need(t, "fsck.vfat", "mcopy")
 	for _, tc := range []struct {
 		dir  string
 		size int64
@@ -323,7 +325,7 @@ func TestBigDirectory(t *testing.T) {
 // TestFullClusterDirs has directories whose entries fill their clusters
 // exactly, so no end-of-directory entry follows the last one.
 func TestFullClusterDirs(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy")
+	judge.Need(t, "fsck.vfat", "mcopy")
 	tr := tree.New(testEpoch)
 	for i := range 15 { // with the label: 16 entries, one 512-byte cluster
 		put(tr, fmt.Sprintf("/R%d", i), newFile(0o644, testEpoch, nil)) // empty: no cluster
@@ -342,7 +344,7 @@ func TestFullClusterDirs(t *testing.T) {
 
 // TestFillExactly adds a file that takes exactly the free clusters.
 func TestFillExactly(t *testing.T) {
-	needTools(t, "fsck.vfat", "mcopy")
+	judge.Need(t, "fsck.vfat", "mcopy")
 	for _, size := range []int64{34 * mib, 16 * mib, 2 * mib} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			tr := tree.New(testEpoch)
@@ -376,7 +378,7 @@ func TestFillExactly(t *testing.T) {
 			if !errors.Is(err, ErrNoSpace) {
 				t.Fatalf("one byte more: %v, want ErrNoSpace", err)
 			}
-			errContains(t, err, "needs", "clusters")
+			testkit.ErrContains(t, err, "needs", "clusters")
 		})
 	}
 }
@@ -410,11 +412,11 @@ func TestWriteErrors(t *testing.T) {
 		{"too big", small, 4 << 40, Options{}, []string{"larger than FAT allows"}},
 		{"fat32 small", small, 32 * mib, Options{FATType: 32}, []string{"too small for FAT32"}},
 		{"fat16 small", small, 2 * mib, Options{FATType: 16}, []string{"too small for FAT16"}},
-		{"short content", with("/f", &tree.Inode{Kind: tree.Regular, Size: 10, Content: badContent{5}}), 4 * mib, Options{},
+		{"short content", with("/f", &tree.Inode{Kind: tree.Regular, Size: 10, Content: testkit.Zeros(5)}), 4 * mib, Options{},
 			[]string{"/f: content ended after 5 of 10 bytes"}},
-		{"long content", with("/f", &tree.Inode{Kind: tree.Regular, Size: 10, Content: badContent{11}}), 4 * mib, Options{},
+		{"long content", with("/f", &tree.Inode{Kind: tree.Regular, Size: 10, Content: testkit.Zeros(11)}), 4 * mib, Options{},
 			[]string{"/f: content is longer than its size of 10 bytes"}},
-		{"4 GiB", with("/f", &tree.Inode{Kind: tree.Regular, Size: 4 << 30, Content: badContent{0}}), 4 * mib, Options{},
+		{"4 GiB", with("/f", &tree.Inode{Kind: tree.Regular, Size: 4 << 30, Content: testkit.Zeros(0)}), 4 * mib, Options{},
 			[]string{"/f: 4294967296 bytes is more than a FAT file can hold"}},
 		{"no space", with("/f", genFile(1, 5*mib)), 4 * mib, Options{}, []string{"needs", "not enough space"}},
 	} {
@@ -425,7 +427,7 @@ func TestWriteErrors(t *testing.T) {
 			}
 			defer f.Close()
 			err = Write(f, tc.size, tc.tr, tc.o)
-			errContains(t, err, tc.want...)
+			testkit.ErrContains(t, err, tc.want...)
 		})
 	}
 }
@@ -433,7 +435,7 @@ func TestWriteErrors(t *testing.T) {
 // TestMinSize checks that MinSize's size fits the tree and, where FAT
 // allows a smaller volume, that 1 MiB less does not.
 func TestMinSize(t *testing.T) {
-	needTools(t, "fsck.vfat")
+	judge.Need(t, "fsck.vfat")
 	many := tree.New(testEpoch)
 	for i := range 3000 {
 		put(many, fmt.Sprintf("/d%d/file with a long name %d", i%7, i), newFile(0o644, testEpoch, []byte("tiny")))
