@@ -32,4 +32,8 @@
 // but always at least 1/8 more inodes than the tree needs, journal sized
 // like mke2fs (ext2fs_default_journal_size). No resize_inode: images are
 // grown with resize2fs, which handles that on its own for ext4.
+//
+// ReadTree reads an ext4 (or ext2/3) filesystem, kiln's or another maker's,
+// back into a tree, for kiln diff and checks; the image is hostile input:
+// every size is checked against the image and every walk is bounded.
 package ext4

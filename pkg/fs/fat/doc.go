@@ -23,4 +23,8 @@
 // regard to case, so two names of one directory that differ only in case
 // are an error, as are symlinks, devices and FIFOs, which FAT cannot store.
 // Hardlinked files are stored as independent copies.
+//
+// ReadTree reads a FAT volume, kiln's or another maker's, back into a
+// tree, for kiln diff and checks; the image is hostile input: cluster
+// chains are bounded and loops are errors.
 package fat
