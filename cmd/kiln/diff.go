@@ -1,51 +1,71 @@
 package main
 
 import (
-	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/diff"
+	"github.com/kiln-build/kiln/pkg/imgfmt"
 )
 
-// printDiff explains how two images differ. For now: the byte ranges.
-func printDiff(w io.Writer, a, b string, asJSON bool) error {
-	fa, err := os.Open(a)
-	if err != nil {
-		return err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return err
-	}
-	defer fb.Close()
-	const chunk = 1 << 20
-	ba, bb := make([]byte, chunk), make([]byte, chunk)
-	var off int64
-	shown := 0
-	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb {
-			fmt.Fprintf(w, "sizes differ near byte %d\n", off+int64(min(na, nb)))
-			return nil
-		}
-		if !bytes.Equal(ba[:na], bb[:nb]) {
-			for i := 0; i < na && shown < 20; i++ {
-				if ba[i] != bb[i] {
-					j := i
-					for j < na && ba[j] != bb[j] {
-						j++
-					}
-					fmt.Fprintf(w, "bytes %d-%d differ\n", off+int64(i), off+int64(j)-1)
-					shown++
-					i = j
-				}
+type diffOptions struct {
+	json bool
+}
+
+// imagesDiffer makes kiln diff exit 1, as diff(1) does.
+type imagesDiffer struct{ error }
+
+func newDiffCmd() *cobra.Command {
+	var o diffOptions
+	c := &cobra.Command{
+		Use:   "diff A B",
+		Short: "Explain how two images differ: partition table, filesystem fields, files, bytes",
+		Long: `Compare two images (raw, qcow2, VMDK or VHD): the partition tables field by
+field, then per partition the superblock or boot-sector fields by name and
+the file trees (added, removed, changed: type, mode, owner, size, content
+hash, xattrs, link target, times), and last any byte ranges that differ but
+none of these explain. Exit 0 when identical, 1 when they differ.`,
+		Args: argsUsage(cobra.ExactArgs(2)),
+		RunE: func(c *cobra.Command, args []string) error {
+			same, err := printDiff(c.OutOrStdout(), args[0], args[1], o.json)
+			if err != nil {
+				return err
 			}
-		}
-		off += int64(na)
-		if ea != nil || eb != nil {
+			if !same {
+				return imagesDiffer{fmt.Errorf("%s and %s differ", args[0], args[1])}
+			}
 			return nil
-		}
+		},
 	}
+	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	return c
+}
+
+// printDiff compares two images and prints the report; it says whether
+// they are identical.
+func printDiff(w io.Writer, a, b string, asJSON bool) (bool, error) {
+	ia, err := imgfmt.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer ia.Close()
+	ib, err := imgfmt.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer ib.Close()
+	rep, err := diff.Images(ia, ib)
+	if err != nil {
+		return false, err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return rep.Identical, enc.Encode(rep)
+	}
+	diff.Print(w, rep)
+	return rep.Identical, nil
 }
