@@ -276,8 +276,9 @@ func diffNodes(t *testing.T, what string, got, want map[string]judge.Node) {
 	}
 }
 
-// checkImage runs every judge on a built image and compares both trees.
-func checkImage(t *testing.T, img, table string) {
+// twoPartitions has sgdisk (GPT) and sfdisk verify img's partition table
+// and returns its partitions as sfdisk sees them, which must be two.
+func twoPartitions(t *testing.T, img, table string) []sfdiskPart {
 	t.Helper()
 	if table == "gpt" {
 		judge.SgdiskVerify(t, img)
@@ -287,6 +288,13 @@ func checkImage(t *testing.T, img, table string) {
 	if len(parts) != 2 {
 		t.Fatalf("want 2 partitions, sfdisk sees %+v", parts)
 	}
+	return parts
+}
+
+// checkImage runs every judge on a built image and compares both trees.
+func checkImage(t *testing.T, img, table string) {
+	t.Helper()
+	parts := twoPartitions(t, img, table)
 	for _, p := range parts {
 		if p.Start%2048 != 0 {
 			t.Errorf("partition %s starts at sector %d, not 1 MiB aligned", p.Node, p.Start)

@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +35,12 @@ const (
 type usageError struct{ error }
 
 func main() {
+	// A file size limit (ulimit -f) must give a write error (EFBIG) that
+	// the build reports and cleans up after, never a killed process that
+	// leaves its temporary output behind. Go's runtime already catches
+	// SIGXFSZ and carries on; ignoring it makes that explicit, whatever
+	// the runtime's default becomes.
+	signal.Ignore(syscall.SIGXFSZ)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -50,8 +59,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kiln: interrupted; nothing was written")
 		return exitSignal
 	}
-	fmt.Fprintln(stderr, "kiln:", err)
+	fmt.Fprintln(stderr, "kiln:", oneLine(err.Error()))
 	return exitCode(err)
+}
+
+// oneLine escapes, as Go quotes them, the characters of an error message
+// that are not printable (and bytes that are not UTF-8), so that a name
+// taken from a layer, which a message may quote as it is, can neither
+// start a line of its own nor send escape sequences to the terminal.
+func oneLine(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		r, n := utf8.DecodeRuneInString(msg[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, msg[i])
+		case r == ' ' || strconv.IsPrint(r):
+			b.WriteString(msg[i : i+n])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func exitCode(err error) int {
@@ -65,6 +96,10 @@ func exitCode(err error) int {
 		return exitBoot
 	case errors.As(err, &ue), errors.As(err, &se):
 		return exitUsage
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		// The host ran out of room, even if it was while spilling a
+		// layer: not a bad layer.
+		return exitFailure
 	case errors.As(err, &le), errors.As(err, &te):
 		return exitBadLayer
 	}
@@ -81,7 +116,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVerifyCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVerifyCmd(), newDiffCmd(), newConvertCmd(), newVersionCmd())
 	return root
 }
 

@@ -10,9 +10,11 @@ import (
 )
 
 type verifyOptions struct {
-	keep  string
-	init  string
-	quiet bool
+	format      string
+	compression string
+	keep        string
+	init        string
+	quiet       bool
 }
 
 // notReproducible makes kiln verify exit 1 after printing the difference.
@@ -39,6 +41,12 @@ shuffled order with new mtimes. Prints both sha256 and "reproducible"
 				return err
 			}
 			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: []string{"--init", initPath(o.init)}}
+			if o.format != "" {
+				vo.Args = append(vo.Args, "--format", o.format)
+			}
+			if o.compression != "" {
+				vo.Args = append(vo.Args, "--compression", o.compression)
+			}
 			if !o.quiet {
 				vo.Log = c.ErrOrStderr()
 			}
@@ -56,13 +64,15 @@ shuffled order with new mtimes. Prints both sha256 and "reproducible"
 				return nil
 			}
 			fmt.Fprintln(w, "NOT reproducible; what differs:")
-			if err := printDiff(w, res.A, res.B, false); err != nil {
+			if _, err := printDiff(w, res.A, res.B, false); err != nil {
 				return err
 			}
 			return notReproducible{fmt.Errorf("the two builds differ")}
 		},
 	}
-	c.Flags().StringVar(&o.keep, "keep", "", "keep both images in this folder (a.img, b.img)")
+	c.Flags().StringVar(&o.keep, "keep", "", "keep both images in this folder (a/, b/)")
+	c.Flags().StringVar(&o.format, "format", "", "build this format instead of output.format")
+	c.Flags().StringVar(&o.compression, "compression", "", "qcow2 compression instead of output.compression")
 	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary (as for kiln build)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
 	return c

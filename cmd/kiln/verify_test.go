@@ -17,8 +17,16 @@ func TestVerify(t *testing.T) {
 		repo, _ := demoDebs(t)
 		specs = append(specs, filepath.Join(repo, "layers/demo/kiln.yaml"))
 	}
-	for _, spec := range specs {
-		out, se, code := kiln(t, "", nil, "verify", spec)
+	for i, spec := range specs {
+		args := []string{"verify", spec}
+		if i == 0 {
+			// The merge-rules spec as qcow2 too (the demo is raw).
+			out, se, code := kiln(t, "", nil, "verify", "--format", "qcow2", "--compression", "zstd", spec)
+			if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "reproducible") || strings.Contains(out, "NOT") {
+				t.Errorf("kiln verify --format qcow2 %s: exit %d\n%s\n%s", spec, code, out, se)
+			}
+		}
+		out, se, code := kiln(t, "", nil, args...)
 		if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "reproducible") || strings.Contains(out, "NOT") {
 			t.Errorf("kiln verify %s: exit %d\n%s\n%s", spec, code, out, se)
 		}

@@ -38,6 +38,10 @@ type Options struct {
 	Log io.Writer
 	// InitPath is the kiln-init binary put in generated initramfs images.
 	InitPath string
+	// MaxLayerBytes and MaxLayerRatio bound how far each layer may
+	// expand (layer.Options.MaxBytes and MaxRatio): 0 means pkg/layer's
+	// defaults, a negative value no limit.
+	MaxLayerBytes, MaxLayerRatio int64
 }
 
 // Result describes a finished build.
@@ -80,7 +84,7 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	}
 
 	// 1. Layers, merged in order.
-	t, closeLayers, err := mergeLayers(ctx, s, epoch, o.TempDir, logf)
+	t, closeLayers, err := mergeLayers(ctx, s, epoch, o, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +124,14 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 
 	// 5. The image: partition table, then each filesystem in its window,
 	// then what bootloaders patch into them.
-	out, err := imgfmt.Create(outPath, s.Output.Format, layout.Size)
+	out, err := imgfmt.Create(outPath, s.Output.Format, layout.Size, imgfmt.Options{
+		Compression: s.Output.Compression,
+		ClusterSize: s.Output.ClusterBytes,
+		Subformat:   s.Output.Subformat,
+		Azure:       s.Output.Azure,
+		Epoch:       epoch,
+		ID:          repro.Derive(seed, "image/id"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -168,12 +179,13 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 // mergeLayers opens every layer of the spec and merges them in order.
 // The returned close releases the spill store that the tree's file
 // contents live in: call it after the image is written.
-func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, tmp string, logf func(string, ...any)) (*tree.Tree, func(), error) {
+func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf func(string, ...any)) (*tree.Tree, func(), error) {
 	m := tree.NewMerger(epoch)
-	spill := layer.NewSpill(tmp)
+	spill := layer.NewSpill(o.TempDir)
 	closeAll := func() { spill.Close() }
 	for _, sl := range s.Layers {
-		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: tmp, Spill: spill, KeepRoot: true}
+		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: o.TempDir, Spill: spill, KeepRoot: true,
+			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio}
 		if sl.UID != nil {
 			lo.DirUID = *sl.UID
 		}
@@ -190,7 +202,7 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, tmp string, log
 				closeAll()
 				return nil, nil, err
 			}
-			if err := m.Apply(l); err != nil {
+			if err := m.Apply(ctxLayer{ctx, l}); err != nil {
 				closeAll()
 				return nil, nil, err
 			}
@@ -198,6 +210,22 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, tmp string, log
 		}
 	}
 	return m.Tree(), closeAll, nil
+}
+
+// ctxLayer stops the walk of a layer once the build is cancelled, so that
+// SIGINT is not held up by a layer of a million entries.
+type ctxLayer struct {
+	ctx context.Context
+	layer.Layer
+}
+
+func (c ctxLayer) Walk(fn func(e *layer.Entry) error) error {
+	return c.Layer.Walk(func(e *layer.Entry) error {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		return fn(e)
+	})
 }
 
 // splitTree gives each partition with a mount its subtree: deepest mounts

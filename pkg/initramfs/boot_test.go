@@ -206,7 +206,7 @@ func bootQEMU(t *testing.T, kernel, initrd, img, cmdline, expect string) (string
 	t.Helper()
 	return testkit.Boot(t, qemu.Options{
 		Image: img, Firmware: "bios", Accel: "tcg",
-		Kernel: kernel, Initrd: initrd, Append: "console=ttyS0 panic=-1 " + cmdline,
+		Kernel: kernel, Initrd: initrd, Append: "console=ttyS0 panic=-1 no_timer_check " + cmdline,
 		Expect: expect, Timeout: 120 * time.Second,
 	})
 }

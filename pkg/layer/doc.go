@@ -34,6 +34,16 @@
 // cut. All errors of Open and Walk are *Error, except the ones the
 // callback of Walk returns, which Walk returns unchanged.
 //
+// Expansion is bounded, against decompression bombs: uncompressed, a tar
+// layer (the bytes of its tar stream, plus the whole size of each sparse
+// entry) may hold at most Options.MaxBytes (default 64 GiB) and, past
+// RatioFloor (1 GiB), at most Options.MaxRatio (default 2000) times its
+// size as stored. An entry whose header announces more is refused before
+// its data is spilled (ErrTooLarge). Decoders' memory is bounded too: a
+// zstd frame may ask for a window of at most 128 MiB, an xz block for a
+// dictionary of at most 128 MiB (checked from the file's index and block
+// headers before decoding, so an xz file must be whole).
+//
 // # Images
 //
 // For an OCI image layout, index.json may list several manifests, or

@@ -34,6 +34,9 @@ var (
 	ErrDigest = errors.New("digest mismatch")
 	// ErrFormat: the bytes are not a layer format kiln knows.
 	ErrFormat = errors.New("unrecognised format")
+	// ErrTooLarge: uncompressed, a layer is over Options.MaxBytes, or
+	// over RatioFloor and Options.MaxRatio times its size as stored.
+	ErrTooLarge = errors.New("too large")
 )
 
 // quoteName returns s as is if it is plain printable text, else quoted,

@@ -158,6 +158,11 @@ func checkTarStream(ra io.ReaderAt, off, size int64) (kind, error) {
 	case !k.compressed():
 		return k, fmt.Errorf("%w: not a tar archive, plain or compressed with gzip, xz, zstd or bzip2", ErrFormat)
 	}
+	if k == kindXz {
+		if err := checkXZ(ra, off, size); err != nil {
+			return k, err
+		}
+	}
 	zr, release, err := decompress(k, io.NewSectionReader(ra, off, size))
 	if err != nil {
 		return k, err

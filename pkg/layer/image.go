@@ -510,7 +510,7 @@ func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin str
 // one for linux/amd64, is chosen. Anything else is an error.
 func chooseManifest(fs imageFS, idx ociIndex) (descriptor, error) {
 	var all []descriptor
-	if err := collectManifests(fs, idx, 0, &all); err != nil {
+	if err := collectManifests(fs, idx, 0, map[string]bool{}, &all); err != nil {
 		return descriptor{}, err
 	}
 	if len(all) == 1 {
@@ -535,7 +535,11 @@ func chooseManifest(fs imageFS, idx ociIndex) (descriptor, error) {
 	return descriptor{}, fmt.Errorf("index.json lists %d different image manifests for linux/amd64", len(amd64))
 }
 
-func collectManifests(fs imageFS, idx ociIndex, depth int, out *[]descriptor) error {
+// collectManifests appends the manifests of idx and of the indexes it
+// nests to out. A nested index is read once, however many times it is
+// listed (seen holds the digests read): read along every path, 40 copies
+// at each of 4 levels would take millions of reads.
+func collectManifests(fs imageFS, idx ociIndex, depth int, seen map[string]bool, out *[]descriptor) error {
 	for _, d := range idx.Manifests {
 		switch d.MediaType {
 		case mtOCIManifest, mtDockerManifest:
@@ -548,6 +552,10 @@ func collectManifests(fs imageFS, idx ociIndex, depth int, out *[]descriptor) er
 			if depth >= 4 {
 				return errors.New("image indexes nested too deep")
 			}
+			if seen[d.Digest] {
+				continue
+			}
+			seen[d.Digest] = true
 			b, err := readBlob(fs, d)
 			if err != nil {
 				return fmt.Errorf("index: %w", err)
@@ -556,7 +564,7 @@ func collectManifests(fs imageFS, idx ociIndex, depth int, out *[]descriptor) er
 			if err := json.Unmarshal(b, &sub); err != nil {
 				return fmt.Errorf("index %s: %w", d.Digest, err)
 			}
-			if err := collectManifests(fs, sub, depth+1, out); err != nil {
+			if err := collectManifests(fs, sub, depth+1, seen, out); err != nil {
 				return err
 			}
 		}

@@ -37,6 +37,19 @@ type Options struct {
 	// one, as an entry with Path "." (directory layers always have one).
 	// By default it is skipped, as containerd does.
 	KeepRoot bool
+	// MaxBytes bounds the uncompressed size of each tar layer: the bytes
+	// of its tar stream once decompressed, plus the whole size of each
+	// sparse entry (holes included). 0 means DefaultMaxBytes (64 GiB); a
+	// negative value, no limit. Directory layers are not bounded.
+	MaxBytes int64
+	// MaxRatio bounds, past RatioFloor (1 GiB), the uncompressed size of
+	// each tar layer to this many times its size as stored (the file, the
+	// blob or the .deb member): a small file that expands to many GiB is
+	// a decompression bomb. 0 means DefaultMaxRatio (2000); a negative
+	// value, no limit. Going past either limit is an error (ErrTooLarge)
+	// naming the layer and the entry being read, raised as soon as an
+	// entry's header announces it, before its data is spilled.
+	MaxRatio int64
 }
 
 // Layer is one layer, ready to be walked.
@@ -70,7 +83,9 @@ func Open(path string, o Options) ([]Layer, error) {
 	}
 	if fi.IsDir() {
 		if _, err := os.Lstat(filepath.Join(path, "oci-layout")); err == nil {
-			return openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin)
+			ls, err := openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin)
+			setLimits(ls, o)
+			return ls, err
 		}
 		if pin != "" {
 			return fail(errors.New("a sha256 pin was given for a directory layer, which has no digest"))
@@ -97,7 +112,17 @@ func Open(path string, o Options) ([]Layer, error) {
 	if err := spill.keep(f); err != nil {
 		return fail(err)
 	}
+	setLimits(ls, o)
 	return ls, nil
+}
+
+// setLimits gives the tar layers of ls the expansion limits of o.
+func setLimits(ls []Layer, o Options) {
+	for _, l := range ls {
+		if t, ok := l.(*tarLayer); ok {
+			t.maxBytes, t.maxRatio = o.MaxBytes, o.MaxRatio
+		}
+	}
 }
 
 // openFile opens the layers of a regular file.

@@ -31,6 +31,8 @@ type tarLayer struct {
 	// blob) and of the uncompressed tar stream (a docker diff_id).
 	blobDigest string
 	diffID     string
+	// Expansion limits: Options.MaxBytes and Options.MaxRatio.
+	maxBytes, maxRatio int64
 }
 
 func (l *tarLayer) Name() string { return l.name }
@@ -46,6 +48,7 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 		return l.errorf("", "reading: %w", err)
 	}
 	k := sniff(head)
+	b := l.budget()
 
 	raw := l.src.reader()
 	var rawR io.Reader = raw
@@ -65,6 +68,10 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 	)
 	switch {
 	case k == kindTar:
+		// The tar stream is the file itself.
+		if err := b.take(l.src.size); err != nil {
+			return l.errorf("", "%w", err)
+		}
 		inPlace = true
 		if blobH == nil {
 			// Nothing to hash: let archive/tar seek over file data.
@@ -78,19 +85,27 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 			tarR = cnt
 		}
 	case k.compressed():
+		if k == kindXz {
+			if err := checkXZ(l.src.ra, l.src.off, l.src.size); err != nil {
+				return l.errorf("", "%w", err)
+			}
+		}
 		rawBR = bufio.NewReaderSize(rawR, 64<<10)
 		zr, release, err := decompress(k, rawBR)
 		if err != nil {
 			return l.errorf("", "%w", err)
 		}
 		defer release()
-		var dr io.Reader = zr
+		var dr io.Reader = budgetReader{r: zr, b: b}
 		if l.diffID != "" {
 			diffH = sha256.New()
-			dr = io.TeeReader(zr, diffH)
+			dr = io.TeeReader(dr, diffH)
 		}
 		br := bufio.NewReaderSize(dr, 64<<10)
 		inner, err := br.Peek(sniffLen)
+		if errors.Is(err, ErrTooLarge) {
+			return l.errorf("", "%w", err)
+		}
 		if !isTarHeader(inner) {
 			return l.errorf("", "%w", notTar(k, err))
 		}
@@ -116,6 +131,9 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 		if errors.Is(err, tar.ErrInsecurePath) && h != nil {
 			err = nil // cleanPath decides, whatever GODEBUG says
 		}
+		if errors.Is(err, ErrTooLarge) {
+			return l.errorf(prev, "%w", err)
+		}
 		if err != nil {
 			if prev == "" {
 				return l.errorf("", "reading the first tar header: %w", err)
@@ -131,6 +149,16 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 			continue
 		}
 		if e.Type == TypeReg {
+			// Refuse what would go past the limit before spilling it.
+			switch {
+			case isSparse(h):
+				err = b.take(e.Size)
+			case !inPlace && e.Size > b.left:
+				err = b.err
+			}
+			if err != nil {
+				return l.errorf(h.Name, "%w", err)
+			}
 			switch {
 			case e.Size == 0:
 				e.Content = emptyContent{}
@@ -142,6 +170,9 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 				e.Content = sectionContent{ra: l.src.ra, off: l.src.off + pos, size: e.Size}
 			default:
 				c, err := sw.copy(tr, e.Size)
+				if errors.Is(err, ErrTooLarge) {
+					return l.errorf(h.Name, "%w", err)
+				}
 				if err != nil {
 					return l.errorf(h.Name, "reading data: %w", err)
 				}
@@ -156,6 +187,9 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 	// Read every stream to its end, so that compressed framing and
 	// digests are checked.
 	if _, err := io.Copy(io.Discard, cnt); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return l.errorf("", "after the end of the tar archive: %w", err)
+		}
 		return l.errorf("", "reading past the end of the tar archive: %w", err)
 	}
 	if rawBR != nil && blobH != nil {

@@ -110,8 +110,14 @@ var Loaders = []string{"systemd-boot", "uki", "syslinux", "hybrid", "none"}
 
 // Output is where and how the image is written.
 type Output struct {
-	Path   string `yaml:"path"`
-	Format string `yaml:"format"`
+	Path        string `yaml:"path"`
+	Format      string `yaml:"format"`       // raw | qcow2 | vmdk | vhd
+	Compression string `yaml:"compression"`  // qcow2: none | zlib | zstd
+	ClusterSize string `yaml:"cluster_size"` // qcow2: a power of two from 512B to 2MiB (default 64KiB)
+	Subformat   string `yaml:"subformat"`    // vhd: dynamic | fixed
+	Azure       bool   `yaml:"azure"`        // vhd: fixed, with a virtual size of whole MiB (Azure's rule)
+
+	ClusterBytes int64 `yaml:"-"`
 }
 
 // Error is a spec error: the file, the line (0 if unknown) and what is wrong.
@@ -263,7 +269,7 @@ func recordLines(s *Spec, top *yaml.Node) {
 var (
 	Tables      = []string{"gpt", "mbr"}
 	Filesystems = []string{"ext4", "vfat", "none"}
-	Formats     = []string{"raw"}
+	Formats     = []string{"raw", "qcow2", "vmdk", "vhd"}
 )
 
 func (s *Spec) errf(line int, format string, a ...any) error {
@@ -398,8 +404,46 @@ func (s *Spec) validate() error {
 	if s.Output.Format == "" {
 		s.Output.Format = "raw"
 	}
-	if !contains(Formats, s.Output.Format) {
-		return s.errf(0, "output.format: %q is not one of %s", s.Output.Format, strings.Join(Formats, ", "))
+	return s.ValidateOutput()
+}
+
+// ValidateOutput checks output: (again after command-line overrides).
+func (s *Spec) ValidateOutput() error {
+	o := &s.Output
+	if o.Format == "" {
+		o.Format = "raw"
+	}
+	if !contains(Formats, o.Format) {
+		return s.errf(0, "output.format: %q is not one of %s", o.Format, strings.Join(Formats, ", "))
+	}
+	if o.Compression != "" && o.Compression != "none" {
+		if o.Format != "qcow2" {
+			return s.errf(0, "output.compression: only qcow2 is compressed by choice (vmdk streamOptimized always is)")
+		}
+		if o.Compression != "zlib" && o.Compression != "zstd" {
+			return s.errf(0, "output.compression: %q is not one of none, zlib, zstd", o.Compression)
+		}
+	}
+	if o.ClusterSize != "" {
+		if o.Format != "qcow2" {
+			return s.errf(0, "output.cluster_size: only for qcow2")
+		}
+		n, err := ParseSize(o.ClusterSize)
+		if err != nil || n < 512 || n > 2<<20 || n&(n-1) != 0 {
+			return s.errf(0, "output.cluster_size: %q is not a power of two from 512B to 2MiB", o.ClusterSize)
+		}
+		o.ClusterBytes = n
+	}
+	if o.Subformat != "" || o.Azure {
+		if o.Format != "vhd" {
+			return s.errf(0, "output.subformat and output.azure: only for vhd")
+		}
+		if o.Subformat != "" && o.Subformat != "dynamic" && o.Subformat != "fixed" {
+			return s.errf(0, "output.subformat: %q is not one of dynamic, fixed", o.Subformat)
+		}
+		if o.Azure && o.Subformat == "dynamic" {
+			return s.errf(0, "output.azure: Azure takes fixed VHDs only")
+		}
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ type Options struct {
 	Kiln    string    // the kiln executable to run for each build
 	Args    []string  // extra build arguments (e.g. --init PATH, --format qcow2)
 	Log     io.Writer // progress (nil = silent)
-	KeepDir string    // if set, the two images are kept here as a.img and b.img
+	KeepDir string    // if set, the two images are kept here, in a/ and b/
 }
 
 // Result of a verification.
@@ -81,14 +81,23 @@ func Run(specPath string, o Options) (*Result, error) {
 		}
 	}
 	absSpec, _ := filepath.Abs(specPath)
-	res.A, res.B = filepath.Join(dirA, "a.img"), filepath.Join(dirB, "b.img")
+	// Both images get the same file name: some formats (VMDK's
+	// descriptor) record it.
+	name := "image.img"
+	if s.Output.Path != "" {
+		name = filepath.Base(s.Output.Path)
+	}
+	outA, outB := dirA, dirB
 	if o.KeepDir != "" {
-		if err := os.MkdirAll(o.KeepDir, 0o755); err != nil {
+		outA, outB = filepath.Join(o.KeepDir, "a"), filepath.Join(o.KeepDir, "b")
+	}
+	for _, d := range []string{outA, outB} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			res.Cleanup()
 			return nil, err
 		}
-		res.A, res.B = filepath.Join(o.KeepDir, "a.img"), filepath.Join(o.KeepDir, "b.img")
 	}
+	res.A, res.B = filepath.Join(outA, name), filepath.Join(outB, name)
 
 	// Build A: as the user would, from the spec's own folder.
 	logf("build 1 of 2: as given")

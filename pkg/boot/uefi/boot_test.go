@@ -49,7 +49,7 @@ func TestBootSystemdBoot(t *testing.T) {
 		Loader:    debFile(t, testkit.DebSystemdBoot, loaderPath),
 		Kernel:    kernel,
 		Initrd:    testInitramfs(t),
-		Cmdline:   "console=ttyS0 panic=-1 kiln.boot=systemd-boot",
+		Cmdline:   "console=ttyS0 panic=-1 no_timer_check kiln.boot=systemd-boot",
 		Title:     "kiln boot test",
 		EntryName: "kiln",
 		Epoch:     testEpoch,
@@ -67,7 +67,7 @@ func TestBootSystemdBoot(t *testing.T) {
 // objcopy dumps.
 func TestBootUKI(t *testing.T) {
 	kernel, kver := bootTest(t)
-	const cmdline = "console=ttyS0 panic=-1 kiln.boot=uki"
+	const cmdline = "console=ttyS0 panic=-1 no_timer_check kiln.boot=uki"
 	u := UKI{
 		Stub:      debFile(t, testkit.DebSystemdBoot, stubPath),
 		Kernel:    kernel,
