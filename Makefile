@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs vet clean
+.PHONY: all build test test-short deps demo demo-debs vet fuzz clean
 
 all: build
 
@@ -30,6 +30,14 @@ vet:
 # enough alone, and a starved guest kernel can fail its timer check.
 test: deps build vet demo-debs
 	KILN_DEBS=$(CURDIR)/.cache/debs $(GO) test -p 1 -count=1 -timeout 25m ./...
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# Every fuzz target (layer reader, merge, spec parser, partition tables,
+# image formats, ext4 and FAT readers) for FUZZTIME each; make test runs
+# them briefly, so every CI run explores further.
+FUZZTIME ?= 15s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 test-short: build
 	$(GO) test -short ./...

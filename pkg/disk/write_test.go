@@ -19,7 +19,7 @@ type planCase struct {
 	opts  PlanOptions
 }
 
-func (c planCase) plan(t *testing.T) *Layout {
+func (c planCase) plan(t testing.TB) *Layout {
 	t.Helper()
 	l, err := Plan(c.table, c.disk, c.parts, c.opts)
 	if err != nil {
