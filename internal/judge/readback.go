@@ -137,9 +137,12 @@ func ReadExt4(t testing.TB, fsimg string) map[string]Node {
 				n.Mtime = sec
 			case strings.HasPrefix(l, "Fast link dest: "):
 				n.Target, _ = strconv.Unquote(strings.TrimPrefix(l, "Fast link dest: "))
-			case strings.HasPrefix(l, "Device major/minor number: "):
+			case strings.Contains(l, "Device major/minor number: "):
+				// "Device major/minor number: 01:03 (hex 01:03)", or with
+				// "(New-style) " first for numbers past 255.
 				var ma, mi uint32
-				fmt.Sscanf(strings.TrimPrefix(l, "Device major/minor number: "), "%d:%d", &ma, &mi)
+				_, rest, _ := strings.Cut(l, "Device major/minor number: ")
+				fmt.Sscanf(rest, "%d:%d", &ma, &mi)
 				n.Major, n.Minor = ma, mi
 			}
 		}
