@@ -95,7 +95,7 @@ func waitForRoot(cfg *config) (string, error) {
 		limit = "up to " + cfg.Timeout.String()
 	}
 	logf("waiting %s for root=%s (rootfstype=%s)", limit, cfg.Root, cfg.FSType)
-	start := time.Now()
+	start := time.Now() // repro-ok: runs inside the booted machine, for the root-wait timeout
 	note := 5 * time.Second
 	for {
 		if dev, ok := s.find(cfg.Root); ok {
