@@ -5,9 +5,10 @@
 # sources configured for apt) and mmdebstrap (make deps installs it).
 set -euo pipefail
 out=$1
-[ -s "$out" ] && exit 0
+[ -f "$out" ] && [ -s "$out" ] && exit 0
 mkdir -p "$(dirname "$out")"
-tmp="$out.tmp.$$"
+# mmdebstrap picks the output format from the name: keep .tar at the end.
+tmp="$out.tmp.$$.tar"
 trap 'rm -f "$tmp"' EXIT
 mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} \
