@@ -2,7 +2,6 @@ package fat
 
 import (
 	"bytes"
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -11,25 +10,25 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // FuzzReadTree feeds ReadTree hostile volumes. An input is a sparse image
-// (see rtDecodeSparse), so that seeds made from volumes of several MiB
+// (see testkit.DecodeSparse), so that seeds made from volumes of several MiB
 // stay small and the fuzzer mutates what the reader reads. Whatever the
 // input, ReadTree must return, without a panic, in bounded time and
 // memory; a tree it returns must be well formed and its contents must
 // read in full.
 func FuzzReadTree(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		img, ok := rtDecodeSparse(data)
+		img, ok := testkit.DecodeSparse(data)
 		if !ok {
 			return
 		}
-		tr, err := ReadTreeOptions(img, img.size, ReadOptions{MaxEntries: 5000, MaxDepth: 64})
+		tr, err := ReadTreeOptions(img, img.Size, ReadOptions{MaxEntries: 5000, MaxDepth: 64})
 		if err != nil {
 			if tr != nil {
 				t.Fatalf("a tree and an error: %v", err)
@@ -92,118 +91,6 @@ func rtCheckTree(t *testing.T, tr *tree.Tree, perFile, total int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// A sparse image is the input format of FuzzReadTree:
-//
-//	u32 image size in bytes (at most rtMaxFuzzImage)
-//	records: u32 offset, u16 length, length bytes of data
-//
-// all little-endian. Bytes no record gives are zero; a record past the
-// size is cut at it; later records overwrite earlier ones; a truncated
-// last record keeps what it has.
-const (
-	rtMaxFuzzImage = 64 << 20
-	rtPage         = 4096
-)
-
-// rtSparseImage is a decoded sparse image: pages of data, zeros elsewhere.
-type rtSparseImage struct {
-	size  int64
-	pages map[int64][]byte // page index -> rtPage bytes
-}
-
-func rtDecodeSparse(data []byte) (*rtSparseImage, bool) {
-	if len(data) < 4 {
-		return nil, false
-	}
-	m := &rtSparseImage{size: int64(binary.LittleEndian.Uint32(data)), pages: map[int64][]byte{}}
-	if m.size > rtMaxFuzzImage {
-		return nil, false
-	}
-	for p := data[4:]; len(p) >= 6; {
-		off, n := int64(binary.LittleEndian.Uint32(p)), int(binary.LittleEndian.Uint16(p[4:]))
-		p = p[6:]
-		chunk := p[:min(n, len(p))]
-		p = p[len(chunk):]
-		for len(chunk) > 0 && off < m.size {
-			pg := m.pages[off/rtPage]
-			if pg == nil {
-				pg = make([]byte, rtPage)
-				m.pages[off/rtPage] = pg
-			}
-			k := copy(pg[off%rtPage:], chunk[:min(int64(len(chunk)), m.size-off)])
-			chunk, off = chunk[k:], off+int64(k)
-		}
-	}
-	return m, true
-}
-
-// ReadAt reads from the pages, zeros where there are none.
-func (m *rtSparseImage) ReadAt(b []byte, off int64) (int, error) {
-	if off < 0 || off >= m.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(b)), m.size-off))
-	for i := 0; i < n; {
-		o := off + int64(i)
-		k := min(n-i, int(rtPage-o%rtPage))
-		if pg := m.pages[o/rtPage]; pg != nil {
-			copy(b[i:i+k], pg[o%rtPage:])
-		} else {
-			clear(b[i : i+k])
-		}
-		i += k
-	}
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// rtEncodeSparse encodes the bytes of img that lie in the ranges given
-// (and are not zero) as a sparse image.
-func rtEncodeSparse(img []byte, ranges [][2]int64) []byte {
-	keep := make([]bool, len(img))
-	for _, r := range ranges {
-		for i := max(r[0], 0); i < min(r[1], int64(len(img))); i++ {
-			keep[i] = img[i] != 0
-		}
-	}
-	out := binary.LittleEndian.AppendUint32(nil, uint32(len(img)))
-	for i := 0; i < len(img); {
-		if !keep[i] {
-			i++
-			continue
-		}
-		// A run of kept bytes, bridging gaps of fewer than 8 zeros.
-		j, last := i, i
-		for j < len(img) && j-last < 8 && j-i < 0xFFFF {
-			if keep[j] {
-				last = j
-			}
-			j++
-		}
-		out = binary.LittleEndian.AppendUint32(out, uint32(i))
-		out = binary.LittleEndian.AppendUint16(out, uint16(last+1-i))
-		out = append(out, img[i:last+1]...)
-		i = last + 1
-	}
-	return out
-}
-
-// rtRecorder is an image in memory that records the ranges read.
-type rtRecorder struct {
-	img    []byte
-	mu     sync.Mutex
-	ranges [][2]int64
-}
-
-func (r *rtRecorder) ReadAt(b []byte, off int64) (int, error) {
-	r.mu.Lock()
-	r.ranges = append(r.ranges, [2]int64{off, off + int64(len(b))})
-	r.mu.Unlock()
-	return bytes.NewReader(r.img).ReadAt(b, off)
 }
 
 var rtUpdateSeeds = flag.Bool("readtree.seeds", false, "rewrite testdata/fuzz/FuzzReadTree from volumes made by Write and mkfs.vfat")
@@ -270,11 +157,11 @@ func TestReadTreeFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, img := range rtSeedImages(t) {
-			rec := &rtRecorder{img: img}
+			rec := &testkit.Recorder{Img: img}
 			if _, err := ReadTree(rec, int64(len(img))); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			enc := rtEncodeSparse(img, rec.ranges)
+			enc := testkit.EncodeSparse(img, rec.Ranges())
 			body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(enc)))
 			if err := os.WriteFile(filepath.Join(rtSeedDir, name), []byte(body), 0o644); err != nil {
 				t.Fatal(err)
@@ -299,40 +186,14 @@ func TestReadTreeFuzzSeeds(t *testing.T) {
 		if !ok || !ok2 || err != nil {
 			t.Fatalf("%s: not a fuzz corpus file of one []byte: %v", e.Name(), err)
 		}
-		img, ok := rtDecodeSparse([]byte(data))
+		img, ok := testkit.DecodeSparse([]byte(data))
 		if !ok {
 			t.Fatalf("%s: not a sparse image", e.Name())
 		}
-		tr, err := ReadTree(img, img.size)
+		tr, err := ReadTree(img, img.Size)
 		if err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}
 		rtCheckTree(t, tr, 1<<20, 1<<30)
-	}
-}
-
-// TestSparseImage checks the fuzz input format's encoder and decoder.
-func TestSparseImage(t *testing.T) {
-	img := make([]byte, 3*rtPage+100)
-	copy(img[10:], "abc")
-	copy(img[rtPage-2:], "spans pages")
-	copy(img[3*rtPage+90:], "end")
-	enc := rtEncodeSparse(img, [][2]int64{{0, int64(len(img))}})
-	m, ok := rtDecodeSparse(enc)
-	if !ok || m.size != int64(len(img)) {
-		t.Fatalf("decode: %v", ok)
-	}
-	got := make([]byte, len(img))
-	if n, err := m.ReadAt(got, 0); n != len(img) || err != nil {
-		t.Fatalf("ReadAt: %d, %v", n, err)
-	}
-	if !bytes.Equal(got, img) {
-		t.Error("round trip differs")
-	}
-	if n, err := m.ReadAt(got, 1); n != len(img)-1 || err != io.EOF {
-		t.Errorf("ReadAt past the end: %d, %v", n, err)
-	}
-	if _, ok := rtDecodeSparse(binary.LittleEndian.AppendUint32(nil, rtMaxFuzzImage+1)); ok {
-		t.Error("an image larger than the limit decoded")
 	}
 }
