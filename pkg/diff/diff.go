@@ -160,14 +160,19 @@ func inTableArea(r Range, l *disk.Layout) bool {
 	return false
 }
 
-func tableFields(a, b *disk.Layout) []Field {
-	var fs []Field
-	add := func(name string, x, y any) {
-		xs, ys := fmt.Sprint(x), fmt.Sprint(y)
-		if xs != ys {
-			fs = append(fs, Field{name, xs, ys})
-		}
+// fieldList collects the fields whose printed values differ.
+type fieldList []Field
+
+func (fs *fieldList) add(name string, x, y any) {
+	xs, ys := fmt.Sprint(x), fmt.Sprint(y)
+	if xs != ys {
+		*fs = append(*fs, Field{name, xs, ys})
 	}
+}
+
+func tableFields(a, b *disk.Layout) []Field {
+	var fs fieldList
+	add := fs.add
 	add("table", a.Table, b.Table)
 	add("disk size", a.Size, b.Size)
 	add("disk GUID", a.DiskGUID, b.DiskGUID)
@@ -275,13 +280,8 @@ func flatten(t *tree.Tree) map[string]*tree.Inode {
 }
 
 func inodeFields(a, b *tree.Inode) []Field {
-	var fs []Field
-	add := func(name string, x, y any) {
-		xs, ys := fmt.Sprint(x), fmt.Sprint(y)
-		if xs != ys {
-			fs = append(fs, Field{name, xs, ys})
-		}
-	}
+	var fs fieldList
+	add := fs.add
 	add("type", a.Kind, b.Kind)
 	add("mode", fmt.Sprintf("%04o", a.Mode), fmt.Sprintf("%04o", b.Mode))
 	add("owner", fmt.Sprintf("%d:%d", a.UID, a.GID), fmt.Sprintf("%d:%d", b.UID, b.GID))
