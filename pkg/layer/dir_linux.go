@@ -26,6 +26,8 @@ func openDir(path string, o Options) ([]Layer, error) {
 
 func (d *dirLayer) Name() string { return d.name }
 
+func (d *dirLayer) describe() Info { return Info{Format: "dir"} }
+
 type devIno struct{ dev, ino uint64 }
 
 // Walk emits the tree depth-first, parents first, names in byte order.

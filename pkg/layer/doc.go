@@ -93,6 +93,16 @@
 // referenced by host path; opening such a Content checks that the file is
 // still a regular file of the size seen by Walk.
 //
+// # Cache
+//
+// With Options.Cache, the tar stream of a compressed layer is kept on disk
+// between builds, under the sha256 of the layer's bytes as stored (see
+// Cache): the first walk decompresses it once into a new entry, whose
+// regions are then the contents (no spill copy), and later walks read the
+// entry in place as a plain tar, without decompressing. Entries are
+// checked (length, sha256) before use; a damaged one is decompressed
+// again. Describe tells what a walk did (stored, hit) and the digests.
+//
 // # Directory layers
 //
 // A directory layer is walked depth-first, parents before children, each

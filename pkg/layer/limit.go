@@ -38,16 +38,20 @@ func (l *tarLayer) budget() *budget {
 	if ratio == 0 {
 		ratio = DefaultMaxRatio
 	}
+	stored := l.src.size
+	if l.storedSize > 0 {
+		stored = l.storedSize
+	}
 	b := &budget{left: math.MaxInt64}
 	if maxBytes > 0 {
 		b.left = maxBytes
 		b.err = fmt.Errorf("%w: uncompressed, the layer is over its limit of %s", ErrTooLarge, sizeString(maxBytes))
 	}
-	if ratio > 0 && l.src.size <= (math.MaxInt64-1)/ratio {
-		if r := max(RatioFloor, ratio*l.src.size); r < b.left {
+	if ratio > 0 && stored <= (math.MaxInt64-1)/ratio {
+		if r := max(RatioFloor, ratio*stored); r < b.left {
 			b.left = r
 			b.err = fmt.Errorf("%w: uncompressed, the layer is over %s, more than %d times its %s as stored (a decompression bomb?)",
-				ErrTooLarge, sizeString(r), ratio, sizeString(l.src.size))
+				ErrTooLarge, sizeString(r), ratio, sizeString(stored))
 		}
 	}
 	return b

@@ -42,6 +42,9 @@ type Options struct {
 	// sparse entry (holes included). 0 means DefaultMaxBytes (64 GiB); a
 	// negative value, no limit. Directory layers are not bounded.
 	MaxBytes int64
+	// Cache, when set, keeps the decompressed tar stream of compressed
+	// layers between builds (see Cache); nil means no cache.
+	Cache *Cache
 	// MaxRatio bounds, past RatioFloor (1 GiB), the uncompressed size of
 	// each tar layer to this many times its size as stored (the file, the
 	// blob or the .deb member): a small file that expands to many GiB is
@@ -116,11 +119,12 @@ func Open(path string, o Options) ([]Layer, error) {
 	return ls, nil
 }
 
-// setLimits gives the tar layers of ls the expansion limits of o.
+// setLimits gives the tar layers of ls the expansion limits and the
+// cache of o.
 func setLimits(ls []Layer, o Options) {
 	for _, l := range ls {
 		if t, ok := l.(*tarLayer); ok {
-			t.maxBytes, t.maxRatio = o.MaxBytes, o.MaxRatio
+			t.maxBytes, t.maxRatio, t.cache = o.MaxBytes, o.MaxRatio, o.Cache
 		}
 	}
 }
@@ -132,13 +136,14 @@ func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) 
 		return nil, err
 	}
 	whole := region{ra: f, off: 0, size: fi.Size()}
+	digest := ""
 	if pin != "" {
 		h := sha256.New()
 		if _, err := io.Copy(h, whole.reader()); err != nil {
 			return nil, fmt.Errorf("hashing: %w", err)
 		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != pin {
-			return nil, fmt.Errorf("%w: file has sha256:%s, pinned sha256:%s", ErrDigest, got, pin)
+		if digest = hex.EncodeToString(h.Sum(nil)); digest != pin {
+			return nil, fmt.Errorf("%w: file has sha256:%s, pinned sha256:%s", ErrDigest, digest, pin)
 		}
 	}
 	head, err := readHead(f, 0, whole.size)
@@ -167,7 +172,7 @@ func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) 
 	default:
 		return nil, fmt.Errorf("%w: not a tar archive (plain, gzip, xz, zstd or bzip2), a Debian package, a directory, an OCI image layout or a docker archive", ErrFormat)
 	}
-	return []Layer{&tarLayer{name: path, src: whole, spill: spill, keepRoot: keepRoot}}, nil
+	return []Layer{&tarLayer{name: path, src: whole, spill: spill, keepRoot: keepRoot, srcDigest: digest}}, nil
 }
 
 // parsePin returns the lower-case hex of a sha256 pin, or "".

@@ -90,6 +90,14 @@ type spillWriter struct {
 	buf []byte
 }
 
+// buffer returns the writer's copy buffer, for other copies of the walk.
+func (w *spillWriter) buffer() []byte {
+	if w.buf == nil {
+		w.buf = make([]byte, 256<<10)
+	}
+	return w.buf
+}
+
 // copy appends exactly size bytes of r and returns them as a Content.
 func (w *spillWriter) copy(r io.Reader, size int64) (Content, error) {
 	if w.f == nil {
@@ -98,10 +106,9 @@ func (w *spillWriter) copy(r io.Reader, size int64) (Content, error) {
 			return nil, err
 		}
 		w.f = f
-		w.buf = make([]byte, 256<<10)
 	}
 	// The wrappers hide ReadFrom/WriteTo so that the one buffer is used.
-	n, err := io.CopyBuffer(struct{ io.Writer }{w.f}, struct{ io.Reader }{io.LimitReader(r, size)}, w.buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{w.f}, struct{ io.Reader }{io.LimitReader(r, size)}, w.buffer())
 	if err == nil && n != size {
 		err = io.ErrUnexpectedEOF
 	}

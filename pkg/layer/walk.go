@@ -33,7 +33,39 @@ type tarLayer struct {
 	diffID     string
 	// Expansion limits: Options.MaxBytes and Options.MaxRatio.
 	maxBytes, maxRatio int64
+	// storedSize, when set, is the size the ratio limit is measured
+	// against instead of src's: the compressed size of a layer walked
+	// from its cache entry.
+	storedSize int64
+	// cache, when set, stores the decompressed stream of a compressed
+	// layer, or serves it. srcDigest is the hex sha256 of src once known.
+	cache     *Cache
+	srcDigest string
+	// info is what the last walk found.
+	info Info
 }
+
+// Info describes a layer as its last walk found it: what a build summary
+// reports.
+type Info struct {
+	Format  string // tar, gzip, xz, zstd, bzip2, dir
+	Digest  string // "sha256:HEX" of the layer's bytes as stored, when known
+	DiffID  string // "sha256:HEX" of its uncompressed tar stream, when known
+	Cache   string // "hit", "stored", "off" (no cache), "" (nothing to cache: plain tar, directory)
+	Note    string // why the cache did not serve or keep the layer, if it did not
+	Entries int64  // entries walked
+	Bytes   int64  // bytes of the uncompressed tar stream
+}
+
+// Describe returns what the last walk of l found.
+func Describe(l Layer) Info {
+	if d, ok := l.(interface{ describe() Info }); ok {
+		return d.describe()
+	}
+	return Info{}
+}
+
+func (l *tarLayer) describe() Info { return l.info }
 
 func (l *tarLayer) Name() string { return l.name }
 
@@ -48,6 +80,86 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 		return l.errorf("", "reading: %w", err)
 	}
 	k := sniff(head)
+	l.info = Info{Format: k.String()}
+	if l.blobDigest != "" {
+		l.srcDigest = l.blobDigest
+	}
+	if !k.compressed() || l.cache == nil {
+		if k.compressed() {
+			l.info.Cache = "off"
+		}
+		return l.walk(fn, k, nil)
+	}
+
+	// Compressed, with a cache: walk the stored tar stream if there is
+	// one, else decompress and store it.
+	key, err := l.key()
+	if err != nil {
+		return l.errorf("", "reading: %w", err)
+	}
+	hit, ok, bad := l.cache.lookup(key)
+	if bad != nil {
+		l.info.Note = bad.Error() + "; decompressed again"
+	}
+	if ok {
+		if l.diffID != "" && hit.diffID != l.diffID {
+			hit.f.Close()
+			return l.errorf("", "%w: uncompressed layer has sha256:%s, its diff_id is sha256:%s", ErrDigest, hit.diffID, l.diffID)
+		}
+		if err := l.spill.keep(hit.f); err != nil {
+			return l.errorf("", "%w", err)
+		}
+		sub := *l
+		sub.src = region{ra: hit.f, off: 0, size: hit.size}
+		sub.storedSize = l.src.size
+		sub.cache, sub.blobDigest, sub.diffID = nil, "", ""
+		err := sub.walk(fn, kindTar, nil)
+		l.info.Entries, l.info.Bytes = sub.info.Entries, sub.info.Bytes
+		l.info.Cache, l.info.DiffID = "hit", "sha256:"+hit.diffID
+		return err
+	}
+	cw, err := l.cache.create(key, l.spill)
+	if err != nil {
+		l.info.Cache, l.info.Note = "off", err.Error()
+		return l.walk(fn, k, nil)
+	}
+	if err := l.walk(fn, k, cw); err != nil {
+		cw.abort()
+		return err
+	}
+	sum, serr := cw.commit()
+	l.info.DiffID = "sha256:" + sum
+	if serr != nil {
+		l.info.Cache, l.info.Note = "off", "not stored in the cache: "+serr.Error()
+	} else {
+		l.info.Cache = "stored"
+	}
+	return nil
+}
+
+// key returns the hex sha256 of the layer's bytes as stored: its key in
+// the cache. A blob's digest is known already (and checked by the walk
+// that stores it); anything else is hashed once.
+func (l *tarLayer) key() (string, error) {
+	if l.srcDigest != "" {
+		return l.srcDigest, nil
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{l.src.reader()}, make([]byte, 1<<20)); err != nil {
+		return "", err
+	}
+	l.srcDigest = hex.EncodeToString(h.Sum(nil))
+	l.info.Digest = "sha256:" + l.srcDigest
+	return l.srcDigest, nil
+}
+
+// walk reads the archive, of outer format k, from its start. With cw, the
+// decompressed tar stream is also written to a new cache entry, and the
+// contents of regular files are regions of it instead of spill copies.
+func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error {
+	if l.srcDigest != "" {
+		l.info.Digest = "sha256:" + l.srcDigest
+	}
 	b := l.budget()
 
 	raw := l.src.reader()
@@ -110,6 +222,9 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 			return l.errorf("", "%w", notTar(k, err))
 		}
 		cnt = &counter{r: br}
+		if cw != nil {
+			cnt.tee = cw
+		}
 		tarR = cnt
 	default:
 		return l.errorf("", "%w: not a tar archive, plain or compressed with gzip, xz, zstd or bzip2", ErrFormat)
@@ -168,6 +283,20 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 					return l.errorf(h.Name, "truncated archive: %d bytes of data at offset %d, beyond its end at %d", e.Size, pos, l.src.size)
 				}
 				e.Content = sectionContent{ra: l.src.ra, off: l.src.off + pos, size: e.Size}
+			case cw != nil && !isSparse(h):
+				// The data goes to the cache entry as archive/tar reads
+				// it; the content is that region of the entry.
+				pos := cnt.n
+				if _, err := io.CopyBuffer(discard{}, tr, sw.buffer()); err != nil {
+					if errors.Is(err, ErrTooLarge) {
+						return l.errorf(h.Name, "%w", err)
+					}
+					return l.errorf(h.Name, "reading data: %w", err)
+				}
+				if cnt.n-pos < e.Size {
+					return l.errorf(h.Name, "reading data: %w", io.ErrUnexpectedEOF)
+				}
+				e.Content = sectionContent{ra: cw, off: pos, size: e.Size}
 			default:
 				c, err := sw.copy(tr, e.Size)
 				if errors.Is(err, ErrTooLarge) {
@@ -179,6 +308,7 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 				e.Content = c
 			}
 		}
+		l.info.Entries++
 		if err := fn(e); err != nil {
 			return err
 		}
@@ -192,6 +322,7 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 		}
 		return l.errorf("", "reading past the end of the tar archive: %w", err)
 	}
+	l.info.Bytes = cnt.n
 	if rawBR != nil && blobH != nil {
 		if _, err := io.Copy(io.Discard, rawBR); err != nil {
 			return l.errorf("", "reading to the end of the blob: %w", err)
@@ -213,16 +344,26 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 // counter tracks the position of a reader in its region. With a seeker
 // it lets archive/tar seek over file data.
 type counter struct {
-	r io.Reader
-	s io.Seeker // nil: reads only
-	n int64
+	r   io.Reader
+	s   io.Seeker // nil: reads only
+	n   int64
+	tee io.Writer // nil, or receives every byte read
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.tee != nil && n > 0 {
+		c.tee.Write(p[:n])
+	}
 	return n, err
 }
+
+// discard is io.Discard without ReadFrom, so that io.CopyBuffer reads
+// with the buffer it is given.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // seekingCounter is a counter that is also an io.Seeker.
 type seekingCounter struct{ *counter }
