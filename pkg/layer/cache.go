@@ -385,4 +385,3 @@ func formatKey(key string) string {
 	}
 	return "sha256:" + key
 }
-
