@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time" // repro-ok: the summary's total time, never image bytes
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,10 @@ type buildOptions struct {
 	tempDir       string
 	init          string
 	quiet         bool
+	json          bool
+	progress      string
+	cache         string
+	noCache       bool
 	maxLayerBytes string
 	maxLayerRatio int64
 }
@@ -46,6 +52,10 @@ func newBuildCmd() *cobra.Command {
 	c.Flags().StringVar(&o.tempDir, "tmpdir", "", "folder for spill files of compressed layers (default: $TMPDIR)")
 	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary for generated initramfs images (default: $KILN_INIT, else kiln-init beside kiln)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors")
+	c.Flags().BoolVar(&o.json, "json", false, "print a build summary as JSON on stdout: inputs' digests, partitions, output sha256, timings")
+	c.Flags().StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (on a terminal), always, never")
+	c.Flags().StringVar(&o.cache, "cache", "", "keep decompressed layers in this folder between builds (default: $KILN_CACHE, else kiln under the user cache folder; off when $CI is set)")
+	c.Flags().BoolVar(&o.noCache, "no-cache", false, "do not read or store decompressed layers in the cache")
 	c.Flags().StringVar(&o.maxLayerBytes, "max-layer-bytes", "64GiB", "the most a layer may hold uncompressed (0: no limit)")
 	c.Flags().Int64Var(&o.maxLayerRatio, "max-layer-ratio", layer.DefaultMaxRatio, "past 1 GiB, the most times its own size a layer may expand to (0: no limit)")
 	return c
@@ -98,25 +108,82 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	if err != nil {
 		return usageError{err}
 	}
+	showProgress, err := wantProgress(o.progress, o.quiet, stderr)
+	if err != nil {
+		return err
+	}
+	cacheDir, err := cacheDir(o.cache, o.noCache)
+	if err != nil {
+		return err
+	}
 	bo := build.Options{Output: o.output, TempDir: o.tempDir, InitPath: initPath(o.init),
 		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio}
+	if cacheDir != "" {
+		if bo.Cache, err = layer.OpenCache(cacheDir); err != nil {
+			return err
+		}
+	}
 	if ok {
 		bo.EnvEpoch = &env
 	}
-	if !o.quiet {
+	var pl *progressLine
+	if showProgress {
+		bo.Progress = new(build.Progress)
+		pl = startProgress(stderr, bo.Progress)
+		defer pl.stop()
+		bo.Log = pl
+	} else if !o.quiet {
 		bo.Log = stderr
 	}
+	start := time.Now() // repro-ok: the summary's total time
 	res, err := build.Build(c.Context(), s, bo)
+	pl.stop()
 	if errors.Is(err, layer.ErrTooLarge) {
 		return fmt.Errorf("%w (if the layer is genuine, raise --max-layer-bytes or --max-layer-ratio)", err)
 	}
 	if err != nil {
 		return err
 	}
+	if o.json {
+		sum, err := summarize(file, s, res, cacheDir, start)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sum)
+	}
 	if !o.quiet {
 		c.Printf("%s\n", res.Output)
 	}
 	return nil
+}
+
+// cacheDir picks the layer cache: the flags, then $KILN_CACHE (a folder,
+// or "off"), then none under CI ($CI set, as CI services do), else the
+// user's cache folder. "" means no cache.
+func cacheDir(flag string, off bool) (string, error) {
+	if off {
+		return "", nil
+	}
+	if flag != "" {
+		return flag, nil
+	}
+	switch env := os.Getenv("KILN_CACHE"); env {
+	case "off", "0", "none":
+		return "", nil
+	case "":
+	default:
+		return env, nil
+	}
+	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+		return "", nil
+	}
+	d, err := layer.DefaultCacheDir()
+	if err != nil {
+		return "", nil // no home: build without a cache
+	}
+	return d, nil
 }
 
 // initPath finds kiln-init: the flag, $KILN_INIT, or beside this binary.

@@ -23,6 +23,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	kilnBin = filepath.Join(dir, "kiln")
+	// Every build of the tests shares one layer cache (so that most
+	// builds after the first of a fixture walk cached layers), never the
+	// user's.
+	os.Setenv("KILN_CACHE", filepath.Join(dir, "cache"))
 	// kiln-init beside kiln, built as the Makefile builds it.
 	for _, b := range [][]string{
 		{"build", "-trimpath", "-o", kilnBin, "."},

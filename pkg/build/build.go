@@ -12,6 +12,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time" // repro-ok: phase timings for the build summary, never image bytes
 
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/ext4"
@@ -42,6 +44,10 @@ type Options struct {
 	// expand (layer.Options.MaxBytes and MaxRatio): 0 means pkg/layer's
 	// defaults, a negative value no limit.
 	MaxLayerBytes, MaxLayerRatio int64
+	// Cache, when set, keeps decompressed layers between builds.
+	Cache *layer.Cache
+	// Progress, when set, is updated as the build goes.
+	Progress *Progress
 }
 
 // Result describes a finished build.
@@ -49,6 +55,37 @@ type Result struct {
 	Output string
 	Epoch  int64
 	Layout *disk.Layout
+	// Layers are the layers merged, in order.
+	Layers []LayerResult
+	// Filesystems are the partitions' filesystems, by index in Layout
+	// (nil for a partition without one).
+	Filesystems []*FilesystemResult
+	// Timings of the build's phases.
+	Timings Timings
+}
+
+// LayerResult is one layer merged.
+type LayerResult struct {
+	Spec string // the path the spec gives
+	Name string // the layer's name (spec path, plus @sha256:... inside an image)
+	layer.Info
+}
+
+// FilesystemResult is one partition's filesystem.
+type FilesystemResult struct {
+	Type  string // ext4, vfat
+	UUID  string // ext4 UUID, or the FAT volume ID as XXXX-XXXX
+	Label string
+	Files int64 // regular files
+	Bytes int64 // bytes of regular file data
+}
+
+// Timings are the wall-clock durations of a build's phases.
+type Timings struct {
+	Layers time.Duration // opening, reading and merging layers
+	Boot   time.Duration // kernel, initramfs, loaders; splitting; planning
+	Write  time.Duration // partition table and filesystems
+	Commit time.Duration // boot patches, then the image format's final pass
 }
 
 // part is a partition on its way to the disk.
@@ -83,12 +120,26 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		outPath = s.Resolve(outPath)
 	}
 
+	prog := o.Progress
+	if prog == nil {
+		prog = new(Progress)
+	}
+	res := &Result{Output: outPath, Epoch: epoch}
+	mark := time.Now() // repro-ok: timings
+	lap := func(d *time.Duration) {
+		now := time.Now() // repro-ok: timings
+		*d, mark = now.Sub(mark), now
+	}
+
 	// 1. Layers, merged in order.
-	t, closeLayers, err := mergeLayers(ctx, s, epoch, o, logf)
+	prog.setPhase(PhaseLayers)
+	t, closeLayers, err := mergeLayers(ctx, s, epoch, o, logf, prog, res)
 	if err != nil {
 		return nil, err
 	}
 	defer closeLayers()
+	lap(&res.Timings.Layers)
+	prog.setPhase(PhasePlan)
 
 	seed := s.IDSeed()
 	// 2. What the boot stage needs from the whole tree: kernel, loaders,
@@ -121,6 +172,25 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		return nil, err
 	}
 	logf("layout: %s, %d bytes, %d partitions", s.Disk.Table, layout.Size, len(layout.Partitions))
+	res.Layout = layout
+	res.Filesystems = make([]*FilesystemResult, len(parts))
+	for i, p := range parts {
+		if p.tree == nil {
+			continue
+		}
+		fr := &FilesystemResult{Type: p.spec.Filesystem}
+		switch fo := fsOpts[i].(type) {
+		case ext4.Options:
+			fr.UUID, fr.Label = fo.UUID.String(), fo.Label
+		case fat.Options:
+			fr.UUID, fr.Label = fmt.Sprintf("%04X-%04X", fo.VolumeID>>16, fo.VolumeID&0xffff), fo.Label
+		}
+		fr.Files, fr.Bytes = dataOf(p.tree)
+		prog.WriteTotal.Add(fr.Bytes)
+		res.Filesystems[i] = fr
+	}
+	lap(&res.Timings.Boot)
+	prog.setPhase(PhaseWrite)
 
 	// 5. The image: partition table, then each filesystem in its window,
 	// then what bootloaders patch into them.
@@ -136,7 +206,7 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer out.Abort()
-	w := ctxWriterAt{ctx, out}
+	w := ctxWriterAt{ctx, out, &prog.Written}
 	if err := disk.Write(w, layout); err != nil {
 		return nil, fmt.Errorf("writing partition table: %w", err)
 	}
@@ -163,6 +233,8 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		}
 		logf("partition %s: %s, %d bytes at %d", p.spec.Name, p.spec.Filesystem, lp.Size, lp.Start)
 	}
+	lap(&res.Timings.Write)
+	prog.setPhase(PhaseCommit)
 	if err := finishBoot(post, layout, ctxRW{ctx, out}); err != nil {
 		return nil, err
 	}
@@ -172,20 +244,42 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	if err := out.Commit(); err != nil {
 		return nil, err
 	}
+	lap(&res.Timings.Commit)
+	prog.setPhase(PhaseDone)
 	logf("wrote %s", outPath)
-	return &Result{Output: outPath, Epoch: epoch, Layout: layout}, nil
+	return res, nil
+}
+
+// dataOf counts the regular files of a tree and their bytes, each inode
+// once.
+func dataOf(t *tree.Tree) (files, bytes int64) {
+	seen := map[*tree.Inode]bool{}
+	t.Walk(func(_ string, d tree.Dirent) error {
+		if n := d.Inode; n.Kind == tree.Regular && !seen[n] {
+			seen[n] = true
+			files++
+			bytes += n.Size
+		}
+		return nil
+	})
+	return files, bytes
 }
 
 // mergeLayers opens every layer of the spec and merges them in order.
 // The returned close releases the spill store that the tree's file
 // contents live in: call it after the image is written.
-func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf func(string, ...any)) (*tree.Tree, func(), error) {
+func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf func(string, ...any), prog *Progress, res *Result) (*tree.Tree, func(), error) {
 	m := tree.NewMerger(epoch)
 	spill := layer.NewSpill(o.TempDir)
 	closeAll := func() { spill.Close() }
+	type opened struct {
+		spec string
+		l    layer.Layer
+	}
+	var all []opened
 	for _, sl := range s.Layers {
 		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: o.TempDir, Spill: spill, KeepRoot: true,
-			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio}
+			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio, Cache: o.Cache}
 		if sl.UID != nil {
 			lo.DirUID = *sl.UID
 		}
@@ -198,25 +292,41 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 			return nil, nil, err
 		}
 		for _, l := range ls {
-			if err := ctx.Err(); err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			if err := m.Apply(ctxLayer{ctx, l}); err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			logf("layer %s merged", l.Name())
+			all = append(all, opened{sl.Path, l})
+		}
+	}
+	prog.LayersTotal.Store(int64(len(all)))
+	for _, ol := range all {
+		if err := ctx.Err(); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		if err := m.Apply(ctxLayer{ctx, ol.l, prog}); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		info := layer.Describe(ol.l)
+		res.Layers = append(res.Layers, LayerResult{Spec: ol.spec, Name: ol.l.Name(), Info: info})
+		prog.LayersDone.Add(1)
+		switch {
+		case info.Cache == "hit":
+			logf("layer %s merged (from the cache)", ol.l.Name())
+		case info.Note != "":
+			logf("layer %s merged (%s)", ol.l.Name(), info.Note)
+		default:
+			logf("layer %s merged", ol.l.Name())
 		}
 	}
 	return m.Tree(), closeAll, nil
 }
 
 // ctxLayer stops the walk of a layer once the build is cancelled, so that
-// SIGINT is not held up by a layer of a million entries.
+// SIGINT is not held up by a layer of a million entries; it also counts
+// entries and bytes for the progress display.
 type ctxLayer struct {
 	ctx context.Context
 	layer.Layer
+	prog *Progress
 }
 
 func (c ctxLayer) Walk(fn func(e *layer.Entry) error) error {
@@ -224,6 +334,8 @@ func (c ctxLayer) Walk(fn func(e *layer.Entry) error) error {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}
+		c.prog.Entries.Add(1)
+		c.prog.EntryBytes.Add(e.Size)
 		return fn(e)
 	})
 }
@@ -418,15 +530,20 @@ func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 // ctxWriterAt fails writes once the build is cancelled, so that a long
 // filesystem write stops promptly on SIGINT and the output is removed.
 type ctxWriterAt struct {
-	ctx context.Context
-	w   io.WriterAt
+	ctx     context.Context
+	w       io.WriterAt
+	written *atomic.Int64 // nil, or counts bytes written
 }
 
 func (c ctxWriterAt) WriteAt(p []byte, off int64) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.w.WriteAt(p, off)
+	n, err := c.w.WriteAt(p, off)
+	if c.written != nil {
+		c.written.Add(int64(n))
+	}
+	return n, err
 }
 
 // ctxRW is ctxWriterAt for an image that is also read back.
@@ -437,5 +554,5 @@ type ctxRW struct {
 
 func (c ctxRW) ReadAt(p []byte, off int64) (int, error) { return c.rw.ReadAt(p, off) }
 func (c ctxRW) WriteAt(p []byte, off int64) (int, error) {
-	return ctxWriterAt{c.ctx, c.rw}.WriteAt(p, off)
+	return ctxWriterAt{c.ctx, c.rw, nil}.WriteAt(p, off)
 }

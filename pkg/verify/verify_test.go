@@ -48,7 +48,7 @@ func TestVariesEnvironmentAndLayers(t *testing.T) {
 	// The fake build records what it saw; the second build must see
 	// another world, and the copied layer with the original's seed.
 	kiln := fakeKiln(t, `spec=""; for a; do spec=$a; done
-{ echo "TZ=$TZ LC_ALL=$LC_ALL GOMAXPROCS=$GOMAXPROCS umask=$(umask) pwd=$(pwd)"; } > "$out"`)
+{ echo "TZ=$TZ LC_ALL=$LC_ALL GOMAXPROCS=$GOMAXPROCS KILN_CACHE=$KILN_CACHE umask=$(umask) pwd=$(pwd)"; } > "$out"`)
 	spec := testSpec(t)
 	keep := t.TempDir()
 	res, err := Run(spec, Options{Kiln: kiln, KeepDir: keep})
@@ -61,7 +61,7 @@ func TestVariesEnvironmentAndLayers(t *testing.T) {
 	if string(a) == string(b) {
 		t.Fatalf("the second build saw the same environment: %s", a)
 	}
-	for _, want := range []string{"TZ=", "GOMAXPROCS=", "umask=0077"} {
+	for _, want := range []string{"TZ=", "GOMAXPROCS=", "umask=0077", "KILN_CACHE=off"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("second build's environment lacks %s: %s", want, b)
 		}
