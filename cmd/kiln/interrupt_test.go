@@ -97,8 +97,11 @@ func checkNothingLeft(t *testing.T, dir string) {
 	if err != nil || string(b) != previousImage {
 		t.Errorf("the destination changed: %q, %v", b, err)
 	}
-	for _, d := range []string{"out", "spill", "tmp"} {
+	for _, d := range []string{"out", "spill", "tmp", "cache/v1/tmp", "cache/v1/sha256"} {
 		ents, err := os.ReadDir(filepath.Join(dir, d))
+		if strings.HasPrefix(d, "cache/") && os.IsNotExist(err) {
+			continue // the build ran without a cache
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,6 +111,13 @@ func checkNothingLeft(t *testing.T, dir string) {
 			}
 		}
 	}
+}
+
+// hasCachePart reports whether a cache entry is being written in the
+// build folder's cache.
+func hasCachePart(dir string) bool {
+	ents, _ := os.ReadDir(filepath.Join(dir, "cache/v1/tmp"))
+	return len(ents) > 0
 }
 
 // hasOpenSpill reports whether process pid has a spill file open.
@@ -146,17 +156,24 @@ func TestInterrupt(t *testing.T) {
 		// when tells that the build reached the stage to interrupt.
 		when  func(pid int, dir string) bool
 		stage string
+		cache bool // with a layer cache in the build folder, else none
 	}{
 		{"sigint-while-merging", syscall.SIGINT, func(pid int, dir string) bool { return hasOpenSpill(pid) && !hasTempOutput(dir) },
-			"a spill file is open and the image not yet begun"},
-		{"sigterm-while-writing", syscall.SIGTERM, func(_ int, dir string) bool { return hasTempOutput(dir) }, "the temporary image exists"},
+			"a spill file is open and the image not yet begun", false},
+		{"sigint-while-caching", syscall.SIGINT, func(pid int, dir string) bool { return hasCachePart(dir) && !hasTempOutput(dir) },
+			"a cache entry is being written and the image not yet begun", true},
+		{"sigterm-while-writing", syscall.SIGTERM, func(_ int, dir string) bool { return hasTempOutput(dir) }, "the temporary image exists", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := interruptDir(t, shared)
 			cmd := exec.Command(kilnBin, "build", "--tmpdir", "spill")
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"))
+			cacheEnv := "KILN_CACHE=off"
+			if c.cache {
+				cacheEnv = "KILN_CACHE=" + filepath.Join(dir, "cache")
+			}
+			cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"), cacheEnv)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -212,6 +229,9 @@ func TestFullDisk(t *testing.T) {
 			[]string{"kiln: sizing output to 67108864 bytes", "file too large"}},
 		{"spill", hostileSpec, spillLayer,
 			[]string{"kiln: layer layers/spill: entry big: reading data: write", "file too large"}},
+		// The same layer with a cache: the entry being stored does not fit.
+		{"cache", hostileSpec, spillLayer,
+			[]string{"kiln: layer layers/cache: entry big: reading data: write", "file too large"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -228,7 +248,11 @@ func TestFullDisk(t *testing.T) {
 			// POSIX), 16 MiB where it counts KiB (bash).
 			cmd := exec.Command("sh", "-c", `ulimit -f 16384 && exec "$0" "$@"`, kilnBin, "build", "-q", "--tmpdir", "spill")
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"))
+			cacheEnv := "KILN_CACHE=off"
+			if c.name == "cache" {
+				cacheEnv = "KILN_CACHE=" + filepath.Join(dir, "cache")
+			}
+			cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"), cacheEnv)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			err := cmd.Run()

@@ -201,11 +201,14 @@ func (c *Cache) create(key string, spill *Spill) (*cacheWriter, error) {
 	return &cacheWriter{c: c, key: key, f: f, path: p, h: sha256.New(), buf: make([]byte, 0, 1<<20)}, nil
 }
 
-// Write appends to the entry. It never fails the walk: an error (a full
-// disk) is kept, and the entry is then not stored.
+// Write appends to the entry. An error (a full disk) fails the walk, as
+// a spill file's would: the walk's contents live in the entry.
 func (w *cacheWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
 	n := len(p)
 	w.h.Write(p)
 	for len(p) > 0 {
@@ -216,7 +219,7 @@ func (w *cacheWriter) Write(p []byte) (int, error) {
 			w.flushLocked()
 		}
 	}
-	return n, nil
+	return n, w.err
 }
 
 func (w *cacheWriter) flushLocked() {
@@ -241,7 +244,7 @@ func (w *cacheWriter) ReadAt(p []byte, off int64) (int, error) {
 	err := w.err
 	w.mu.Unlock()
 	if err != nil {
-		return 0, fmt.Errorf("layer cache: %w", err)
+		return 0, err
 	}
 	return w.f.ReadAt(p, off)
 }

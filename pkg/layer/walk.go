@@ -137,6 +137,9 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 	return nil
 }
 
+// cached reports whether l is the walk of a cache entry.
+func (l *tarLayer) cached() bool { return l.storedSize > 0 }
+
 // key returns the hex sha256 of the layer's bytes as stored: its key in
 // the cache. A blob's digest is known already (and checked by the walk
 // that stores it); anything else is hashed once.
@@ -180,9 +183,13 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 	)
 	switch {
 	case k == kindTar:
-		// The tar stream is the file itself.
-		if err := b.take(l.src.size); err != nil {
-			return l.errorf("", "%w", err)
+		// The tar stream is the file itself. A walk of a cache entry
+		// counts it entry by entry instead, as the compressed stream it
+		// stands for was counted, so that an error names the entry.
+		if !l.cached() {
+			if err := b.take(l.src.size); err != nil {
+				return l.errorf("", "%w", err)
+			}
 		}
 		inPlace = true
 		if blobH == nil {
@@ -233,8 +240,15 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 	sw := &spillWriter{s: l.spill}
 	tr := tar.NewReader(tarR)
 	prev := ""
+	var counted int64 // of a cache entry's stream, what the budget has taken
 	for {
 		h, err := tr.Next()
+		if l.cached() {
+			if terr := b.take(cnt.n - counted); terr != nil {
+				return l.errorf(prev, "%w", terr)
+			}
+			counted = cnt.n
+		}
 		if err == io.EOF {
 			// archive/tar takes a stream cut inside the padding of the
 			// last entry for a clean end; a whole archive ends on a block.
@@ -268,7 +282,7 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			switch {
 			case isSparse(h):
 				err = b.take(e.Size)
-			case !inPlace && e.Size > b.left:
+			case (!inPlace || l.cached()) && e.Size > b.left:
 				err = b.err
 			}
 			if err != nil {
@@ -323,6 +337,11 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 		return l.errorf("", "reading past the end of the tar archive: %w", err)
 	}
 	l.info.Bytes = cnt.n
+	if l.cached() {
+		if err := b.take(cnt.n - counted); err != nil {
+			return l.errorf("", "after the end of the tar archive: %w", err)
+		}
+	}
 	if rawBR != nil && blobH != nil {
 		if _, err := io.Copy(io.Discard, rawBR); err != nil {
 			return l.errorf("", "reading to the end of the blob: %w", err)
@@ -354,7 +373,9 @@ func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	if c.tee != nil && n > 0 {
-		c.tee.Write(p[:n])
+		if _, werr := c.tee.Write(p[:n]); werr != nil {
+			return n, werr
+		}
 	}
 	return n, err
 }
