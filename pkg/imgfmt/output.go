@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kiln-build/kiln/pkg/repro"
 )
@@ -201,7 +202,43 @@ type raw struct {
 	f    *os.File
 	path string
 	done bool
+	wb   writeback
 }
+
+// writeback starts the kernel's writeback of an output every
+// writebackEvery bytes written, in the background, so that writing to
+// disk overlaps with building instead of all happening in the fsync of
+// Commit (by default Linux waits until a tenth of memory is dirty).
+type writeback struct {
+	mu      sync.Mutex
+	pending int64
+	running bool
+	wg      sync.WaitGroup
+}
+
+const writebackEvery = 64 << 20
+
+func (w *writeback) wrote(f *os.File, n int) {
+	w.mu.Lock()
+	w.pending += int64(n)
+	if w.pending < writebackEvery || w.running {
+		w.mu.Unlock()
+		return
+	}
+	w.pending, w.running = 0, true
+	w.wg.Add(1)
+	w.mu.Unlock()
+	go func() {
+		defer w.wg.Done()
+		startWriteback(f)
+		w.mu.Lock()
+		w.running = false
+		w.mu.Unlock()
+	}()
+}
+
+// wait waits for a writeback started in the background.
+func (w *writeback) wait() { w.wg.Wait() }
 
 func createRaw(path string, size int64) (*raw, error) {
 	dir, base := filepath.Split(path)
@@ -223,7 +260,11 @@ func createRaw(path string, size int64) (*raw, error) {
 	return &raw{f: f, path: path}, nil
 }
 
-func (r *raw) WriteAt(p []byte, off int64) (int, error) { return r.f.WriteAt(p, off) }
+func (r *raw) WriteAt(p []byte, off int64) (int, error) {
+	n, err := r.f.WriteAt(p, off)
+	r.wb.wrote(r.f, n)
+	return n, err
+}
 
 func (r *raw) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 
@@ -231,6 +272,7 @@ func (r *raw) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, of
 func (r *raw) TempName() string { return r.f.Name() }
 
 func (r *raw) Commit() error {
+	r.wb.wait()
 	if err := r.f.Sync(); err != nil {
 		r.Abort()
 		return fmt.Errorf("writing %s: %w", r.path, err)
@@ -256,6 +298,7 @@ func (r *raw) Abort() {
 		return
 	}
 	r.done = true
+	r.wb.wait()
 	r.f.Close()
 	os.Remove(r.f.Name())
 }
