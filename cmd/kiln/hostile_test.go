@@ -554,7 +554,7 @@ func hostileCases(t *testing.T) []hostileCase {
 		{name: "corrupt-xz", layer: corrupt(xzc(t, payload)), code: 3, want: []string{"xz"}},
 		{name: "xz-huge-dictionary", layer: xzDict(t, xzc(t, payload), 40), code: 3,
 			// Refused from its block header, before the decoder allocates 4 GiB.
-			want: []string{"xz: the block at byte 12 asks for a dictionary of 4.0 GiB, more than the 128 MiB kiln allows"}},
+			want: []string{"xz: dictionary too large: the block at byte 12 asks for a dictionary of 4.0 GiB, more than the 128 MiB allowed"}},
 		{name: "truncated-zstd", layer: half(zst(t, payload)), code: 3, want: []string{"unexpected EOF"}},
 		{name: "corrupt-zstd", layer: corrupt(zst(t, payload)), code: 3, want: []string{"zstd"}},
 		{name: "sha256-pin-mismatch", layer: payload, code: 3,

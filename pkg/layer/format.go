@@ -10,6 +10,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	kxz "github.com/kiln-build/kiln/internal/xz"
 )
 
 // kind is a format told by magic bytes.
@@ -94,6 +96,18 @@ func isTarHeader(b []byte) bool {
 		signed += int64(int8(c))
 	}
 	return int64(want) == unsigned || int64(want) == signed
+}
+
+// checkXZ reads the structure of the xz file held in a region (stream
+// footers, indexes, block headers) without decoding it: a truncated or
+// broken file, or a block asking for a dictionary over kxz.MaxDict, is
+// refused before the decoder allocates anything.
+func checkXZ(ra io.ReaderAt, off, size int64) error {
+	r, err := kxz.NewReader(ra, off, size, 1)
+	if err != nil {
+		return err
+	}
+	return r.Close()
 }
 
 // zstdMaxWindow bounds the memory a zstd frame may ask for (that of

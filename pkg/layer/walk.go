@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+
+	"github.com/kiln-build/kiln/internal/xz"
 )
 
 // region is a byte range of an open file (or of anything with ReadAt):
@@ -204,17 +206,31 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			tarR = cnt
 		}
 	case k.compressed():
+		var zr io.Reader
 		if k == kindXz {
-			if err := checkXZ(l.src.ra, l.src.off, l.src.size); err != nil {
+			// Blocks are decoded on every core, ahead of the walk, from
+			// the file itself; the digest of its bytes, when one is
+			// wanted, is taken in a pass of its own.
+			if blobH != nil {
+				if _, err := io.CopyBuffer(blobH, struct{ io.Reader }{raw}, make([]byte, 1<<20)); err != nil {
+					return l.errorf("", "reading: %w", err)
+				}
+			}
+			xr, err := xz.NewReader(l.src.ra, l.src.off, l.src.size, 0)
+			if err != nil {
 				return l.errorf("", "%w", err)
 			}
+			defer xr.Close()
+			zr = xr
+		} else {
+			rawBR = bufio.NewReaderSize(rawR, 64<<10)
+			dec, release, err := decompress(k, rawBR)
+			if err != nil {
+				return l.errorf("", "%w", err)
+			}
+			defer release()
+			zr = dec
 		}
-		rawBR = bufio.NewReaderSize(rawR, 64<<10)
-		zr, release, err := decompress(k, rawBR)
-		if err != nil {
-			return l.errorf("", "%w", err)
-		}
-		defer release()
 		var dr io.Reader = budgetReader{r: zr, b: b}
 		if l.diffID != "" {
 			diffH = sha256.New()
