@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs vet fuzz clean
+.PHONY: all build test test-short deps demo demo-debs vet fuzz clean bench
 
 all: build
 
@@ -54,6 +54,13 @@ demo: deps build demo-debs
 	bin/kiln run --firmware uefi --expect KILN-DEMO-BOOTED --timeout 180s out/demo.img
 	@echo "== booting out/demo.img under BIOS (SeaBIOS, syslinux)"
 	bin/kiln run --firmware bios --expect KILN-DEMO-BOOTED --timeout 180s out/demo.img
+
+# kiln against the shell pipeline (tar, sgdisk, mkfs.vfat, mcopy, mke2fs -d,
+# qemu-img convert) on a Debian rootfs, and a scaling run: medians of
+# BENCH_RUNS runs, a table on stdout and in .cache/bench/results.md.
+# BENCH_SCALE=0 skips the scaling run; see scripts/bench.sh for the rest.
+bench: deps build
+	GO=$(GO) scripts/bench.sh
 
 clean:
 	rm -rf bin out
