@@ -122,7 +122,7 @@ func TestCacheCorruptEntry(t *testing.T) {
 			fi, _ := os.Stat(p)
 			return os.Truncate(p, fi.Size()-1)
 		}, "no trailer"},
-		{"flipped byte in the data", func(p string) error { return flipByte(p, 1000) }, "sha256"},
+		{"flipped byte in the data", func(p string) error { return flipByte(p, 1000) }, "CRC32C"},
 		{"flipped byte in the trailer", func(p string) error {
 			fi, _ := os.Stat(p)
 			return flipByte(p, fi.Size()-cacheTrailer+9)
