@@ -36,6 +36,18 @@ func NewReader(ra io.ReaderAt, off, size int64, workers int) (io.ReadCloser, err
 	return &reader{f: f, streams: streams, workers: workers, parallel: blocks > 1}, nil
 }
 
+// NewStreamReader is NewReader decoding every block on the reader's own
+// goroutine, as it is read, whole blocks never ahead: reading the first
+// bytes of a file costs about those bytes, whatever its blocks' size.
+func NewStreamReader(ra io.ReaderAt, off, size int64) (io.ReadCloser, error) {
+	rc, err := NewReader(ra, off, size, 1)
+	if err != nil {
+		return nil, err
+	}
+	rc.(*reader).parallel = false
+	return rc, nil
+}
+
 // reader hands over the blocks' output in order. Whole blocks are decoded
 // by goroutines into buffers ahead of it; a block too large for that, or
 // the only block of the file, is decoded streaming when its turn comes.

@@ -103,6 +103,39 @@ func TestStreamingMemory(t *testing.T) {
 	}
 }
 
+// TestStreamReader: NewStreamReader gives the same bytes as NewReader on
+// a multi-block file, and its first bytes cost no whole block.
+func TestStreamReader(t *testing.T) {
+	text := textBytes(6<<20, 11)
+	comp := cachedXZ(t, "stream reader", text, "-0", "-T2", "--block-size=3MiB") // 256 KiB dictionary
+	r, err := NewStreamReader(bytes.NewReader(comp), 0, int64(len(comp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, text) {
+		t.Fatalf("%d bytes, %v; equal: %v", len(got), err, bytes.Equal(got, text))
+	}
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r, err = NewStreamReader(bytes.NewReader(comp), 0, int64(len(comp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 512)
+	if _, err := io.ReadFull(r, head); err != nil || !bytes.Equal(head, text[:512]) {
+		t.Fatalf("head: %v", err)
+	}
+	r.Close()
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc >= 1<<20 {
+		t.Errorf("reading 512 bytes of a file of 3 MiB blocks allocated %s", sizeString(int64(alloc)))
+	}
+}
+
 func TestConcatenated(t *testing.T) {
 	a, b := textBytes(1<<20, 8), randomBytes(100<<10, 9)
 	za := cachedXZ(t, "cat a", a, "-T2", "--block-size=300KiB", "--check=crc32")

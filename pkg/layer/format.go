@@ -9,7 +9,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 
 	kxz "github.com/kiln-build/kiln/internal/xz"
 )
@@ -98,24 +97,13 @@ func isTarHeader(b []byte) bool {
 	return int64(want) == unsigned || int64(want) == signed
 }
 
-// checkXZ reads the structure of the xz file held in a region (stream
-// footers, indexes, block headers) without decoding it: a truncated or
-// broken file, or a block asking for a dictionary over kxz.MaxDict, is
-// refused before the decoder allocates anything.
-func checkXZ(ra io.ReaderAt, off, size int64) error {
-	r, err := kxz.NewReader(ra, off, size, 1)
-	if err != nil {
-		return err
-	}
-	return r.Close()
-}
-
 // zstdMaxWindow bounds the memory a zstd frame may ask for (that of
 // "zstd --long"); frames asking for more are refused.
 const zstdMaxWindow = 128 << 20
 
 // decompress returns a reader of the decompressed stream of r and a
-// function releasing it.
+// function releasing it. xz is not here: it is read from its region with
+// internal/xz, which needs the whole file (its index) to start.
 func decompress(k kind, r io.Reader) (io.Reader, func(), error) {
 	switch k {
 	case kindGzip:
@@ -124,12 +112,6 @@ func decompress(k kind, r io.Reader) (io.Reader, func(), error) {
 			return nil, nil, fmt.Errorf("gzip: %w", err)
 		}
 		return zr, func() { zr.Close() }, nil
-	case kindXz:
-		zr, err := xz.NewReader(r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("xz: %w", err)
-		}
-		return zr, func() {}, nil
 	case kindZstd:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
@@ -172,16 +154,23 @@ func checkTarStream(ra io.ReaderAt, off, size int64) (kind, error) {
 	case !k.compressed():
 		return k, fmt.Errorf("%w: not a tar archive, plain or compressed with gzip, xz, zstd or bzip2", ErrFormat)
 	}
+	var zr io.Reader
 	if k == kindXz {
-		if err := checkXZ(ra, off, size); err != nil {
+		// The structure is checked whole; only the start is decoded.
+		xr, err := kxz.NewStreamReader(ra, off, size)
+		if err != nil {
 			return k, err
 		}
+		defer xr.Close()
+		zr = xr
+	} else {
+		dec, release, err := decompress(k, io.NewSectionReader(ra, off, size))
+		if err != nil {
+			return k, err
+		}
+		defer release()
+		zr = dec
 	}
-	zr, release, err := decompress(k, io.NewSectionReader(ra, off, size))
-	if err != nil {
-		return k, err
-	}
-	defer release()
 	inner := make([]byte, sniffLen)
 	n, err := io.ReadFull(zr, inner)
 	if !isTarHeader(inner[:n]) {
