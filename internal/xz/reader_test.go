@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/size"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -99,7 +101,7 @@ func TestStreamingMemory(t *testing.T) {
 	r.Close()
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2<<20 {
-		t.Errorf("decoding a 12 MiB single block allocated %s", sizeString(int64(alloc)))
+		t.Errorf("decoding a 12 MiB single block allocated %s", size.String(int64(alloc)))
 	}
 }
 
@@ -132,7 +134,7 @@ func TestStreamReader(t *testing.T) {
 	r.Close()
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc >= 1<<20 {
-		t.Errorf("reading 512 bytes of a file of 3 MiB blocks allocated %s", sizeString(int64(alloc)))
+		t.Errorf("reading 512 bytes of a file of 3 MiB blocks allocated %s", size.String(int64(alloc)))
 	}
 }
 

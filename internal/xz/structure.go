@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+
+	"github.com/kiln-build/kiln/internal/size"
 )
 
 // MaxDict bounds the LZMA2 dictionary a block may ask for (xz's presets use
@@ -496,7 +498,7 @@ func (f *file) blockHeader(pos, unpadded, uncompressed int64, check byte) (block
 			b.dict = lzma2Dict(props[0])
 			if b.dict > MaxDict {
 				return b, fmt.Errorf("%w: the block at byte %d asks for a dictionary of %s, more than the %s allowed",
-					ErrDictTooLarge, pos, sizeString(b.dict), sizeString(MaxDict))
+					ErrDictTooLarge, pos, size.String(b.dict), size.String(MaxDict))
 			}
 		case last:
 			if id >= filterDelta && id <= 0x0b { // delta and the BCJ filters
@@ -538,21 +540,4 @@ func lzma2Dict(d byte) int64 {
 		return 1<<32 - 1
 	}
 	return int64(2|d&1) << (d/2 + 11)
-}
-
-// sizeString writes a size for messages: "64 MiB", "1.5 MiB", "300 bytes".
-func sizeString(n int64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	v, u := float64(n)/1024, 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f %ciB", v, units[u])
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[u])
 }

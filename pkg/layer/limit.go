@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/kiln-build/kiln/internal/size"
 )
 
 // Limits on how far a tar layer may expand (see Options.MaxBytes and
@@ -45,13 +47,13 @@ func (l *tarLayer) budget() *budget {
 	b := &budget{left: math.MaxInt64}
 	if maxBytes > 0 {
 		b.left = maxBytes
-		b.err = fmt.Errorf("%w: uncompressed, the layer is over its limit of %s", ErrTooLarge, sizeString(maxBytes))
+		b.err = fmt.Errorf("%w: uncompressed, the layer is over its limit of %s", ErrTooLarge, size.String(maxBytes))
 	}
 	if ratio > 0 && stored <= (math.MaxInt64-1)/ratio {
 		if r := max(RatioFloor, ratio*stored); r < b.left {
 			b.left = r
 			b.err = fmt.Errorf("%w: uncompressed, the layer is over %s, more than %d times its %s as stored (a decompression bomb?)",
-				ErrTooLarge, sizeString(r), ratio, sizeString(stored))
+				ErrTooLarge, size.String(r), ratio, size.String(stored))
 		}
 	}
 	return b
@@ -86,21 +88,4 @@ func (r budgetReader) Read(p []byte) (int, error) {
 		return n, terr
 	}
 	return n, err
-}
-
-// sizeString writes a size for messages: "64 GiB", "1.5 MiB", "300 bytes".
-func sizeString(n int64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	v, u := float64(n)/1024, 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f %ciB", v, units[u])
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[u])
 }
