@@ -256,6 +256,13 @@ func (w *cacheWriter) ReadAt(p []byte, off int64) (int, error) {
 	return w.f.ReadAt(p, off)
 }
 
+// sum returns the hex sha256 of the stream written so far.
+func (w *cacheWriter) sum() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return hex.EncodeToString(w.h.Sum(nil))
+}
+
 // commit stores the entry under its key, once the walk has passed every
 // check; it returns the hex sha256 of the tar stream. A failure to store
 // is not an error of the build: the layer was read; the cache just does
@@ -264,7 +271,7 @@ func (w *cacheWriter) commit() (sum string, storeErr error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.flushLocked()
-	sum = hex.EncodeToString(w.h.Sum(nil))
+	sum = hex.EncodeToString(w.h.Sum(nil)) // as sum(), under the lock held here
 	if w.err != nil {
 		os.Remove(w.path)
 		return sum, w.err

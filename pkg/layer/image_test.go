@@ -169,6 +169,25 @@ func TestOCILayout(t *testing.T) {
 		}
 		checkImage(t, ls, []string{dir + "@" + im.layers[0], dir + "@" + im.layers[1]})
 
+		// With a cache, stored (diff_ids checked on the stored stream)
+		// and then served, the same.
+		cache, err := OpenCache(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"stored", "hit"} {
+			ls, err := Open(dir, Options{Cache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkImage(t, ls, []string{dir + "@" + im.layers[0], dir + "@" + im.layers[1]})
+			for _, l := range ls {
+				if info := Describe(l); info.Format != "tar" && info.Cache != want {
+					t.Errorf("%s: %+v, want %s", l.Name(), info, want)
+				}
+			}
+		}
+
 		// The pin of a layout is its manifest's digest.
 		if _, err := Open(dir, Options{SHA256: im.manifest.Digest}); err != nil {
 			t.Errorf("pin of the manifest: %v", err)
@@ -337,6 +356,19 @@ func TestOCIErrors(t *testing.T) {
 			if c.atWalk {
 				if _, err := Open(dir, Options{}); err != nil {
 					t.Errorf("open failed already: %v", err)
+				}
+				// With a cache: the same error, and nothing stored.
+				cache, err2 := OpenCache(t.TempDir())
+				if err2 != nil {
+					t.Fatal(err2)
+				}
+				err2 = openWalk(dir, Options{Cache: cache})
+				wantError(t, err2, name, "", c.cause)
+				if c.inError != "" && (err2 == nil || !strings.Contains(err2.Error(), c.inError)) {
+					t.Errorf("with a cache: error %v does not mention %q", err2, c.inError)
+				}
+				if es, tmps := cacheFiles(t, cache); len(es) != 0 || len(tmps) != 0 {
+					t.Errorf("with a cache: %v stored, %v left", es, tmps)
 				}
 			}
 			t.Log(err)

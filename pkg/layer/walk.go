@@ -232,7 +232,8 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			zr = dec
 		}
 		var dr io.Reader = budgetReader{r: zr, b: b}
-		if l.diffID != "" {
+		if l.diffID != "" && cw == nil {
+			// (A cache entry being stored hashes the same stream.)
 			diffH = sha256.New()
 			dr = io.TeeReader(dr, diffH)
 		}
@@ -368,8 +369,14 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			return l.errorf("", "%w: blob sha256:%s has sha256:%s", ErrDigest, l.blobDigest, got)
 		}
 	}
-	if diffH != nil && l.diffID != "" {
-		if got := hex.EncodeToString(diffH.Sum(nil)); got != l.diffID {
+	if l.diffID != "" && (diffH != nil || cw != nil) {
+		var got string
+		if cw != nil {
+			got = cw.sum()
+		} else {
+			got = hex.EncodeToString(diffH.Sum(nil))
+		}
+		if got != l.diffID {
 			return l.errorf("", "%w: uncompressed layer has sha256:%s, its diff_id is sha256:%s", ErrDigest, got, l.diffID)
 		}
 	}
