@@ -13,6 +13,7 @@ declare -A pkg=(
   [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
   [qemu-system-x86_64]=qemu-system-x86
   [objdump]=binutils [cpio]=cpio
+  [skopeo]=skopeo [podman]=podman
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do

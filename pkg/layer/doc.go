@@ -10,9 +10,19 @@
 //   - a directory on the host, walked in sorted order;
 //   - an OCI image layout directory (a directory holding "oci-layout"):
 //     the layers of its image manifest, in order;
-//   - a "docker save" archive (a tar holding "manifest.json"), legacy or
-//     OCI-based, or an OCI image layout packed in a tar: its layers, in
-//     order.
+//   - an image archive: a "docker save" archive (a tar holding
+//     "manifest.json"), legacy or OCI-based, as docker, skopeo and podman
+//     write it (docker-archive), or an OCI image layout packed in a tar
+//     (oci-archive): its layers, in order, wherever manifest.json or the
+//     index says they are.
+//
+// A tar marked as an image archive (a top-level manifest.json or
+// oci-layout, or index.json next to blobs/) that cannot be read as one
+// (compressed, holding files no image archive has, or broken) is refused
+// (ErrFormat, or the error met reading it), never merged as a root
+// filesystem: a root filesystem that holds /manifest.json cannot be told
+// from a broken image, and kiln does not guess. Layers of an image are
+// not checked for these names: they are root filesystems by definition.
 //
 // # Layers are hostile input
 //

@@ -131,15 +131,27 @@ func (t tarFS) readFile(name string, limit int64) ([]byte, error) {
 }
 
 // scanArchive lists the members of a tar file if it is an image archive
-// (a docker save archive, or an OCI image layout packed in a tar), and
-// returns nil for a root filesystem tarball. It stops at the first name an
-// image archive does not have at its top ("etc", "usr", ...), so a
-// root filesystem costs one header.
+// (a docker save archive of any writer, or an OCI image layout packed in
+// a tar), and returns nil for a root filesystem tarball.
+//
+// An image archive holds, at its top, regular files whatever their names
+// (manifest.json, index.json, oci-layout, repositories, configs, and the
+// layers skopeo and podman name HEX.tar), and directories named blobs or
+// by a hex id (docker's legacy HEX/layer.tar); the scan stops at the first
+// member that cannot be part of one ("etc/", "usr/bin/..."), so a root
+// filesystem usually costs one header. Whatever the members are called,
+// manifest.json's Layers say which are the layers.
+//
+// A tar marked as an image (a top-level manifest.json or oci-layout, or
+// index.json with blobs/) is an image archive: if it cannot be read as
+// one, that is an error, never a root filesystem. A marker the scan does
+// not reach is caught by the walk (see imageMarker).
 func scanArchive(whole region) (*tarFS, error) {
 	raw := whole.reader()
 	cnt := &counter{r: raw, s: raw}
 	tr := tar.NewReader(seekingCounter{cnt})
 	fs := &tarFS{members: map[string]member{}}
+	blobs := false
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -149,7 +161,10 @@ func scanArchive(whole region) (*tarFS, error) {
 			err = nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading tar header: %w", err)
+			if imageMarked(fs.members, blobs) {
+				return nil, fmt.Errorf("%w: reading a tar header of what looks like an image archive: %v", ErrFormat, err)
+			}
+			return nil, nil // not an image archive; Walk reports it
 		}
 		p, err := cleanPath(h.Name)
 		if err != nil {
@@ -158,8 +173,11 @@ func scanArchive(whole region) (*tarFS, error) {
 		if p == "" {
 			continue
 		}
-		if !imageArchiveName(p) {
+		if !imageArchiveMember(p, h.Typeflag) {
 			return nil, nil
+		}
+		if p == "blobs" || strings.HasPrefix(p, "blobs/") {
+			blobs = true
 		}
 		m := member{typ: h.Typeflag}
 		switch h.Typeflag {
@@ -174,36 +192,67 @@ func scanArchive(whole region) (*tarFS, error) {
 			m.data = region{ra: whole.ra, off: whole.off + cnt.n, size: h.Size}
 		case tar.TypeLink:
 			if m.link, err = cleanPath(h.Linkname); err != nil {
-				return nil, fmt.Errorf("member %s: %w", p, err)
+				return nil, nil // not an image archive; Walk reports the entry
 			}
 		case tar.TypeSymlink:
 			m.link = h.Linkname
 		}
 		fs.members[p] = m
 	}
-	_, manifest := fs.members["manifest.json"]
-	_, layout := fs.members["oci-layout"]
-	_, index := fs.members["index.json"]
-	if !manifest && !(layout && index) {
+	if !imageMarked(fs.members, blobs) {
 		return nil, nil
 	}
 	return fs, nil
 }
 
-// imageArchiveName reports whether p, a cleaned member name, can be part
-// of a docker or OCI image archive.
-func imageArchiveName(p string) bool {
+// imageMarked reports whether the top-level members of a tar mark it as
+// an image archive: manifest.json (docker save, skopeo and podman
+// docker-archive), oci-layout (an OCI archive), or index.json next to
+// blobs/ (an OCI layout that lost its marker).
+func imageMarked(members map[string]member, blobs bool) bool {
+	_, manifest := members["manifest.json"]
+	_, layout := members["oci-layout"]
+	_, index := members["index.json"]
+	return manifest || layout || index && blobs
+}
+
+// imageArchiveMember reports whether p, a cleaned member name of type
+// flag typ, can be part of a docker or OCI image archive.
+func imageArchiveMember(p string, typ byte) bool {
 	top, _, nested := strings.Cut(p, "/")
 	switch {
 	case top == "blobs", isHexDigest(top):
 		return true
 	case nested:
 		return false
-	case top == "manifest.json", top == "repositories", top == "index.json", top == "oci-layout":
+	}
+	switch typ {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
 		return true
 	}
-	id, ok := strings.CutSuffix(top, ".json")
-	return ok && isHexDigest(id)
+	return false
+}
+
+// imageMarker tells a walk of a tar opened as a root filesystem that an
+// entry marks it as an image archive kiln could not read as one (a
+// compressed "docker save | gzip", or a marker past the members scanArchive
+// reads): it returns the error refusing the layer, or nil. index.json and
+// blobs/ mark it together; *index and *blobs keep what was seen.
+func imageMarker(e *Entry, index, blobs *bool) error {
+	switch {
+	case e.Path == "manifest.json" && e.Type == TypeReg:
+		return fmt.Errorf("%w: a top-level manifest.json marks a docker image archive (docker save, skopeo or podman docker-archive), which kiln cannot read as one (it is compressed, or holds files no image archive has); refusing to merge it as a root filesystem", ErrFormat)
+	case e.Path == "oci-layout" && e.Type == TypeReg:
+		return fmt.Errorf("%w: a top-level oci-layout marks an OCI image archive, which kiln cannot read as one (it is compressed, or holds files no image archive has); refusing to merge it as a root filesystem", ErrFormat)
+	case e.Path == "index.json" && e.Type == TypeReg:
+		*index = true
+	case e.Path == "blobs" || strings.HasPrefix(e.Path, "blobs/"):
+		*blobs = true
+	}
+	if *index && *blobs {
+		return fmt.Errorf("%w: a top-level index.json and blobs/ mark an OCI image layout, which kiln cannot read as one (it is compressed, or has no oci-layout); refusing to merge it as a root filesystem", ErrFormat)
+	}
+	return nil
 }
 
 // openImageArchive returns the layers of a docker or OCI image archive.
@@ -211,10 +260,19 @@ func imageArchiveName(p string) bool {
 // layout, is preferred: it lists exactly the image saved, whereas the
 // index may name platforms whose blobs were left out.
 func openImageArchive(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, error) {
+	var (
+		ls  []Layer
+		err error
+	)
 	if _, ok := fs.members["manifest.json"]; ok {
-		return openDocker(name, fs, spill, keepRoot)
+		ls, err = openDocker(name, fs, spill, keepRoot)
+		if err != nil {
+			err = fmt.Errorf("a top-level manifest.json marks a docker image archive, which cannot be read: %w", err)
+		}
+	} else {
+		ls, err = openOCI(name, fs, spill, keepRoot, "")
 	}
-	return openOCI(name, fs, spill, keepRoot, "")
+	return ls, err
 }
 
 // dockerManifest is the manifest.json of a docker save archive.
@@ -434,7 +492,7 @@ func openOCI(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) (
 func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
 	b, err := fs.readFile("oci-layout", 1<<16)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: not an OCI image layout: %v", ErrFormat, err)
 	}
 	var lay struct {
 		Version string `json:"imageLayoutVersion"`

@@ -469,19 +469,9 @@ func TestDockerArchive(t *testing.T) {
 		checkImage(t, ls, []string{path + "@" + im.layers[0], path + "@" + im.layers[1]})
 	})
 
-	t.Run("rootfs with a manifest.json", func(t *testing.T) {
-		// A root filesystem that happens to hold /manifest.json is a
-		// root filesystem.
-		path := writeFile(t, dir, "rootfs.tar", buildTar(t, fileE("manifest.json", "[]", 0o644), dirE("etc/", 0o755)))
-		ls, err := Open(path, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		compare(t, walkAll(t, ls[0]), []want{
-			{path: "manifest.json", typ: TypeReg, mode: 0o644, mtime: mt, data: "[]"},
-			{path: "etc", typ: TypeDir, mode: 0o755, mtime: mt},
-		})
-	})
+	// A root filesystem holding /manifest.json used to be merged as one;
+	// it cannot be told from a broken image archive, so it is refused:
+	// see TestImageArchiveRefused.
 
 	errCases := []struct {
 		name   string

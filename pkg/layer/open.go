@@ -172,7 +172,7 @@ func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) 
 	default:
 		return nil, fmt.Errorf("%w: not a tar archive (plain, gzip, xz, zstd or bzip2), a Debian package, a directory, an OCI image layout or a docker archive", ErrFormat)
 	}
-	return []Layer{&tarLayer{name: path, src: whole, spill: spill, keepRoot: keepRoot, srcDigest: digest}}, nil
+	return []Layer{&tarLayer{name: path, src: whole, spill: spill, keepRoot: keepRoot, srcDigest: digest, rootfs: true}}, nil
 }
 
 // parsePin returns the lower-case hex of a sha256 pin, or "".

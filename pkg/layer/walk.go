@@ -45,6 +45,10 @@ type tarLayer struct {
 	srcDigest string
 	// info is what the last walk found.
 	info Info
+	// rootfs: the layer is a tar file given as a root filesystem (not a
+	// .deb's data, not a layer of an image), which must not turn out to
+	// be an image archive (see imageMarker).
+	rootfs bool
 }
 
 // Info describes a layer as its last walk found it: what a build summary
@@ -257,7 +261,8 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 	sw := &spillWriter{s: l.spill}
 	tr := tar.NewReader(tarR)
 	prev := ""
-	var counted int64 // of a cache entry's stream, what the budget has taken
+	var sawIndex, sawBlobs bool // image markers of a rootfs tar
+	var counted int64           // of a cache entry's stream, what the budget has taken
 	for {
 		h, err := tr.Next()
 		if l.cached() {
@@ -293,6 +298,11 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 		prev = h.Name
 		if e == nil {
 			continue
+		}
+		if l.rootfs {
+			if err := imageMarker(e, &sawIndex, &sawBlobs); err != nil {
+				return l.errorf(h.Name, "%w", err)
+			}
 		}
 		if e.Type == TypeReg {
 			// Refuse what would go past the limit before spilling it.
