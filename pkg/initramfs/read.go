@@ -1,14 +1,15 @@
 package initramfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/kiln-build/kiln/internal/xz"
 	"github.com/kiln-build/kiln/pkg/tree"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // readContent reads a regular file of the tree, at most limit bytes.
@@ -49,36 +50,11 @@ func readModule(n *tree.Inode, comp string) ([]byte, error) {
 	if n.Size > maxModuleSize || n.Content == nil {
 		return nil, fmt.Errorf("%d bytes: not a %s stream of at most %d bytes", n.Size, comp, maxModuleSize)
 	}
-	rc, err := n.Content.Open()
+	r, release, err := moduleDecoder(n, comp)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	var r io.Reader
-	switch comp {
-	case "xz":
-		xr, err := xz.NewReader(rc)
-		if err != nil {
-			return nil, fmt.Errorf("xz: %w", err)
-		}
-		r = xr
-	case "zst":
-		zr, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxModuleSize))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case "gz":
-		gr, err := gzip.NewReader(rc)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		defer gr.Close()
-		r = gr
-	default:
-		return nil, fmt.Errorf("BUG: unknown module compression %q", comp)
-	}
+	defer release()
 	b, err := io.ReadAll(io.LimitReader(r, maxModuleSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", comp, err)
@@ -90,4 +66,45 @@ func readModule(n *tree.Inode, comp string) ([]byte, error) {
 		return nil, errors.New(comp + ": empty")
 	}
 	return b, nil
+}
+
+// moduleDecoder returns the decompressed stream of a module file and a
+// function releasing it.
+func moduleDecoder(n *tree.Inode, comp string) (io.Reader, func(), error) {
+	if comp == "xz" {
+		// internal/xz, as for xz layers: it refuses a dictionary over
+		// xz.MaxDict before allocating anything, and needs the file whole
+		// (its index): a module, at most maxModuleSize, is read first.
+		zb, err := readContent(n, maxModuleSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		xr, err := xz.NewStreamReader(bytes.NewReader(zb), 0, int64(len(zb)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return xr, func() { xr.Close() }, nil
+	}
+	rc, err := n.Content.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	switch comp {
+	case "zst":
+		zr, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxModuleSize))
+		if err != nil {
+			rc.Close()
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, func() { zr.Close(); rc.Close() }, nil
+	case "gz":
+		gr, err := gzip.NewReader(rc)
+		if err != nil {
+			rc.Close()
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return gr, func() { gr.Close(); rc.Close() }, nil
+	}
+	rc.Close()
+	return nil, nil, fmt.Errorf("BUG: unknown module compression %q", comp)
 }
