@@ -22,19 +22,22 @@ func isZero(b []byte) bool {
 // filesystem window, skipping all-zero blocks and merging blocks that
 // follow each other on disk into large WriteAt calls. An async one hands
 // full buffers to a goroutine, so that writing overlaps with reading and
-// encoding; close waits for it.
+// encoding; close waits for it. The goroutine's first write error stops
+// the writer: the next put or flush returns it, so that Write stops at
+// the first failed write instead of reading the rest of its input.
 type blockWriter struct {
 	w     io.WriterAt
 	buf   []byte // pending bytes, len is a multiple of blockSize
 	start uint64 // block of buf[0]
 	limit uint64 // blocks in the filesystem: writes past it are a BUG
 
-	async bool
-	jobs  chan writeJob
-	free  chan []byte
-	done  chan struct{}
-	err   error // the writer goroutine's first error, read after done
-	nbufs int
+	async  bool
+	jobs   chan writeJob
+	free   chan []byte
+	done   chan struct{}
+	failed chan struct{} // closed by the goroutine at its first error
+	err    error         // the goroutine's first error, read after failed or done
+	nbufs  int
 }
 
 type writeJob struct {
@@ -54,23 +57,43 @@ func newBlockWriter(w io.WriterAt, limit uint64, async bool) *blockWriter {
 		bw.jobs = make(chan writeJob, asyncWriteBufs)
 		bw.free = make(chan []byte, asyncWriteBufs)
 		bw.done = make(chan struct{})
+		bw.failed = make(chan struct{})
 		go func() {
 			defer close(bw.done)
 			for j := range bw.jobs {
 				if bw.err == nil {
-					bw.err = bw.writeAt(j.blk, j.data)
+					if err := bw.writeAt(j.blk, j.data); err != nil {
+						bw.err = err
+						close(bw.failed)
+					}
 				}
-				bw.free <- j.data[:0]
+				bw.free <- j.data[:0] // never blocks: free holds every buffer
 			}
 		}()
 	}
 	return bw
 }
 
+// failure returns the goroutine's write error, if it has had one.
+func (bw *blockWriter) failure() error {
+	if !bw.async {
+		return nil
+	}
+	select {
+	case <-bw.failed:
+		return bw.err
+	default:
+		return nil
+	}
+}
+
 // close flushes and, for an async writer, waits for all writes; it must
 // be called once, also on error paths, to end the goroutine.
 func (bw *blockWriter) close() error {
-	err := bw.flush()
+	err := bw.failure()
+	if err == nil {
+		err = bw.flush()
+	}
 	if bw.async {
 		close(bw.jobs)
 		<-bw.done
@@ -111,6 +134,9 @@ func (bw *blockWriter) write(blk uint64, data []byte) error {
 
 // put queues non-zero blocks.
 func (bw *blockWriter) put(blk uint64, data []byte) error {
+	if err := bw.failure(); err != nil {
+		return err
+	}
 	if len(bw.buf) > 0 && bw.start+uint64(len(bw.buf)/blockSize) != blk {
 		if err := bw.flush(); err != nil {
 			return err
@@ -146,18 +172,17 @@ func (bw *blockWriter) flush() error {
 		bw.buf = bw.buf[:0]
 		return err
 	}
+	if err := bw.failure(); err != nil {
+		return err
+	}
 	bw.jobs <- writeJob{bw.start, bw.buf}
 	if bw.nbufs < asyncWriteBufs {
 		bw.nbufs++
 		bw.buf = make([]byte, 0, writeBufSize)
 		return nil
 	}
-	select {
-	case bw.buf = <-bw.free:
-		return nil
-	case <-bw.done:
-		return bw.err
-	}
+	bw.buf = <-bw.free
+	return bw.failure()
 }
 
 func (bw *blockWriter) writeAt(blk uint64, data []byte) error {

@@ -65,7 +65,21 @@ func (fw *fsWriter) usedInodes(gr uint32) uint32 {
 	return uint32(min(uint64(fw.a.maxIno)-first, uint64(fw.g.ipg)))
 }
 
+// run writes the filesystem. Whatever happens, the data writer's and the
+// prefetcher's goroutines have ended when it returns.
 func (fw *fsWriter) run(t *tree.Tree) error {
+	err := fw.writeData(t)
+	if cerr := fw.data.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return fw.finish()
+}
+
+// writeData writes the journal, the reserved inodes and the tree.
+func (fw *fsWriter) writeData(t *tree.Tree) error {
 	if err := fw.writeJournal(); err != nil {
 		return err
 	}
@@ -85,15 +99,8 @@ func (fw *fsWriter) run(t *tree.Tree) error {
 		}
 	}
 	fw.pf = startPrefetch(fw.a)
-	err := fw.walk("/", t.Root, rootIno, rootIno)
-	fw.pf.stop()
-	if cerr := fw.data.close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return fw.finish()
+	defer fw.pf.stop()
+	return fw.walk("/", t.Root, rootIno, rootIno)
 }
 
 func (fw *fsWriter) walk(p string, n *tree.Inode, ino, parent uint32) error {
