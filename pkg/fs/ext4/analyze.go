@@ -127,6 +127,12 @@ func checkName(name string) error {
 	return nil
 }
 
+// The largest device numbers an inode holds (i_block[1]'s encoding).
+const (
+	maxDevMajor = 1<<12 - 1
+	maxDevMinor = 1<<20 - 1
+)
+
 func checkInode(p string, n *tree.Inode) error {
 	xs, err := prepareXattrs(n.Xattrs)
 	if err == nil {
@@ -136,7 +142,14 @@ func checkInode(p string, n *tree.Inode) error {
 		return fmt.Errorf("ext4: %s: %w", p, err)
 	}
 	switch n.Kind {
-	case tree.Dir, tree.CharDev, tree.BlockDev, tree.FIFO:
+	case tree.Dir, tree.FIFO:
+	case tree.CharDev, tree.BlockDev:
+		// The kernel's new_encode_dev holds 12 bits of major and 20 of
+		// minor; more would be cut off into another device.
+		if n.Major > maxDevMajor || n.Minor > maxDevMinor {
+			return fmt.Errorf("ext4: %s: device %d:%d does not fit ext4's device numbers (major at most %d, minor at most %d)",
+				p, n.Major, n.Minor, maxDevMajor, maxDevMinor)
+		}
 	case tree.Regular:
 		if n.Size < 0 {
 			return fmt.Errorf("ext4: %s: negative size %d", p, n.Size)

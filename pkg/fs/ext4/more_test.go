@@ -287,6 +287,16 @@ func TestTreeErrors(t *testing.T) {
 		{"bad name", func(tr *tree.Tree) {
 			tr.Root.SetChild("a/b", file(0o644, nil))
 		}, "name contains '/'"},
+		{"device major and minor too large", func(tr *tree.Tree) {
+			tr.Root.SetChild("dev", tree.NewDir(0o755, 0, 0, t0))
+			tr.Root.Child("dev").SetChild("big", &tree.Inode{Kind: tree.CharDev, Mode: 0o600, Major: 4097, Minor: 2097152})
+		}, "/dev/big: device 4097:2097152 does not fit"},
+		{"device major too large", func(tr *tree.Tree) {
+			tr.Root.SetChild("b", &tree.Inode{Kind: tree.BlockDev, Mode: 0o600, Major: 4096, Minor: 0})
+		}, "/b: device 4096:0 does not fit"},
+		{"device minor too large", func(tr *tree.Tree) {
+			tr.Root.SetChild("c", &tree.Inode{Kind: tree.CharDev, Mode: 0o600, Major: 1, Minor: 1 << 20})
+		}, "/c: device 1:1048576 does not fit"},
 		{"long name", func(tr *tree.Tree) {
 			tr.Root.SetChild(strings.Repeat("n", 256), file(0o644, nil))
 		}, "name longer than 255 bytes"},
@@ -391,3 +401,24 @@ func TestACLToDisk(t *testing.T) {
 }
 
 type layerXattr = layer.Xattr
+
+// TestDeviceNumberLimits writes the largest device numbers ext4 holds,
+// and ones on each side of the old 8:8 encoding, and reads them back.
+func TestDeviceNumberLimits(t *testing.T) {
+	devs := [][2]uint32{{0, 0}, {255, 255}, {256, 0}, {0, 256}, {maxDevMajor, maxDevMinor}, {4095, 0}, {0, 1048575}}
+	tr := tree.New(rtEpoch)
+	for i, d := range devs {
+		tr.Root.SetChild(fmt.Sprint("d", i), &tree.Inode{Kind: tree.BlockDev, Mode: 0o600, Mtime: rtEpoch, Major: d[0], Minor: d[1]})
+	}
+	f := rtWrite(t, tr, 0)
+	got, err := ReadTree(f, rtSize(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range devs {
+		n := got.Root.Child(fmt.Sprint("d", i))
+		if n == nil || n.Kind != tree.BlockDev || n.Major != d[0] || n.Minor != d[1] {
+			t.Errorf("d%d: wrote %d:%d, read %+v", i, d[0], d[1], n)
+		}
+	}
+}
