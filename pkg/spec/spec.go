@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kiln-build/kiln/pkg/repro"
 )
 
 // Spec is a build spec.
@@ -46,14 +48,15 @@ type Layer struct {
 
 // Disk is the disk: partition table, size and partitions.
 type Disk struct {
-	Table      string      `yaml:"table" json:"table"`
-	Size       string      `yaml:"size" json:"size"`
-	Free       string      `yaml:"free" json:"free,omitempty"`
-	GUID       string      `yaml:"guid" json:"guid,omitempty"`
-	Signature  string      `yaml:"signature" json:"signature,omitempty"` // MBR disk signature, 8 hex digits
-	Arch       string      `yaml:"arch" json:"arch,omitempty"`
-	Partitions []Partition `yaml:"partitions" json:"partitions"`
-	Line       int         `yaml:"-" json:"-"`
+	Table      string         `yaml:"table" json:"table"`
+	Size       string         `yaml:"size" json:"size"`
+	Free       string         `yaml:"free" json:"free,omitempty"`
+	GUID       string         `yaml:"guid" json:"guid,omitempty"`
+	Signature  string         `yaml:"signature" json:"signature,omitempty"` // MBR disk signature, 8 hex digits
+	Arch       string         `yaml:"arch" json:"arch,omitempty"`
+	Partitions []Partition    `yaml:"partitions" json:"partitions"`
+	Line       int            `yaml:"-" json:"-"`
+	KeyLines   map[string]int `yaml:"-" json:"-"` // lines of disk's keys
 
 	// Parsed values.
 	SizeBytes int64 `yaml:"-" json:"-"` // 0 for auto
@@ -75,6 +78,9 @@ type Partition struct {
 	VolumeID    string `yaml:"volume_id" json:"volume_id,omitempty"` // FAT volume ID, 8 hex digits
 	Bootable    bool   `yaml:"bootable" json:"bootable,omitempty"`
 	Line        int    `yaml:"-" json:"-"`
+	// KeyLines are the lines of the partition's keys, for errors that
+	// point at one field.
+	KeyLines map[string]int `yaml:"-" json:"-"`
 
 	// Parsed values.
 	SizeBytes int64 `yaml:"-" json:"-"`
@@ -253,12 +259,21 @@ func recordLines(s *Spec, top *yaml.Node) {
 	if b := val(top, "boot"); b != nil && s.Boot != nil {
 		s.Boot.Line = b.Line
 	}
+	keyLines := func(m *yaml.Node) map[string]int {
+		lines := map[string]int{}
+		for i := 0; m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+			lines[m.Content[i].Value] = m.Content[i].Line
+		}
+		return lines
+	}
 	if d := val(top, "disk"); d != nil {
 		s.Disk.Line = d.Line
+		s.Disk.KeyLines = keyLines(d)
 		if ps := val(d, "partitions"); ps != nil {
 			for i, c := range ps.Content {
 				if i < len(s.Disk.Partitions) {
 					s.Disk.Partitions[i].Line = c.Line
+					s.Disk.Partitions[i].KeyLines = keyLines(c)
 				}
 			}
 		}
@@ -316,8 +331,13 @@ func (s *Spec) validate() error {
 		}
 		d.FreeBytes = n
 	}
-	if d.GUID != "" && !isUUID(d.GUID) {
-		return s.errf(d.Line, "disk.guid: %q is not a GUID", d.GUID)
+	if d.GUID != "" {
+		if err := checkUUID(d.GUID); err != nil {
+			return s.errf(keyLine(d.KeyLines, "guid", d.Line), "disk.guid: %v", err)
+		}
+		if d.Table != "gpt" {
+			return s.errf(keyLine(d.KeyLines, "guid", d.Line), "disk.guid: only a GPT disk has a GUID (disk.table is %s)", d.Table)
+		}
 	}
 	if d.Signature != "" && !isHex32(d.Signature) {
 		return s.errf(d.Line, "disk.signature: want 8 hex digits")
@@ -383,13 +403,38 @@ func (s *Spec) validate() error {
 			}
 			mounts[p.Mount] = p.Name
 		}
-		for _, kv := range [][2]string{{"guid", p.GUID}, {"uuid", p.UUID}, {"hash_seed", p.HashSeed}, {"journal_uuid", p.JournalUUID}} {
-			if kv[1] != "" && !isUUID(kv[1]) {
-				return s.errf(p.Line, "%s.%s: %q is not a UUID", where, kv[0], kv[1])
+		if looksLikeGUID(p.Type) {
+			// A type given as a GUID: checked here, with its line, not
+			// taken for an unknown name later.
+			if err := checkUUID(p.Type); err != nil {
+				return s.errf(keyLine(p.KeyLines, "type", p.Line), "%s.type: %v", where, err)
 			}
 		}
-		if p.VolumeID != "" && !isHex32(p.VolumeID) {
-			return s.errf(p.Line, "%s.volume_id: want 8 hex digits", where)
+		for _, f := range []struct{ key, val, only string }{
+			{"guid", p.GUID, ""}, {"uuid", p.UUID, "ext4"}, {"hash_seed", p.HashSeed, "ext4"}, {"journal_uuid", p.JournalUUID, "ext4"},
+		} {
+			if f.val == "" {
+				continue
+			}
+			line := keyLine(p.KeyLines, f.key, p.Line)
+			if err := checkUUID(f.val); err != nil {
+				return s.errf(line, "%s.%s: %v", where, f.key, err)
+			}
+			if f.only != "" && p.Filesystem != f.only {
+				return s.errf(line, "%s.%s: only an %s filesystem has one (this partition's is %s)", where, f.key, f.only, p.Filesystem)
+			}
+			if f.key == "guid" && d.Table != "gpt" {
+				return s.errf(line, "%s.guid: only a GPT partition has a GUID (disk.table is %s)", where, d.Table)
+			}
+		}
+		if p.VolumeID != "" {
+			line := keyLine(p.KeyLines, "volume_id", p.Line)
+			if !isHex32(p.VolumeID) {
+				return s.errf(line, "%s.volume_id: want 8 hex digits", where)
+			}
+			if p.Filesystem != "vfat" {
+				return s.errf(line, "%s.volume_id: only a vfat filesystem has one (this partition's is %s)", where, p.Filesystem)
+			}
 		}
 		if p.Filesystem == "vfat" && len(p.Label) > 11 {
 			return s.errf(p.Line, "%s.label: a FAT label has at most 11 characters", where)
@@ -485,20 +530,48 @@ func contains(list []string, v string) bool {
 	return false
 }
 
-func isUUID(v string) bool {
-	if len(v) != 36 {
-		return false
+// checkUUID checks a UUID or GUID the spec gives: the canonical
+// 8-4-4-4-12 form that pkg/build parses (repro.ParseUUID), and not zero,
+// which marks an unused GPT entry and which the writers would replace
+// with a derived ID (an ext4 hash seed, a journal UUID) or refuse.
+func checkUUID(v string) error {
+	u, err := repro.ParseUUID(v)
+	if err != nil {
+		return err
 	}
-	for i, c := range v {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if c != '-' {
-				return false
-			}
-		} else if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+	if u.IsZero() {
+		return fmt.Errorf("%q: the zero UUID means none", v)
+	}
+	return nil
+}
+
+// looksLikeGUID reports whether a partition type is written as a GUID
+// (rather than a name such as "esp" or "root-arm64", or "0x83"): the
+// 8-4-4-4-12 shape whatever its characters, or 30 hex digits or more with
+// dashes or braces. No type name is either.
+func looksLikeGUID(v string) bool {
+	if len(v) == 36 && v[8] == '-' && v[13] == '-' && v[18] == '-' && v[23] == '-' {
+		return true
+	}
+	n := 0
+	for _, c := range v {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+			n++
+		case c == '-', c == '{', c == '}':
+		default:
 			return false
 		}
 	}
-	return true
+	return n >= 30
+}
+
+// keyLine is the line of key in lines, else def.
+func keyLine(lines map[string]int, key string, def int) int {
+	if l, ok := lines[key]; ok {
+		return l
+	}
+	return def
 }
 
 func isHex32(v string) bool {

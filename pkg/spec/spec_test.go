@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -136,5 +137,58 @@ func TestParseBoot(t *testing.T) {
 	mbr := strings.Replace(good, "table: gpt", "table: mbr", 1) + "boot:\n  loader: hybrid\n  kernel: /k\n"
 	if _, err := Parse("kiln.yaml", []byte(mbr)); err == nil || !strings.Contains(err.Error(), "hybrid needs disk.table gpt") {
 		t.Errorf("hybrid on mbr: %v", err)
+	}
+}
+
+// TestParseIDs: every UUID or GUID the spec gives is checked when the spec
+// is read, and a bad one is refused with the line of its key. Before, a
+// malformed type GUID was found only after the layers were merged, with
+// the line of disk:, and a zero UUID was taken (an ext4 hash seed or
+// journal UUID silently replaced by a derived one), as were IDs on a
+// filesystem or table that has no such ID.
+func TestParseIDs(t *testing.T) {
+	const zero = "00000000-0000-0000-0000-000000000000"
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"type GUID with a bad digit", "type: root", "type: 4f68bce3-e8cd-4db1-96e7-fbcaf984b7zz", `kiln.yaml:17: disk.partitions[1].type: invalid UUID`},
+		{"type GUID too short", "type: root", "type: 4f68bce3-e8cd-4db1-96e7-fbcaf984b70", `kiln.yaml:17: disk.partitions[1].type: invalid UUID`},
+		{"type GUID in braces", "type: root", "type: '{4f68bce3-e8cd-4db1-96e7-fbcaf984b709}'", `kiln.yaml:17: disk.partitions[1].type: invalid UUID`},
+		{"type GUID zero", "type: root", "type: " + zero, `kiln.yaml:17: disk.partitions[1].type: "` + zero + `": the zero UUID means none`},
+		{"partition guid", "      mount: /\n", "      mount: /\n      guid: 4f68bce3e8cd-4db1-96e7-fbcaf984b709-\n", `kiln.yaml:21: disk.partitions[1].guid: invalid UUID`},
+		{"partition guid zero", "      mount: /\n", "      mount: /\n      guid: " + zero + "\n", `kiln.yaml:21: disk.partitions[1].guid: "` + zero},
+		{"fs uuid", "      mount: /\n", "      mount: /\n\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b7090\n", `kiln.yaml:22: disk.partitions[1].uuid: invalid UUID`},
+		{"hash seed zero", "      mount: /\n", "      mount: /\n      hash_seed: " + zero + "\n", `kiln.yaml:21: disk.partitions[1].hash_seed: "` + zero},
+		{"journal uuid", "      mount: /\n", "      mount: /\n      journal_uuid: x\n", `kiln.yaml:21: disk.partitions[1].journal_uuid: invalid UUID`},
+		{"disk guid", "  size: 1GiB\n", "  size: 1GiB\n  guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b70g\n", `kiln.yaml:10: disk.guid: invalid UUID`},
+		{"disk guid zero", "  size: 1GiB\n", "  size: 1GiB\n  guid: " + zero + "\n", `kiln.yaml:10: disk.guid: "` + zero},
+		{"uuid on vfat", "      mount: /boot/efi\n", "      mount: /boot/efi\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n", `kiln.yaml:16: disk.partitions[0].uuid: only an ext4 filesystem has one`},
+		{"volume_id on ext4", "      mount: /\n", "      mount: /\n      volume_id: 1234abcd\n", `kiln.yaml:21: disk.partitions[1].volume_id: only a vfat filesystem has one`},
+		{"partition guid on mbr", "      mount: /\n", "      mount: /\n      guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n", `only a GPT partition has a GUID`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(good, tc.from, tc.to, 1)
+			if src == good {
+				t.Fatalf("replacement %q not applied", tc.from)
+			}
+			if tc.name == "partition guid on mbr" {
+				src = strings.Replace(src, "table: gpt", "table: mbr", 1)
+			}
+			_, err := Parse("kiln.yaml", []byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("%T is not a *spec.Error (exit 2)", err)
+			}
+		})
+	}
+	// Well-formed IDs, any case, are taken.
+	ok := strings.Replace(good, "type: root", "type: 4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", 1)
+	ok = strings.Replace(ok, "      mount: /\n", "      mount: /\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n      guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b70a\n", 1)
+	if _, err := Parse("kiln.yaml", []byte(ok)); err != nil {
+		t.Fatal(err)
 	}
 }
