@@ -28,7 +28,9 @@ func newVerifyCmd() *cobra.Command {
 		Long: `Build SPEC (default kiln.yaml) twice in separate temporary folders. The
 second build runs with another TZ, LANG/LC_ALL, umask, working directory,
 TMPDIR and GOMAXPROCS, and from copies of every directory layer made in
-shuffled order with new mtimes. Prints both sha256 and "reproducible"
+shuffled order with new mtimes and, unless the layer has modes: preserve,
+the modes a checkout made with umask 002 gives (0664/0775). Prints both
+sha256 and "reproducible"
 (exit 0), or what differs between the two images (exit 1).`,
 		Args: argsUsage(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {

@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -286,6 +288,14 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 		if sl.GID != nil {
 			lo.DirGID = *sl.GID
 		}
+		if sl.Modes == "preserve" {
+			lo.DirModes = layer.ModesPreserve
+		}
+		lo.DirChmod = sl.ChmodModes
+		if (sl.Modes != "" || len(sl.Chmod) > 0) && !plainDir(s.Resolve(sl.Path)) {
+			closeAll()
+			return nil, nil, &spec.Error{File: s.File, Line: sl.Line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
+		}
 		ls, err := layer.Open(s.Resolve(sl.Path), lo)
 		if err != nil {
 			closeAll()
@@ -555,4 +565,15 @@ type ctxRW struct {
 func (c ctxRW) ReadAt(p []byte, off int64) (int, error) { return c.rw.ReadAt(p, off) }
 func (c ctxRW) WriteAt(p []byte, off int64) (int, error) {
 	return ctxWriterAt{c.ctx, c.rw, nil}.WriteAt(p, off)
+}
+
+// plainDir reports whether p is a directory layer: a directory, not an
+// OCI image layout.
+func plainDir(p string) bool {
+	fi, err := os.Stat(p)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	_, err = os.Lstat(filepath.Join(p, "oci-layout"))
+	return err != nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -39,21 +40,70 @@ func (d *dirLayer) Walk(fn func(e *Entry) error) error {
 	if !fi.IsDir() {
 		return &Error{Layer: d.name, Err: fmt.Errorf("no longer a directory")}
 	}
+	w := dirWalk{d: d, fn: fn, links: map[devIno]string{}, chmodded: map[string]bool{}}
 	if d.o.KeepRoot {
 		e := d.entry(".", fi)
 		e.Type = TypeDir
+		w.setMode(e)
 		if err := fn(e); err != nil {
 			return err
 		}
+	} else if _, ok := d.o.DirChmod["."]; ok {
+		w.chmodded["."] = true // the root is not an entry; nothing to set
 	}
-	w := dirWalk{d: d, fn: fn, links: map[devIno]string{}}
-	return w.dir("", d.root)
+	if err := w.dir("", d.root); err != nil {
+		return err
+	}
+	if missing := w.unusedChmod(); missing != "" {
+		return &Error{Layer: d.name, Err: fmt.Errorf("chmod names /%s, which the layer does not have", strings.TrimPrefix(missing, "."))}
+	}
+	return nil
+}
+
+// unusedChmod returns the first (in byte order) path of DirChmod that the
+// walk did not meet, or "".
+func (w *dirWalk) unusedChmod() string {
+	var missing []string
+	for p := range w.d.o.DirChmod {
+		if !w.chmodded[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	sort.Strings(missing)
+	return missing[0]
 }
 
 type dirWalk struct {
-	d     *dirLayer
-	fn    func(*Entry) error
-	links map[devIno]string // first path of each multiply-linked inode
+	d        *dirLayer
+	fn       func(*Entry) error
+	links    map[devIno]string // first path of each multiply-linked inode
+	chmodded map[string]bool   // paths of DirChmod met
+}
+
+// setMode applies the mode policy and DirChmod to e, whose Mode is the
+// host's.
+func (w *dirWalk) setMode(e *Entry) {
+	if w.d.o.DirModes == ModesGit {
+		switch e.Type {
+		case TypeDir:
+			e.Mode = 0o755
+		case TypeReg, TypeHardlink:
+			if e.Mode&0o100 != 0 {
+				e.Mode = 0o755
+			} else {
+				e.Mode = 0o644
+			}
+		case TypeSymlink:
+			e.Mode = 0o777
+		}
+	}
+	if m, ok := w.d.o.DirChmod[e.Path]; ok {
+		e.Mode = m & 0o7777
+		w.chmodded[e.Path] = true
+	}
 }
 
 func (w *dirWalk) dir(rel, abs string) error {
@@ -87,6 +137,7 @@ func (w *dirWalk) dir(rel, abs string) error {
 		if e == nil {
 			continue
 		}
+		w.setMode(e)
 		if err := w.fn(e); err != nil {
 			return err
 		}
@@ -158,7 +209,8 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 }
 
 // entry is the metadata every entry of a directory layer shares: host
-// permission bits, the owner and mtime of the options, no xattrs.
+// permission bits (which setMode then replaces by the policy's), the owner
+// and mtime of the options, no xattrs.
 func (d *dirLayer) entry(p string, fi os.FileInfo) *Entry {
 	st := fi.Sys().(*syscall.Stat_t)
 	return &Entry{

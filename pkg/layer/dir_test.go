@@ -91,7 +91,7 @@ func makeDirLayer(t *testing.T, root string, epoch int64, uid, gid uint32) []wan
 func TestDirLayer(t *testing.T) {
 	root := t.TempDir()
 	ws := makeDirLayer(t, root, 1234, 1000, 100)
-	o := Options{Epoch: 1234, DirUID: 1000, DirGID: 100}
+	o := Options{Epoch: 1234, DirUID: 1000, DirGID: 100, DirModes: ModesPreserve}
 	l := openOne(t, root, o)
 	if l.Name() != root {
 		t.Errorf("name %q", l.Name())
@@ -112,7 +112,7 @@ func TestDirLayer(t *testing.T) {
 	}
 
 	// KeepRoot passes the root directory first.
-	withRoot := walkAll(t, openOne(t, root, Options{Epoch: 1234, DirUID: 1000, DirGID: 100, KeepRoot: true}))
+	withRoot := walkAll(t, openOne(t, root, Options{Epoch: 1234, DirUID: 1000, DirGID: 100, KeepRoot: true, DirModes: ModesPreserve}))
 	compare(t, withRoot, append([]want{{path: ".", typ: TypeDir, mode: 0o755, uid: 1000, gid: 100, mtime: 1234}}, ws...))
 
 	// A file that changed size since the walk cannot be read; nor can

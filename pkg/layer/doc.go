@@ -119,7 +119,13 @@
 // directory's names in byte order, whatever order the host lists them in.
 // Every entry gets Options.Epoch as mtime and Options.DirUID:DirGID as
 // owner, so that neither the builder's clock nor its uid leaks into the
-// image; the mode bits are the host's. Symlinks are read with Readlink,
+// image. Nor does the umask of the checkout: with the default mode policy
+// (ModesGit) a directory layer keeps of each mode only what git keeps,
+// regular files 0755 if their owner may execute them, else 0644, and
+// directories 0755 (setuid, setgid and sticky dropped; symlinks 0777;
+// fifos and devices, which git cannot hold, as on the host); with
+// ModesPreserve the host's bits are kept. Options.DirChmod then sets the
+// modes of named entries (an /etc/shadow of 0640, a /tmp of 1777). Symlinks are read with Readlink,
 // fifos and devices are kept (with the host's major and minor numbers), and
 // files sharing a device and inode number are emitted as hardlinks to the
 // first of their names in walk order. Host extended attributes are not

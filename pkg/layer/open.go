@@ -18,6 +18,16 @@ type Options struct {
 	// DirUID and DirGID own every entry of a directory layer (default
 	// 0:0): the uid of whoever runs the build never leaks into the image.
 	DirUID, DirGID uint32
+	// DirModes is the mode policy of a directory layer: ModesGit (the
+	// zero value) or ModesPreserve. See "Directory layers" in the package
+	// documentation.
+	DirModes DirModes
+	// DirChmod sets the mode (permission bits, setuid, setgid, sticky:
+	// 07777) of entries of a directory layer, by path as Entry.Path has
+	// it ("." for the root), after DirModes. A path the layer does not
+	// have is an error of its walk; DirChmod on a layer that is not a
+	// directory is an error of Open.
+	DirChmod map[string]uint32
 	// SHA256 optionally pins the layer file: the hex sha256 of its bytes
 	// ("sha256:" prefix allowed). A mismatch is an error naming the layer.
 	// For an OCI image layout directory it pins the digest of the image
@@ -55,6 +65,23 @@ type Options struct {
 	MaxRatio int64
 }
 
+// DirModes is the mode policy of directory layers.
+type DirModes int
+
+const (
+	// ModesGit, the default, keeps of a host file's mode only what git
+	// keeps: regular files are 0755 if their owner may execute them,
+	// else 0644; directories are 0755. The same commit gives the same
+	// modes whatever the umask of the checkout (0664/0775 under umask 002,
+	// 0555 in Bazel's sandbox). Setuid, setgid and sticky bits are
+	// dropped (git drops them too). Symlinks are 0777; fifos and device
+	// nodes, which git cannot hold, keep the host's bits.
+	ModesGit DirModes = iota
+	// ModesPreserve keeps the host's permission bits, setuid, setgid and
+	// sticky, as they are.
+	ModesPreserve
+)
+
 // Layer is one layer, ready to be walked.
 type Layer interface {
 	// Name is for messages: the path given to Open, plus "@sha256:..." for
@@ -86,6 +113,9 @@ func Open(path string, o Options) ([]Layer, error) {
 	}
 	if fi.IsDir() {
 		if _, err := os.Lstat(filepath.Join(path, "oci-layout")); err == nil {
+			if len(o.DirChmod) > 0 || o.DirModes != ModesGit {
+				return fail(errors.New("modes and chmod are for directory layers; an OCI image layout stores its own modes"))
+			}
 			ls, err := openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin)
 			setLimits(ls, o)
 			return ls, err
@@ -94,6 +124,9 @@ func Open(path string, o Options) ([]Layer, error) {
 			return fail(errors.New("a sha256 pin was given for a directory layer, which has no digest"))
 		}
 		return openDir(path, o)
+	}
+	if len(o.DirChmod) > 0 || o.DirModes != ModesGit {
+		return fail(errors.New("modes and chmod are for directory layers; this layer stores its own modes"))
 	}
 	if !fi.Mode().IsRegular() {
 		return fail(fmt.Errorf("not a regular file or a directory (%s)", fi.Mode().Type()))

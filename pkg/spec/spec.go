@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -43,7 +44,17 @@ type Layer struct {
 	SHA256 string  `yaml:"sha256" json:"sha256,omitempty"`
 	UID    *uint32 `yaml:"uid" json:"uid,omitempty"` // directory layers: owner of every entry
 	GID    *uint32 `yaml:"gid" json:"gid,omitempty"`
-	Line   int     `yaml:"-" json:"-"`
+	// Modes is a directory layer's mode policy: "git" (the default:
+	// files 0644, or 0755 if the owner may execute them; directories
+	// 0755) or "preserve" (the host's modes).
+	Modes string `yaml:"modes" json:"modes,omitempty"`
+	// Chmod sets modes of a directory layer's entries, after Modes:
+	// absolute path in the layer → octal mode ("0640", "1777").
+	Chmod map[string]string `yaml:"chmod" json:"chmod,omitempty"`
+	Line  int               `yaml:"-" json:"-"`
+
+	// Parsed values: Chmod by Entry path (relative, "." for the root).
+	ChmodModes map[string]uint32 `yaml:"-" json:"-"`
 }
 
 // Disk is the disk: partition table, size and partitions.
@@ -307,6 +318,25 @@ func (s *Spec) validate() error {
 				return s.errf(l.Line, "layers[%d].sha256: want 64 hex digits", i)
 			}
 		}
+		switch l.Modes {
+		case "", "git", "preserve":
+		default:
+			return s.errf(l.Line, "layers[%d].modes: %q is not one of git, preserve", i, l.Modes)
+		}
+		if len(l.Chmod) > 0 {
+			s.Layers[i].ChmodModes = map[string]uint32{}
+		}
+		for p, m := range l.Chmod {
+			rel, ok := chmodPath(p)
+			if !ok {
+				return s.errf(l.Line, "layers[%d].chmod: %q is not a clean absolute path", i, p)
+			}
+			mode, ok := parseMode(m)
+			if !ok {
+				return s.errf(l.Line, "layers[%d].chmod: %s: %q is not an octal mode from 0000 to 7777 (quote it: \"0640\")", i, p, m)
+			}
+			s.Layers[i].ChmodModes[rel] = mode
+		}
 	}
 	d := &s.Disk
 	if d.Table == "" {
@@ -564,6 +594,30 @@ func looksLikeGUID(v string) bool {
 		}
 	}
 	return n >= 30
+}
+
+// chmodPath turns an absolute, clean path of a chmod: key into the path
+// of a layer entry ("/" is the root, ".").
+func chmodPath(p string) (string, bool) {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return "", false
+	}
+	if p == "/" {
+		return ".", true
+	}
+	return p[1:], true
+}
+
+// parseMode parses an octal mode of 3 or 4 digits ("644", "0640", "1777").
+func parseMode(m string) (uint32, bool) {
+	if len(m) < 3 || len(m) > 4 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(m, 8, 32)
+	if err != nil || v > 0o7777 {
+		return 0, false
+	}
+	return uint32(v), true
 }
 
 // keyLine is the line of key in lines, else def.

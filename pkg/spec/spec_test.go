@@ -192,3 +192,34 @@ func TestParseIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestParseLayerModes: modes: and chmod: of a layer.
+func TestParseLayerModes(t *testing.T) {
+	layer := "  - path: layers/demo/overlay/\n"
+	s, err := Parse("kiln.yaml", []byte(strings.Replace(good, layer, layer+"    modes: preserve\n    chmod:\n      /etc/shadow: \"0640\"\n      /tmp: \"1777\"\n      /: 755\n      /root: 0700\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := s.Layers[1]
+	if l.Modes != "preserve" || len(l.ChmodModes) != 4 || l.ChmodModes["root"] != 0o700 || l.ChmodModes["etc/shadow"] != 0o640 || l.ChmodModes["tmp"] != 0o1777 || l.ChmodModes["."] != 0o755 {
+		t.Fatalf("layer %+v", l)
+	}
+	base, _ := Parse("kiln.yaml", []byte(good))
+	if base.Digest() == s.Digest() {
+		t.Error("modes and chmod do not change the spec's digest")
+	}
+	for _, tc := range []struct{ add, want string }{
+		{"    modes: umask\n", `kiln.yaml:6: layers[1].modes: "umask" is not one of git, preserve`},
+		{"    chmod:\n      etc/shadow: \"0640\"\n", `layers[1].chmod: "etc/shadow" is not a clean absolute path`},
+		{"    chmod:\n      /etc/../shadow: \"0640\"\n", `is not a clean absolute path`},
+		{"    chmod:\n      /etc/shadow: \"0948\"\n", `layers[1].chmod: /etc/shadow: "0948" is not an octal mode`},
+		{"    chmod:\n      /etc/shadow: \"10640\"\n", `is not an octal mode`},
+		{"    chmod:\n      /etc/shadow: rw\n", `is not an octal mode`},
+		{"    chmod: [x]\n", `kiln.yaml:7: cannot unmarshal !!seq`},
+	} {
+		_, err := Parse("kiln.yaml", []byte(strings.Replace(good, layer, layer+tc.add, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.add, err, tc.want)
+		}
+	}
+}

@@ -1,8 +1,9 @@
 // Package verify proves a spec reproducible: it builds the image twice, in
 // separate temporary folders, the second time in a varied environment
 // (time zone, locale, umask, working directory, temp dir, GOMAXPROCS, and
-// copies of every directory layer made in shuffled order with new mtimes),
-// and compares the results.
+// copies of every directory layer made in shuffled order with new mtimes
+// and, unless the layer preserves host modes, the modes of a checkout
+// made with umask 002), and compares the results.
 //
 // It runs kiln itself as a child process for each build, so that the
 // environment a build sees is really different; it writes no image bytes.
@@ -136,7 +137,7 @@ func Run(specPath string, o Options) (*Result, error) {
 		"TZ="+tz, "LANG=LC_ALL="+locale, "GOMAXPROCS="+procs, "umask 0077", "working directory "+cwd, "TMPDIR "+tmp,
 		"no layer cache")
 	for _, c := range copied {
-		res.Variations = append(res.Variations, "directory layer "+c+" copied in shuffled order with new mtimes")
+		res.Variations = append(res.Variations, "directory layer "+c)
 	}
 	logf("build 2 of 2: %s", strings.Join(res.Variations, "; "))
 	if err := build(o, specB, res.B, cwd, env, 0o077); err != nil {
@@ -224,10 +225,17 @@ func variedSpec(s *spec.Spec, specPath, dir string, rng *rand.Rand) (string, []s
 		dst := abs
 		if st, err := os.Stat(src); err == nil && st.IsDir() {
 			dst = filepath.Join(dir, fmt.Sprintf("layer%d", i))
-			if err := shuffledCopy(abs, dst, rng); err != nil {
+			// Under the git mode policy the host's modes are not content:
+			// the copy has those of a checkout made with umask 002.
+			umask002 := l.Modes != "preserve"
+			if err := shuffledCopy(abs, dst, rng, umask002); err != nil {
 				return "", nil, fmt.Errorf("copying directory layer %s: %w", l.Path, err)
 			}
-			copied = append(copied, l.Path)
+			how := "copied in shuffled order with new mtimes"
+			if umask002 {
+				how += " and the modes of a umask 002 checkout (0664/0775)"
+			}
+			copied = append(copied, l.Path+" "+how)
 		}
 		// Point the layer's path at dst (absolute either way).
 		if layersNode != nil && i < len(layersNode.Content) {
@@ -250,7 +258,16 @@ func variedSpec(s *spec.Spec, specPath, dir string, rng *rand.Rand) (string, []s
 // shuffledCopy copies a directory tree, creating its entries in a random
 // order (parents first) and giving each a new, random mtime in the future.
 // Hardlinks stay hardlinks; device nodes are made only where mknod works.
-func shuffledCopy(src, dst string, rng *rand.Rand) error {
+// With umask002, directories and regular files get the modes a git
+// checkout made with umask 002 gives them (0775, and 0775 or 0664 by the
+// owner's execute bit) instead of the source's.
+func shuffledCopy(src, dst string, rng *rand.Rand, umask002 bool) error {
+	checkoutMode := func(m fs.FileMode) fs.FileMode {
+		if m.IsDir() || m&0o100 != 0 {
+			return 0o775
+		}
+		return 0o664
+	}
 	type ent struct {
 		rel string
 		d   fs.DirEntry
@@ -294,7 +311,11 @@ func shuffledCopy(src, dst string, rng *rand.Rand) error {
 				return err
 			}
 			dirs = append(dirs, to)
-			if err := os.Chmod(to, st.Mode().Perm()|st.Mode()&(fs.ModeSetgid|fs.ModeSticky|fs.ModeSetuid)); err != nil {
+			mode := st.Mode().Perm() | st.Mode()&(fs.ModeSetgid|fs.ModeSticky|fs.ModeSetuid)
+			if umask002 {
+				mode = checkoutMode(st.Mode())
+			}
+			if err := os.Chmod(to, mode); err != nil {
 				return err
 			}
 		case st.Mode()&fs.ModeSymlink != 0:
@@ -317,7 +338,11 @@ func shuffledCopy(src, dst string, rng *rand.Rand) error {
 				}
 				links[key] = to
 			}
-			if err := copyFile(from, to, st.Mode()); err != nil {
+			mode := st.Mode()
+			if umask002 {
+				mode = checkoutMode(mode)
+			}
+			if err := copyFile(from, to, mode); err != nil {
 				return err
 			}
 		case st.Mode()&fs.ModeNamedPipe != 0:

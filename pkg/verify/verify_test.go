@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/pkg/spec"
 )
 
 // fakeKiln writes a script that plays kiln build: it writes the output
@@ -85,7 +87,7 @@ func TestShuffledCopy(t *testing.T) {
 	spec := testSpec(t)
 	src := filepath.Join(filepath.Dir(spec), "layer")
 	dst := filepath.Join(t.TempDir(), "copy")
-	if err := shuffledCopy(src, dst, newRand()); err != nil {
+	if err := shuffledCopy(src, dst, newRand(), false); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dst, "etc", "hostname"))
@@ -103,5 +105,59 @@ func TestShuffledCopy(t *testing.T) {
 	orig, _ := os.Stat(filepath.Join(src, "etc", "hostname"))
 	if !a.ModTime().After(orig.ModTime()) {
 		t.Fatal("mtime not changed")
+	}
+}
+
+// TestVariesModes: the second build's copy of a directory layer has the
+// modes of a checkout made with umask 002 (0664/0775), unless the layer
+// preserves host modes, whose copy keeps them. Before, copies kept the
+// modes, so a build that took them from the checkout passed verify.
+func TestVariesModes(t *testing.T) {
+	specPath := testSpec(t)
+	dir := filepath.Dir(specPath)
+	os.WriteFile(filepath.Join(dir, "layer", "run"), []byte("#!/bin/sh\n"), 0o755)
+	os.Chmod(filepath.Join(dir, "layer", "run"), 0o755)
+	os.Chmod(filepath.Join(dir, "layer", "etc", "hostname"), 0o644)
+	os.Chmod(filepath.Join(dir, "layer", "etc"), 0o755)
+	mode := func(p string) os.FileMode {
+		t.Helper()
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	for _, tc := range []struct {
+		modes              string
+		file, exe, dirMode os.FileMode
+	}{{"", 0o664, 0o775, 0o775}, {"preserve", 0o644, 0o755, 0o755}} {
+		src := "layers:\n  - path: layer/\n"
+		if tc.modes != "" {
+			src += "    modes: " + tc.modes + "\n"
+		}
+		src += "disk:\n  size: 64MiB\n  partitions:\n    - {name: root, type: root, filesystem: ext4, size: rest, mount: /}\noutput: {path: x.img}\n"
+		if err := os.WriteFile(specPath, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := spec.Load(specPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir()
+		if _, copied, err := variedSpec(s, specPath, out, newRand()); err != nil || len(copied) != 1 {
+			t.Fatalf("variedSpec: %v %v", copied, err)
+		} else if want := tc.modes == ""; strings.Contains(copied[0], "umask 002") != want {
+			t.Errorf("modes %q: variation %q", tc.modes, copied[0])
+		}
+		c := filepath.Join(out, "layer0")
+		if got := mode(filepath.Join(c, "etc", "hostname")); got != tc.file {
+			t.Errorf("modes %q: copied file %#o, want %#o", tc.modes, got, tc.file)
+		}
+		if got := mode(filepath.Join(c, "run")); got != tc.exe {
+			t.Errorf("modes %q: copied executable %#o, want %#o", tc.modes, got, tc.exe)
+		}
+		if got := mode(filepath.Join(c, "etc")); got != tc.dirMode {
+			t.Errorf("modes %q: copied directory %#o, want %#o", tc.modes, got, tc.dirMode)
+		}
 	}
 }
