@@ -24,7 +24,7 @@ import (
 // MiB stay small and the fuzzer mutates what the reader reads. Whatever
 // the input, ReadTree must return, without a panic, in bounded time and
 // memory; a tree it returns must be well formed and its contents must
-// read in full.
+// read in full. Each read may allocate at most testkit.ReadBound in all.
 func FuzzReadTree(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, ok := testkit.DecodeSparse(data)
@@ -32,17 +32,22 @@ func FuzzReadTree(f *testing.F) {
 			return
 		}
 		for _, lenient := range []bool{false, true} {
-			tr, _, err := ReadTreeOptions(img, img.Size, ReadOptions{MaxEntries: 5000, MaxDepth: 64, Lenient: lenient})
-			if err != nil {
-				if tr != nil {
-					t.Fatalf("a tree and an error: %v", err)
+			testkit.BoundAlloc(t, testkit.ReadBound, func() {
+				tr, _, err := ReadTreeOptions(img, img.Size, ReadOptions{MaxEntries: 5000, MaxDepth: 64, Lenient: lenient})
+				if err != nil {
+					if tr != nil {
+						t.Fatalf("a tree and an error: %v", err)
+					}
+					if !strings.HasPrefix(err.Error(), "ext4: read: ") {
+						t.Fatalf("error without the package's prefix: %v", err)
+					}
+					return
 				}
-				if !strings.HasPrefix(err.Error(), "ext4: read: ") {
-					t.Fatalf("error without the package's prefix: %v", err)
-				}
-				continue
+				rtCheckTree(t, tr, 256<<10, 4<<20)
+			})
+			if _, err := Probe(img); err != nil && !strings.HasPrefix(err.Error(), "ext4: ") {
+				t.Fatalf("probe error without the package's prefix: %v", err)
 			}
-			rtCheckTree(t, tr, 256<<10, 4<<20)
 		}
 	})
 }

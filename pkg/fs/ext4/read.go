@@ -33,7 +33,11 @@ import (
 const (
 	// DefaultMaxEntries is ReadOptions.MaxEntries when zero: directory
 	// entries (names, so hardlinks count once per name) in the whole tree.
-	DefaultMaxEntries = 1 << 22
+	// A name costs some 150 bytes while reading (its entry, its name, its
+	// place in the directory's map), so that 2^20 of them keep a read
+	// under the 256 MiB every image read is held to; a Debian root
+	// filesystem has some 10^5.
+	DefaultMaxEntries = 1 << 20
 	// DefaultMaxDepth is ReadOptions.MaxDepth when zero: directories
 	// nested below the root.
 	DefaultMaxDepth = 2048
@@ -41,6 +45,13 @@ const (
 	maxSymlinkLen  = 4095  // PATH_MAX - 1
 	maxXattrValue  = 65536 // XATTR_SIZE_MAX
 	maxExtentDepth = 5     // EXT4_MAX_EXTENT_DEPTH
+	// maxGroups bounds the block groups ReadTree reads (10 bytes of
+	// state each): 2^22 groups of 128 MiB are 512 TiB.
+	maxGroups = 1 << 22
+	// maxMappings bounds the extents (runs of blocks) of all files that
+	// ReadTree keeps, 32 bytes each: a hostile block map can point every
+	// entry of its indirect blocks at a different block.
+	maxMappings = 1 << 20
 )
 
 // Features and flags the reader knows beyond what the writer sets.
@@ -190,6 +201,7 @@ type fsReader struct {
 	backupBGs [2]uint32
 
 	budget  int64 // metadata blocks left to read
+	maps    int   // mappings kept, at most maxMappings
 	entries int   // directory entries read
 
 	byIno   map[uint32]*tree.Inode   // inodes already in the tree
@@ -270,6 +282,9 @@ func (rd *fsReader) readSuper() error {
 	rd.inodes = le.Uint32(sb[sbInodesCount:])
 	if uint64(rd.inodes) != groups*uint64(rd.ipg) {
 		return fmt.Errorf("superblock: %d inodes, but %d groups of %d inodes", rd.inodes, groups, rd.ipg)
+	}
+	if groups > maxGroups {
+		return fmt.Errorf("superblock: %d block groups (s_blocks_count %d, s_blocks_per_group %d) are more than the %d kiln reads", groups, rd.blocks, rd.bpg, maxGroups)
 	}
 	rd.groups = uint32(groups)
 	rd.inodeSize, rd.firstIno = goodOldInode, firstIno
@@ -550,6 +565,15 @@ func (rd *fsReader) metaBlock(blk uint64, what string) ([]byte, error) {
 	return b, nil
 }
 
+// countMapping counts one more mapping kept, failing past maxMappings.
+func (rd *fsReader) countMapping() error {
+	rd.maps++
+	if rd.maps > maxMappings {
+		return fmt.Errorf("more than %d extents in the filesystem's files, more than kiln reads", maxMappings)
+	}
+	return nil
+}
+
 // blockMap returns the mappings of an inode's data blocks, sorted and
 // disjoint.
 func (rd *fsReader) blockMap(n *rawInode) ([]mapping, error) {
@@ -576,6 +600,9 @@ func (rd *fsReader) blockMap(n *rawInode) ([]mapping, error) {
 		if k := len(out); k > 0 && out[k-1].lblk+out[k-1].n == lblk && out[k-1].pblk+out[k-1].n == pblk {
 			out[k-1].n++
 			return nil
+		}
+		if err := rd.countMapping(); err != nil {
+			return fmt.Errorf("inode %d: %w", n.ino, err)
 		}
 		out = append(out, mapping{lblk: lblk, n: 1, pblk: pblk})
 		return nil
@@ -671,6 +698,9 @@ func (rd *fsReader) extentNode(n *rawInode, b []byte, depth int, lo, hi uint64, 
 			}
 			if k := len(*out); k > 0 && (*out)[k-1].lblk+(*out)[k-1].n > lblk {
 				return fmt.Errorf("extent at block %d overlaps or precedes the one before", lblk)
+			}
+			if err := rd.countMapping(); err != nil {
+				return err
 			}
 			*out = append(*out, mapping{lblk: lblk, n: ln, pblk: pblk, zero: zero})
 		}
@@ -1084,6 +1114,9 @@ func (rd *fsReader) parseDirBlock(raw *rawInode, b []byte, out *[]dirent) error 
 			default:
 				if ftype > ftSymlink {
 					return fmt.Errorf("entry %q: unknown file type %d", name, ftype)
+				}
+				if rd.entries+len(*out) >= rd.o.MaxEntries {
+					return fmt.Errorf("more than %d directory entries", rd.o.MaxEntries)
 				}
 				*out = append(*out, dirent{name: name, ino: ino, ftype: ftype})
 			}

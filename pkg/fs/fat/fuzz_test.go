@@ -21,24 +21,31 @@ import (
 // stay small and the fuzzer mutates what the reader reads. Whatever the
 // input, ReadTree must return, without a panic, in bounded time and
 // memory; a tree it returns must be well formed and its contents must
-// read in full.
+// read in full. Each read may allocate at most testkit.ReadBound in all.
 func FuzzReadTree(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, ok := testkit.DecodeSparse(data)
 		if !ok {
 			return
 		}
-		tr, err := ReadTreeOptions(img, img.Size, ReadOptions{MaxEntries: 5000, MaxDepth: 64})
-		if err != nil {
-			if tr != nil {
-				t.Fatalf("a tree and an error: %v", err)
+		testkit.BoundAlloc(t, testkit.ReadBound, func() {
+			tr, err := ReadTreeOptions(img, img.Size, ReadOptions{MaxEntries: 5000, MaxDepth: 64})
+			if err != nil {
+				if tr != nil {
+					t.Fatalf("a tree and an error: %v", err)
+				}
+				if !strings.HasPrefix(err.Error(), "fat: ") {
+					t.Fatalf("error without the package's prefix: %v", err)
+				}
+				return
 			}
-			if !strings.HasPrefix(err.Error(), "fat: ") {
-				t.Fatalf("error without the package's prefix: %v", err)
+			rtCheckTree(t, tr, 256<<10, 4<<20)
+		})
+		testkit.BoundAlloc(t, testkit.ReadBound, func() {
+			if _, err := Probe(img, img.Size); err != nil && !strings.HasPrefix(err.Error(), "fat: ") {
+				t.Fatalf("probe error without the package's prefix: %v", err)
 			}
-			return
-		}
-		rtCheckTree(t, tr, 256<<10, 4<<20)
+		})
 	})
 }
 
