@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 // A build that is interrupted, or that runs out of room, leaves the
@@ -145,7 +147,7 @@ func hasTempOutput(dir string) bool {
 
 func TestInterrupt(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
-		t.Skip("needs /proc to see what the build is doing")
+		testkit.Missing(t, "/proc, to see what the build is doing")
 	}
 	shared := filepath.Join(t.TempDir(), "big.tgz")
 	writeBigGzipLayer(t, shared, 1024)

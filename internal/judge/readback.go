@@ -27,10 +27,7 @@ func debugfs(t testing.TB, fsimg string, cmds []string) []string {
 	}
 	// Each command's output follows an echo line "debugfs: CMD".
 	parts := strings.Split(out, "debugfs: ")
-	var res []string
-	for _, p := range parts[1:] {
-		res = append(res, p)
-	}
+	res := parts[1:]
 	if len(res) != len(cmds) {
 		t.Fatalf("debugfs: %d outputs for %d commands:\n%s", len(res), len(cmds), out)
 	}

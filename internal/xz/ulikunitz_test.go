@@ -45,8 +45,3 @@ func decodeLZMA2Ulikunitz(out, in []byte, dict int64, closed *atomic.Bool) error
 	}
 	return nil
 }
-
-// newLZMA2ReaderUlikunitz decodes LZMA2 data streaming, up to its end marker.
-func newLZMA2ReaderUlikunitz(src io.Reader, dict, size int64) (io.Reader, error) {
-	return lzma.Reader2Config{DictCap: dictCap(dict, size)}.NewReader2(src)
-}

@@ -394,11 +394,3 @@ func DefaultCacheDir() (string, error) {
 	}
 	return filepath.Join(d, "kiln"), nil
 }
-
-// formatKey is for messages: "sha256:" and the first 12 hex digits.
-func formatKey(key string) string {
-	if len(key) > 12 {
-		key = key[:12]
-	}
-	return "sha256:" + key
-}

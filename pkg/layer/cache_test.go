@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 // cacheFiles lists the entries and the temporary files of a cache.
@@ -60,7 +62,7 @@ func TestCacheRoundTrip(t *testing.T) {
 			ents, ws := fixture(tc.prefix)
 			data := tc.make(t, buildTar(t, ents...))
 			if data == nil {
-				t.Skip("no compressor")
+				testkit.Missing(t, "the compressor for %s", tc.name)
 			}
 			path := writeFile(t, t.TempDir(), "layer", data)
 			c, err := OpenCache(t.TempDir())

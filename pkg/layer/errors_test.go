@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -156,7 +158,7 @@ func TestTruncated(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.data == nil {
-				t.Skip("no compressor")
+				testkit.Missing(t, "the compressor for %s", c.name)
 			}
 			path := writeFile(t, t.TempDir(), "layer", c.data)
 			err := openWalk(path, Options{})

@@ -19,10 +19,14 @@ const (
 // fromHeader converts a tar header into an entry. It returns nil, nil for
 // headers that carry no file (the root unless keepRoot, PAX global
 // headers, volume labels). Content is left for the caller to fill in.
+// typeRegA is the regular-file flag of pre-POSIX tars, NUL (archive/tar's
+// TypeRegA, deprecated as a name to write, still found in old layers).
+const typeRegA = '\x00'
+
 func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
 	e := &Entry{}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	case tar.TypeReg, typeRegA, tar.TypeCont, tar.TypeGNUSparse:
 		e.Type = TypeReg
 	case tar.TypeDir, 'D': // 'D': GNU dump directory
 		e.Type = TypeDir

@@ -41,7 +41,7 @@ func buildTar(t testing.TB, ents ...tarEntry) []byte {
 			continue
 		}
 		h := e.hdr
-		if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+		if h.Typeflag == tar.TypeReg || h.Typeflag == typeRegA {
 			h.Size = int64(len(e.data))
 		}
 		if err := tw.WriteHeader(&h); err != nil {

@@ -99,7 +99,7 @@ func (t tarFS) open(name string) (region, error) {
 			return region{}, fmt.Errorf("the archive has no member %s", p)
 		}
 		switch m.typ {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+		case tar.TypeReg, typeRegA, tar.TypeCont:
 			return m.data, nil
 		case tar.TypeLink:
 			p = m.link
@@ -181,7 +181,7 @@ func scanArchive(whole region) (*tarFS, error) {
 		}
 		m := member{typ: h.Typeflag}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+		case tar.TypeReg, typeRegA, tar.TypeCont:
 			if isSparse(h) {
 				m.typ = tar.TypeGNUSparse // not readable in place
 				break
@@ -227,7 +227,7 @@ func imageArchiveMember(p string, typ byte) bool {
 		return false
 	}
 	switch typ {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
+	case tar.TypeReg, typeRegA, tar.TypeCont, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
 		return true
 	}
 	return false

@@ -32,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: bench split|stat|setfile|time|row ..."))
+		fail(errors.New("usage: bench split|stat|setfile|time|row [args]"))
 	}
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
@@ -526,7 +526,7 @@ func cmdTime(args []string) error {
 	sizeOf := fs.String("size", "", "the output file whose size to record")
 	fs.Parse(args)
 	if fs.NArg() == 0 || *res == "" || *label == "" {
-		return errors.New("time: -o RES -label L [-size F] -- CMD...")
+		return errors.New("usage: time -o RES -label L [-size F] -- CMD [args]")
 	}
 	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr

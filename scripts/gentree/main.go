@@ -65,11 +65,15 @@ func main() {
 		for left := n; left > 0; {
 			c := min(left, int64(len(buf)))
 			rng.Read(buf[:c])
-			tw.Write(buf[:c])
+			if _, err := tw.Write(buf[:c]); err != nil {
+				fmt.Fprintln(os.Stderr, "gentree:", err)
+				os.Exit(1)
+			}
 			left -= c
 		}
 	}
-	if err := tw.Close(); err == nil {
+	err = tw.Close()
+	if err == nil {
 		err = bw.Flush()
 	}
 	if err == nil {

@@ -248,10 +248,6 @@ func rtSum(t *testing.T, p string, c layer.Content, size int64) string {
 // they do in want.
 func rtCompare(t *testing.T, want, got *tree.Tree) {
 	t.Helper()
-	type ent struct {
-		p string
-		n *tree.Inode
-	}
 	collect := func(tr *tree.Tree) map[string]*tree.Inode {
 		m := map[string]*tree.Inode{}
 		if err := tr.Walk(func(p string, d tree.Dirent) error {

@@ -17,6 +17,10 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
+
+	"github.com/kiln-build/kiln/internal/testkit"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // rtHostFile is the content of a file on the host.
@@ -51,9 +55,7 @@ type rtHostOptions struct {
 // drops nanoseconds), and returns it.
 func rtHostTree(t *testing.T, o rtHostOptions) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: device nodes and owners")
-	}
+	testkit.NeedRoot(t, "device nodes and owners")
 	dir := filepath.Join(t.TempDir(), "src")
 	must := func(err error) {
 		t.Helper()
@@ -126,7 +128,7 @@ func rtHostTree(t *testing.T, o rtHostOptions) string {
 	}
 	for _, x := range xattrs {
 		if err := syscall.Setxattr(filepath.Join(dir, x.p), x.name, x.value, 0); err != nil {
-			t.Skipf("setxattr %s %s: %v", x.p, x.name, err)
+			testkit.Missing(t, "setxattr %s %s on this filesystem: %v", x.p, x.name, err)
 		}
 	}
 
@@ -233,9 +235,7 @@ func rtHostXattrs(t *testing.T, p string) []layer.Xattr {
 // TestReadTreeMke2fs reads images mke2fs -d made, in many formats, and
 // compares them with the directory they were made of.
 func TestReadTreeMke2fs(t *testing.T) {
-	if _, err := exec.LookPath("mke2fs"); err != nil {
-		t.Skip("mke2fs not in PATH")
-	}
+	judge.Need(t, "mke2fs")
 	// Checks that an image has the structure its case is about.
 	flagsOf := func(p string, want uint32) func(t *testing.T, rd *fsReader) {
 		return func(t *testing.T, rd *fsReader) {

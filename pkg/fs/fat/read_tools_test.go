@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/tree"
+
+	"github.com/kiln-build/kiln/internal/judge"
 )
 
 // rtHostFile is the content of a file on the host.
@@ -127,11 +129,7 @@ func rtScanHost(t *testing.T, dir string, readOnly []string) *tree.Tree {
 // TestReadTreeMtools reads volumes mkfs.vfat made and mcopy filled, and
 // compares them with the directory they were filled from.
 func TestReadTreeMtools(t *testing.T) {
-	for _, tool := range []string{"mkfs.vfat", "mcopy", "mattrib"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not in PATH", tool)
-		}
-	}
+	judge.Need(t, "mkfs.vfat", "mcopy", "mattrib")
 	src, readOnly := rtHostDir(t)
 	ents, err := os.ReadDir(src)
 	if err != nil {
