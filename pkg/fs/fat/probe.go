@@ -11,10 +11,15 @@ import (
 
 // Info describes a FAT file system, as Probe reads it.
 type Info struct {
-	FATType         int    // 12, 16 or 32
-	OEMName         string // informational name in the boot sector
-	Label           string // volume label: the root directory's label entry if any, else the boot sector's; "" for none
-	BootLabel       string // volume label in the boot sector; "" for none ("NO NAME")
+	FATType int    // 12, 16 or 32
+	OEMName string // informational name in the boot sector
+	// Label is the volume label as blkid's LABEL: the root directory's
+	// label entry (even "NO NAME"), trailing blanks cut; "" for none. The
+	// boot sector's label is not a fallback (libblkid's vfat.c since 2.37).
+	Label string
+	// BootLabel is the boot sector's label, as blkid's LABEL_FATBOOT: only
+	// with the 0x29 extended boot signature; "" for none or "NO NAME".
+	BootLabel       string
 	VolumeID        uint32 // volume serial number
 	Size            int64  // bytes the file system spans
 	SectorSize      int    // bytes per sector
@@ -123,10 +128,9 @@ func Probe(r io.ReaderAt, size int64) (*Info, error) {
 	if fatEnts := uint64(in.FATSectors) * uint64(bps) * 8 / uint64(in.FATType); uint64(in.TotalClusters)+2 > fatEnts {
 		in.TotalClusters = uint32(fatEnts - 2) // clusters past the FAT are unusable
 	}
-	if hasLab {
+	if hasLab && string(label[:]) != noName+"    " {
 		in.BootLabel = labelString(label[:])
 	}
-	in.Label = in.BootLabel
 
 	fr := &fatReader{r: r, in: in, off: int64(in.ReservedSectors) * int64(bps)}
 	rootLabel, found, err := fr.rootLabel(int64(meta-uint64(rootSecs)) * int64(bps))
@@ -264,17 +268,22 @@ func (f *fatReader) rootLabel(rootOff int64) (string, bool, error) {
 		}
 		for e := 0; e+dirEntrySize <= len(b); e += dirEntrySize {
 			ent := b[e : e+dirEntrySize]
+			// libblkid's search_fat_label: free entries, entries with a
+			// cluster and long-name entries are skipped; the first other
+			// entry with the volume-ID bit and not the directory bit is
+			// the label.
 			switch {
 			case ent[0] == 0:
 				return "", false, nil
-			case ent[0] == 0xE5, ent[11] == attrLFN, ent[11]&attrVolumeID == 0:
+			case ent[0] == 0xE5, binary.LittleEndian.Uint16(ent[20:]) != 0, binary.LittleEndian.Uint16(ent[26:]) != 0,
+				ent[11]&0x3F == attrLFN, ent[11]&(attrVolumeID|attrDir) != attrVolumeID:
 				continue
 			}
 			name := bytes.Clone(ent[:11])
 			if name[0] == 0x05 {
 				name[0] = 0xE5
 			}
-			return labelString(name), true, nil
+			return strings.TrimRight(string(name), " \t\n\r\x00"), true, nil
 		}
 	}
 	return "", false, nil
