@@ -11,6 +11,13 @@ import (
 
 // Info is what a superblock says about a filesystem.
 type Info struct {
+	// Type is what blkid calls the filesystem (libblkid's ext.c): "jbd"
+	// for an external journal device; "ext4" when it has any feature
+	// beyond ext3's (incompat filetype, needs_recovery and meta_bg,
+	// ro_compat sparse_super, large_file and btree_dir), or "ext4dev"
+	// with the test_fs flag; else "ext3" with a journal and "ext2"
+	// without; "" for ext2 needing recovery, which blkid names nothing.
+	Type            string
 	Label           string
 	UUID            repro.UUID
 	BlockSize       uint32
@@ -103,8 +110,37 @@ func Probe(r io.ReaderAt) (*Info, error) {
 	copy(i.UUID[:], b[sbUUID:sbUUID+16])
 	label, _, _ := strings.Cut(string(b[sbVolumeName:sbVolumeName+16]), "\x00")
 	i.Label = label
+	i.Type = blkidType(i.FeatureCompat, i.FeatureIncompat, i.FeatureROCompat, le.Uint32(b[sbFlags:]))
 	i.Features = append(i.Features, featureNames(i.FeatureCompat, compatNames, "C")...)
 	i.Features = append(i.Features, featureNames(i.FeatureIncompat, incompatNames, "I")...)
 	i.Features = append(i.Features, featureNames(i.FeatureROCompat, roCompatNames, "R")...)
 	return i, nil
+}
+
+// The features ext3 knows (libblkid's EXT3_FEATURE_*_SUPP): any other
+// makes a filesystem ext4 to blkid.
+const (
+	ext3Incompat = incompatFiletype | incompatRecover | incompatMetaBG
+	ext3RoCompat = roCompatSparseSuper | roCompatLargeFile | 0x4 // btree_dir
+	journalDev   = 0x8                                           // incompat journal_dev
+	flagsTestFS  = 0x4                                           // s_flags EXT2_FLAGS_TEST_FILESYS
+)
+
+// blkidType names a filesystem as libblkid's probe_jbd, probe_ext4dev,
+// probe_ext4, probe_ext3 and probe_ext2 do.
+func blkidType(compat, incompat, roCompat, flags uint32) string {
+	switch {
+	case incompat&journalDev != 0:
+		return "jbd"
+	case incompat&^ext3Incompat != 0 || roCompat&^ext3RoCompat != 0:
+		if flags&flagsTestFS != 0 {
+			return "ext4dev"
+		}
+		return "ext4"
+	case compat&compatHasJournal != 0:
+		return "ext3"
+	case incompat&incompatRecover != 0:
+		return "" // ext2 knows no recovery, ext3 wants a journal
+	}
+	return "ext2"
 }
