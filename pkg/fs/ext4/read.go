@@ -323,15 +323,25 @@ func (rd *fsReader) readSuper() error {
 
 // descBlock returns the block holding descriptor block i (of the primary
 // copy), as ext2fs_descriptor_block_loc2 does: after the superblock, or
-// with meta_bg in the first group of its meta group.
+// with meta_bg in the first group of its meta group. With 1 KiB blocks
+// and s_first_data_block 0 (bigalloc), block 0 is not the filesystem's
+// and the superblock is block 1, so group 0's descriptors are one block
+// further (ext2fs_open2's group_zero_adjust).
 func (rd *fsReader) descBlock(i uint64) uint64 {
+	adjust := uint64(0)
+	if rd.firstData == 0 && rd.img.bs == 1024 {
+		adjust = 1
+	}
 	if rd.incompat&incompatMetaBG == 0 || i < rd.firstMeta {
-		return rd.firstData + 1 + i
+		return rd.firstData + 1 + i + adjust
 	}
 	g := i * uint64(rd.img.bs) / uint64(rd.descSize)
 	b := rd.firstData + g*uint64(rd.bpg)
 	if rd.groupHasSuper(g) {
 		b++
+	}
+	if g == 0 {
+		b += adjust
 	}
 	return b
 }

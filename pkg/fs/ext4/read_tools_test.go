@@ -290,6 +290,10 @@ func TestReadTreeMke2fs(t *testing.T) {
 		{"128-byte inodes", []string{"-t", "ext4", "-I", "128"}, "32M", rtHostOptions{}, nil},
 		{"csum seed", []string{"-t", "ext4", "-O", "metadata_csum_seed"}, "32M", rtHostOptions{}, feature("metadata_csum_seed")},
 		{"bigalloc", []string{"-t", "ext4", "-b", "4096", "-O", "bigalloc", "-C", "16384"}, "64M", rtHostOptions{}, feature("bigalloc")},
+		// 1 KiB blocks in 16 KiB clusters: s_first_data_block is 0, the
+		// descriptors are at block 2.
+		{"bigalloc 1k blocks", []string{"-t", "ext4", "-b", "1024", "-O", "bigalloc", "-C", "16384"}, "32M", rtHostOptions{}, feature("bigalloc")},
+		{"bigalloc 1k blocks meta_bg", []string{"-t", "ext4", "-b", "1024", "-O", "bigalloc,meta_bg,^resize_inode", "-C", "16384"}, "32M", rtHostOptions{}, feature("meta_bg")},
 		{"no filetype, 32-bit", []string{"-t", "ext4", "-O", "^filetype,^64bit"}, "32M", rtHostOptions{}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
