@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
@@ -37,7 +36,7 @@ to a temporary file and renamed at the end.`,
 			if err := s.ValidateOutput(); err != nil {
 				return usageError{err}
 			}
-			return convert(args[0], args[1], s.Output)
+			return convert(c.Context(), args[0], args[1], s.Output)
 		},
 	}
 	c.Flags().StringVar(&o.format, "format", "", "raw, qcow2, vmdk or vhd")
@@ -48,7 +47,10 @@ to a temporary file and renamed at the end.`,
 	return c
 }
 
-func convert(in, out string, o spec.Output) error {
+// convert reads IN through imgfmt.Open (its format found by content) and
+// writes OUT from IN's allocated ranges only. When ctx is done it stops,
+// removes the temporary output and leaves OUT as it was.
+func convert(ctx context.Context, in, out string, o spec.Output) error {
 	src, err := imgfmt.Open(in)
 	if err != nil {
 		return err
@@ -61,20 +63,8 @@ func convert(in, out string, o spec.Output) error {
 		return err
 	}
 	defer dst.Abort()
-	const chunk = 1 << 20
-	buf := make([]byte, chunk)
-	zero := make([]byte, chunk)
-	for off := int64(0); off < src.Size(); off += chunk {
-		n := min(int64(chunk), src.Size()-off)
-		if _, err := src.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-			return fmt.Errorf("reading %s at %d: %w", in, off, err)
-		}
-		if bytes.Equal(buf[:n], zero[:n]) {
-			continue
-		}
-		if _, err := dst.WriteAt(buf[:n], off); err != nil {
-			return fmt.Errorf("writing %s: %w", out, err)
-		}
+	if err := imgfmt.Copy(ctx, dst, src); err != nil {
+		return fmt.Errorf("converting %s to %s: %w", in, out, err)
 	}
-	return dst.Commit()
+	return dst.CommitContext(ctx)
 }

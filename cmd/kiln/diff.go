@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ hash, xattrs, link target, times), and last any byte ranges that differ but
 none of these explain. Exit 0 when identical, 1 when they differ.`,
 		Args: argsUsage(cobra.ExactArgs(2)),
 		RunE: func(c *cobra.Command, args []string) error {
-			same, err := printDiff(c.OutOrStdout(), args[0], args[1], o.json)
+			same, err := printDiff(c.Context(), c.OutOrStdout(), args[0], args[1], o.json)
 			if err != nil {
 				return err
 			}
@@ -45,8 +46,9 @@ none of these explain. Exit 0 when identical, 1 when they differ.`,
 }
 
 // printDiff compares two images and prints the report; it says whether
-// they are identical.
-func printDiff(w io.Writer, a, b string, asJSON bool) (bool, error) {
+// they are identical. When ctx is done it stops with an error wrapping
+// ctx.Err() (kiln exits 130).
+func printDiff(ctx context.Context, w io.Writer, a, b string, asJSON bool) (bool, error) {
 	ia, err := imgfmt.Open(a)
 	if err != nil {
 		return false, err
@@ -57,7 +59,7 @@ func printDiff(w io.Writer, a, b string, asJSON bool) (bool, error) {
 		return false, err
 	}
 	defer ib.Close()
-	rep, err := diff.Images(ia, ib)
+	rep, err := diff.Images(ctx, ia, ib)
 	if err != nil {
 		return false, err
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -12,6 +11,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/ext4"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/imgfmt"
 )
 
 type inspectOptions struct {
@@ -78,21 +78,20 @@ type fsReport struct {
 	Used  int64  `json:"used"`
 }
 
+// inspectImage reads the image through imgfmt.Open, as diff and convert
+// do: its format is found by content, and the partition table and
+// filesystems are read from the virtual disk, not from the file.
 func inspectImage(path string) (*report, error) {
-	f, err := os.Open(path)
+	img, err := imgfmt.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	l, err := disk.Read(f, st.Size())
+	defer img.Close()
+	l, err := disk.Read(img, img.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	rep := &report{Image: path, Format: "raw", Size: st.Size(), Table: l.Table.String(), Problems: l.Problems}
+	rep := &report{Image: path, Format: img.Format(), Size: img.Size(), Table: l.Table.String(), Problems: l.Problems}
 	if l.Table == disk.GPT {
 		rep.DiskGUID = l.DiskGUID.String()
 	} else {
@@ -111,7 +110,7 @@ func inspectImage(path string) (*report, error) {
 		} else {
 			pr.MBRType = fmt.Sprintf("0x%02x", p.MBRType)
 		}
-		pr.FS = probeFS(io.NewSectionReader(f, p.Start, p.Size), p.Size)
+		pr.FS = probeFS(io.NewSectionReader(img, p.Start, p.Size), p.Size)
 		rep.Partitions = append(rep.Partitions, pr)
 	}
 	return rep, nil

@@ -66,7 +66,7 @@ sha256 and "reproducible"
 				return nil
 			}
 			fmt.Fprintln(w, "NOT reproducible; what differs:")
-			if _, err := printDiff(w, res.A, res.B, false); err != nil {
+			if _, err := printDiff(c.Context(), w, res.A, res.B, false); err != nil {
 				return err
 			}
 			return notReproducible{fmt.Errorf("the two builds differ")}

@@ -10,23 +10,33 @@ package diff
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"iter"
 	"sort"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/ext4"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/imgfmt"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// Image is a virtual disk to compare.
+// Image is a virtual disk to compare. An Image that also has the
+// Extents method of imgfmt.Image is compared over its allocated ranges
+// only (the rest reads as zeros); one that has not, over all its bytes.
 type Image interface {
 	io.ReaderAt
 	Size() int64
+}
+
+// extenter is what an image with allocation information has.
+type extenter interface {
+	Extents(ctx context.Context, fn func(imgfmt.Extent) error) error
 }
 
 // Field is one named value that differs.
@@ -77,9 +87,12 @@ type Report struct {
 // Empty reports whether nothing differs.
 func (r *Report) Empty() bool { return r.Identical }
 
-// Images compares a and b.
-func Images(a, b Image) (*Report, error) {
-	ranges, err := byteRanges(a, b)
+// Images compares a and b. Once ctx is done it stops, with an error that
+// wraps ctx.Err(): every read of a or b fails from then on, so that even
+// the filesystem readers give up at once.
+func Images(ctx context.Context, a, b Image) (*Report, error) {
+	a, b = ctxImage{a, ctx}, ctxImage{b, ctx}
+	ranges, err := byteRanges(ctx, a, b)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +140,9 @@ func Images(a, b Image) (*Report, error) {
 			pd.Unexplained = inside
 		}
 		rep.Partitions = append(rep.Partitions, pd)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
 	for i, r := range ranges {
 		if covered[i] {
@@ -326,12 +342,97 @@ func xattrString(n *tree.Inode) string {
 	return strings.Join(parts, " ")
 }
 
+// ctxImage fails every read once ctx is done.
+type ctxImage struct {
+	Image
+	ctx context.Context
+}
+
+func (c ctxImage) ReadAt(p []byte, off int64) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.Image.ReadAt(p, off)
+}
+
+// extents iterates over the allocated ranges of an image: all of it when
+// it cannot tell. The error, if any, is in *err once the loop ends.
+func extents(ctx context.Context, img Image, err *error) iter.Seq[imgfmt.Extent] {
+	return func(yield func(imgfmt.Extent) bool) {
+		x, ok := img.(extenter)
+		if ci, isCtx := img.(ctxImage); isCtx {
+			x, ok = ci.Image.(extenter)
+		}
+		if !ok {
+			if img.Size() > 0 {
+				yield(imgfmt.Extent{Off: 0, Len: img.Size()})
+			}
+			return
+		}
+		stop := fmt.Errorf("stop")
+		e := x.Extents(ctx, func(e imgfmt.Extent) error {
+			if !yield(e) {
+				return stop
+			}
+			return nil
+		})
+		if e != nil && e != stop {
+			*err = e
+		}
+	}
+}
+
+// unionExtents calls fn with the union of the allocated ranges of a and
+// b, in increasing order: outside it both read as zeros.
+func unionExtents(ctx context.Context, a, b Image, fn func(imgfmt.Extent) error) error {
+	var errA, errB error
+	nextA, stopA := iter.Pull(extents(ctx, a, &errA))
+	defer stopA()
+	nextB, stopB := iter.Pull(extents(ctx, b, &errB))
+	defer stopB()
+	ea, okA := nextA()
+	eb, okB := nextB()
+	var cur imgfmt.Extent
+	for okA || okB {
+		var e imgfmt.Extent
+		if okA && (!okB || ea.Off <= eb.Off) {
+			e = ea
+			ea, okA = nextA()
+		} else {
+			e = eb
+			eb, okB = nextB()
+		}
+		if cur.Len > 0 && e.Off <= cur.End() {
+			cur.Len = max(cur.End(), e.End()) - cur.Off
+			continue
+		}
+		if cur.Len > 0 {
+			if err := fn(cur); err != nil {
+				return err
+			}
+		}
+		cur = e
+	}
+	stopA()
+	stopB()
+	if errA != nil {
+		return errA
+	}
+	if errB != nil {
+		return errB
+	}
+	if cur.Len > 0 {
+		return fn(cur)
+	}
+	return nil
+}
+
 // byteRanges returns where a and b differ (a size difference counts as
-// differing bytes at the end of the longer one).
-func byteRanges(a, b Image) ([]Range, error) {
+// differing bytes at the end of the longer one). It reads only the ranges
+// that are allocated in a or in b: elsewhere both read as zeros.
+func byteRanges(ctx context.Context, a, b Image) ([]Range, error) {
 	const chunk = 1 << 20
 	ba, bb := make([]byte, chunk), make([]byte, chunk)
-	n := max(a.Size(), b.Size())
 	var out []Range
 	addRange := func(s, e int64) {
 		if len(out) > 0 && out[len(out)-1].End >= s-512 {
@@ -340,28 +441,37 @@ func byteRanges(a, b Image) ([]Range, error) {
 		}
 		out = append(out, Range{s, e})
 	}
-	for off := int64(0); off < n; off += chunk {
-		m := min(chunk, n-off)
-		xa, xb := ba[:m], bb[:m]
-		if err := readFull(a, xa, off); err != nil {
-			return nil, err
-		}
-		if err := readFull(b, xb, off); err != nil {
-			return nil, err
-		}
-		if bytes.Equal(xa, xb) {
-			continue
-		}
-		for i := int64(0); i < m; i++ {
-			if xa[i] != xb[i] {
-				j := i
-				for j < m && xa[j] != xb[j] {
-					j++
-				}
-				addRange(off+i, off+j)
-				i = j
+	err := unionExtents(ctx, a, b, func(ext imgfmt.Extent) error {
+		for off := ext.Off; off < ext.End(); {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
+			m := min(chunk-off%chunk, ext.End()-off)
+			xa, xb := ba[:m], bb[:m]
+			if err := readFull(a, xa, off); err != nil {
+				return err
+			}
+			if err := readFull(b, xb, off); err != nil {
+				return err
+			}
+			if !bytes.Equal(xa, xb) {
+				for i := int64(0); i < m; i++ {
+					if xa[i] != xb[i] {
+						j := i
+						for j < m && xa[j] != xb[j] {
+							j++
+						}
+						addRange(off+i, off+j)
+						i = j
+					}
+				}
+			}
+			off += m
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

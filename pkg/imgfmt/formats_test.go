@@ -132,7 +132,7 @@ func TestCompressedClusters(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer img.Close()
-			q := img.(*qcow2Image)
+			q := img.(namedImage).Image.(*qcow2Image)
 			var compressed, standard int
 			for _, l1e := range q.l1 {
 				if l1e&qcow2OffsetMask == 0 {

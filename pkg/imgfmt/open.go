@@ -2,6 +2,8 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,13 +19,133 @@ type Image interface {
 	Size() int64
 	// Format is "raw", "qcow2", "vmdk" or "vhd".
 	Format() string
+	// Extents calls fn with the ranges of the virtual disk that are
+	// allocated (may hold data), in increasing order, never overlapping,
+	// adjacent ranges merged, all inside [0, Size). The rest of the disk
+	// is unallocated and reads as zeros: raw and fixed VHD files from
+	// SEEK_DATA/SEEK_HOLE, qcow2 from its L2 tables, VMDK from its grain
+	// tables, dynamic VHD from its BAT. It stops at the first error fn
+	// returns, and returns it; it returns ctx.Err() once ctx is done.
+	Extents(ctx context.Context, fn func(Extent) error) error
 	Close() error
+}
+
+// Extent is the range [Off, Off+Len) of a virtual disk.
+type Extent struct {
+	Off, Len int64
+}
+
+// End is the offset just past the extent.
+func (e Extent) End() int64 { return e.Off + e.Len }
+
+// merger coalesces adjacent extents before handing them on, so that a
+// run of allocated clusters is one extent.
+type merger struct {
+	fn  func(Extent) error
+	cur Extent
+}
+
+func (m *merger) add(e Extent) error {
+	if e.Len <= 0 {
+		return nil
+	}
+	if m.cur.Len > 0 && m.cur.End() == e.Off {
+		m.cur.Len += e.Len
+		return nil
+	}
+	if err := m.flush(); err != nil {
+		return err
+	}
+	m.cur = e
+	return nil
+}
+
+func (m *merger) flush() error {
+	if m.cur.Len == 0 {
+		return nil
+	}
+	e := m.cur
+	m.cur = Extent{}
+	return m.fn(e)
+}
+
+// maxTableBytes bounds every table a reader loads whole from what a
+// header says (the qcow2 L1 table, the VMDK grain directory, the VHD
+// BAT), whatever the file size: with the grain and cluster caches, the
+// memory a reader takes stays far under 256 MiB. The real tables of a
+// 2 TiB disk are a few MiB at most.
+const maxTableBytes = 32 << 20
+
+// checkTable checks, before anything is allocated, that a table of n
+// entries of es bytes at file offset off, named by the header field that
+// gives it, lies inside a file of fsize bytes and under maxTableBytes.
+func checkTable(field string, off, n, es, fsize int64) error {
+	if n < 0 || off < 0 {
+		return fmt.Errorf("%s: a table of %d entries at %d is invalid", field, n, off)
+	}
+	if n > maxTableBytes/es {
+		return fmt.Errorf("%s: a table of %d entries (%d bytes) is over the bound of %d bytes", field, n, n*es, int64(maxTableBytes))
+	}
+	if off > fsize || n*es > fsize-off {
+		return fmt.Errorf("%s: a table of %d bytes at %d ends past the end of the %d-byte file", field, n*es, off, fsize)
+	}
+	return nil
+}
+
+// foreign are the image formats Open recognises but does not read: a
+// file that has their signature is refused, never read as raw bytes.
+var foreign = []struct {
+	name  string
+	match func(head []byte, f *os.File, fsize int64) bool
+}{
+	{"VHDX", func(h []byte, _ *os.File, _ int64) bool { return bytes.HasPrefix(h, []byte("vhdxfile")) }},
+	{"VDI (VirtualBox)", func(h []byte, _ *os.File, _ int64) bool {
+		return len(h) >= 0x44 && binary.LittleEndian.Uint32(h[0x40:]) == 0xbeda107f
+	}},
+	{"QED", func(h []byte, _ *os.File, _ int64) bool { return bytes.HasPrefix(h, []byte("QED\x00")) }},
+	{"Parallels", func(h []byte, _ *os.File, _ int64) bool {
+		return bytes.HasPrefix(h, []byte("WithoutFreeSpace")) || bytes.HasPrefix(h, []byte("WithouFreSpacExt"))
+	}},
+	{"VMDK version 1 (COWD)", func(h []byte, _ *os.File, _ int64) bool { return bytes.HasPrefix(h, []byte("COWD")) }},
+	{"Bochs", func(h []byte, _ *os.File, _ int64) bool { return bytes.HasPrefix(h, []byte("Bochs Virtual HD Image")) }},
+	{"cloop", func(h []byte, _ *os.File, _ int64) bool {
+		return bytes.HasPrefix(h, []byte("#!/bin/sh\n#V2.0 Format\nmodprobe cloop"))
+	}},
+	// Virtual PC before 5.0 wrote a 511-byte footer: the cookie is 511
+	// bytes from the end, not 512.
+	{"VHD with a 511-byte footer (Virtual PC before 5.0)", func(_ []byte, f *os.File, fsize int64) bool {
+		return tailIs(f, fsize, 511, vhdCookie)
+	}},
+	{"DMG (Apple disk image)", func(_ []byte, f *os.File, fsize int64) bool { return tailIs(f, fsize, 512, "koly") }},
+}
+
+// tailIs reports whether the file has magic back bytes from its end.
+func tailIs(f *os.File, fsize, back int64, magic string) bool {
+	if fsize < back {
+		return false
+	}
+	b := make([]byte, len(magic))
+	n, _ := f.ReadAt(b, fsize-back)
+	return n == len(b) && string(b) == magic
+}
+
+// UnsupportedFormatError is Open's error for an image format it
+// recognises but does not read.
+type UnsupportedFormatError struct {
+	Format string
+}
+
+func (e *UnsupportedFormatError) Error() string {
+	return fmt.Sprintf("this is a %s image, a format kiln does not read; convert it first (qemu-img convert -O raw, qcow2, vmdk or vpc)", e.Format)
 }
 
 // Open opens the image at path and finds its format by content: qcow2
 // (versions 2 and 3, standard and compressed clusters, zlib or zstd),
 // VMDK with a sparse extent (streamOptimized as kiln and qemu write it,
-// and monolithicSparse), VHD (fixed and dynamic). Anything else is raw.
+// and monolithicSparse), VHD (fixed and dynamic). Formats it recognises
+// by their signature but does not read (VHDX, VDI, QED, Parallels, old
+// VMDK, Bochs, cloop, DMG, VHD with a 511-byte footer) are refused with
+// an *UnsupportedFormatError. Anything else is raw.
 //
 // What is not supported is an error, not raw: backing files, encryption,
 // external data files, qcow2 extended L2 entries, VMDK descriptor files
@@ -38,7 +160,35 @@ func Open(path string) (Image, error) {
 		f.Close()
 		return nil, fmt.Errorf("opening image %s: %w", path, err)
 	}
-	return img, nil
+	return namedImage{img, path}, nil
+}
+
+// namedImage puts the file's path in the errors of an image's reads, so
+// that a table or a grain that is broken is reported with the file it is
+// in.
+type namedImage struct {
+	Image
+	path string
+}
+
+func (n namedImage) ReadAt(p []byte, off int64) (int, error) {
+	k, err := n.Image.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("reading image %s: %w", n.path, err)
+	}
+	return k, err
+}
+
+func (n namedImage) Extents(ctx context.Context, fn func(Extent) error) error {
+	var fnErr error
+	err := n.Image.Extents(ctx, func(e Extent) error {
+		fnErr = fn(e)
+		return fnErr
+	})
+	if err != nil && err != fnErr && ctx.Err() == nil {
+		err = fmt.Errorf("reading image %s: %w", n.path, err)
+	}
+	return err
 }
 
 func openFile(f *os.File) (Image, error) {
@@ -62,13 +212,12 @@ func openFile(f *os.File) (Image, error) {
 	case bytes.HasPrefix(head[:n], []byte("# Disk DescriptorFile")):
 		return nil, errors.New("vmdk descriptor files with separate extents are not supported")
 	}
-	if fsize >= 512 {
-		var tail [8]byte
-		if _, err := f.ReadAt(tail[:], fsize-512); err != nil {
-			return nil, err
-		}
-		if string(tail[:]) == vhdCookie {
-			return openVHD(f, fsize)
+	if tailIs(f, fsize, 512, vhdCookie) {
+		return openVHD(f, fsize)
+	}
+	for _, ff := range foreign {
+		if ff.match(head[:n], f, fsize) {
+			return nil, &UnsupportedFormatError{Format: ff.name}
 		}
 	}
 	return &rawImage{f: f, size: fsize}, nil
@@ -84,6 +233,34 @@ func (r *rawImage) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(
 func (r *rawImage) Size() int64                             { return r.size }
 func (r *rawImage) Format() string                          { return "raw" }
 func (r *rawImage) Close() error                            { return r.f.Close() }
+
+func (r *rawImage) Extents(ctx context.Context, fn func(Extent) error) error {
+	return fileExtents(ctx, r.f, r.size, fn)
+}
+
+// fileExtents calls fn with the data extents of the first size bytes of
+// f, as SEEK_DATA and SEEK_HOLE find them; where the filesystem cannot
+// tell, all of it is data.
+func fileExtents(ctx context.Context, f *os.File, size int64, fn func(Extent) error) error {
+	m := merger{fn: fn}
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start, end, ok := nextData(f, off, size)
+		if !ok {
+			break
+		}
+		if err := m.add(Extent{start, end - start}); err != nil {
+			return err
+		}
+		off = end
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.flush()
+}
 
 // readSpans reads [off, off+len(p)) of a disk of the given size by pieces
 // that do not cross a multiple of span, and has the ReaderAt contract: a

@@ -1,6 +1,7 @@
 package imgfmt
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/bits"
@@ -27,6 +28,10 @@ type Output interface {
 	io.ReaderAt
 	// Commit finishes the image and renames it onto its path.
 	Commit() error
+	// CommitContext is Commit, given up when ctx is done: the temporary
+	// files are removed, the destination untouched, and the error wraps
+	// ctx.Err().
+	CommitContext(ctx context.Context) error
 	// Abort removes the temporary files. It is safe after Commit (no-op).
 	Abort()
 }
@@ -271,7 +276,13 @@ func (r *raw) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, of
 // TempName is the temporary file's path (for tests and diagnostics).
 func (r *raw) TempName() string { return r.f.Name() }
 
-func (r *raw) Commit() error {
+func (r *raw) Commit() error { return r.CommitContext(context.Background()) }
+
+func (r *raw) CommitContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		r.Abort()
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
 	r.wb.wait()
 	if err := r.f.Sync(); err != nil {
 		r.Abort()
@@ -282,6 +293,10 @@ func (r *raw) Commit() error {
 		return fmt.Errorf("writing %s: %w", r.path, err)
 	}
 	if err := r.f.Close(); err != nil {
+		r.Abort()
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	if err := ctx.Err(); err != nil {
 		r.Abort()
 		return fmt.Errorf("writing %s: %w", r.path, err)
 	}

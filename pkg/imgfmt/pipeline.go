@@ -1,6 +1,7 @@
 package imgfmt
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -36,8 +37,9 @@ type encodeFunc func(u *unit) error
 
 // pipeline walks the units of a disk in order.
 type pipeline struct {
-	src      io.ReaderAt // the virtual disk
-	size     int64       // its size
+	ctx      context.Context // stops the walk when done (nil: never)
+	src      io.ReaderAt     // the virtual disk
+	size     int64           // its size
 	unitSize int64
 	// units lists the candidate unit indices in increasing order (the
 	// others are known to be all zero and are skipped); it stops when
@@ -98,6 +100,9 @@ func (p *pipeline) run(emit func(u *unit) error) error {
 		defer close(work)
 		defer close(order)
 		srcErr = p.units(func(idx int64) bool {
+			if p.ctx != nil && p.ctx.Err() != nil {
+				return false
+			}
 			var u *unit
 			select {
 			case u = <-free:
@@ -131,6 +136,9 @@ func (p *pipeline) run(emit func(u *unit) error) error {
 	wg.Wait()
 	if err == nil {
 		err = srcErr
+	}
+	if err == nil && p.ctx != nil {
+		err = p.ctx.Err()
 	}
 	return err
 }

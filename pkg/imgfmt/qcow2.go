@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -93,7 +94,7 @@ type qcow2Writer struct {
 	compression string // "none", "zlib" or "zstd"
 }
 
-func (q *qcow2Writer) emit(st *store, out *os.File) error {
+func (q *qcow2Writer) emit(ctx context.Context, st *store, out *os.File) error {
 	cs := int64(1) << q.clusterBits
 	l2e := cs / 8
 	clusters := (q.size + cs - 1) / cs
@@ -110,6 +111,7 @@ func (q *qcow2Writer) emit(st *store, out *os.File) error {
 		table: make([]byte, cs),
 	}
 	p := &pipeline{
+		ctx:      ctx,
 		src:      st,
 		size:     q.size,
 		unitSize: cs,

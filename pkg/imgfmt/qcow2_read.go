@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 // table is the disk); refcounts are not needed to read.
 type qcow2Image struct {
 	f           *os.File
+	fsize       int64
 	size        int64
 	version     uint32
 	clusterBits uint
@@ -82,6 +84,7 @@ func openQcow2(f *os.File, fsize int64) (*qcow2Image, error) {
 	}
 	q := &qcow2Image{
 		f:           f,
+		fsize:       fsize,
 		size:        int64(h.Size),
 		version:     version,
 		clusterBits: uint(h.ClusterBits),
@@ -94,8 +97,11 @@ func openQcow2(f *os.File, fsize int64) (*qcow2Image, error) {
 	if int64(h.L1Size) < need {
 		return nil, fmt.Errorf("qcow2: L1 table of %d entries, a %d-byte disk needs %d", h.L1Size, q.size, need)
 	}
-	if int64(h.L1Size)*8 > qcow2MaxL1Bytes || h.L1TableOffset%uint64(q.cs) != 0 {
+	if int64(h.L1Size)*8 > qcow2MaxL1Bytes || h.L1TableOffset%uint64(q.cs) != 0 || h.L1TableOffset > 1<<62 {
 		return nil, fmt.Errorf("qcow2: L1 table of %d entries at %d is invalid", h.L1Size, h.L1TableOffset)
+	}
+	if err := checkTable("qcow2 header field l1_table_offset/l1_size", int64(h.L1TableOffset), need, 8, fsize); err != nil {
+		return nil, err
 	}
 	l1 := make([]byte, need*8)
 	if err := preadFull(f, l1, int64(h.L1TableOffset)); err != nil {
@@ -123,6 +129,40 @@ func (q *qcow2Image) ReadAt(p []byte, off int64) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return readSpans(p, off, q.size, q.cs, q.readPiece)
+}
+
+// Extents lists the guest clusters the L2 tables map: to data, compressed
+// or not. Unallocated clusters and (version 3) zero clusters read as zeros.
+func (q *qcow2Image) Extents(ctx context.Context, fn func(Extent) error) error {
+	m := merger{fn: fn}
+	for i, l1e := range q.l1 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l2off := l1e & qcow2OffsetMask
+		if l2off == 0 {
+			continue
+		}
+		q.mu.Lock()
+		l2, err := q.loadL2(int64(l2off))
+		q.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		for j, e := range l2 {
+			g := int64(i)*q.l2e + int64(j)
+			if g*q.cs >= q.size {
+				break
+			}
+			if e&qcow2OflagCompressed == 0 && ((q.version >= 3 && e&qcow2OflagZero != 0) || e&qcow2OffsetMask == 0) {
+				continue
+			}
+			if err := m.add(Extent{g * q.cs, min(q.cs, q.size-g*q.cs)}); err != nil {
+				return err
+			}
+		}
+	}
+	return m.flush()
 }
 
 // readPiece reads a piece of one guest cluster.
@@ -164,6 +204,9 @@ func (q *qcow2Image) loadL2(off int64) ([]uint64, error) {
 	if off%q.cs != 0 {
 		return nil, fmt.Errorf("qcow2: L2 table at %d is not cluster aligned", off)
 	}
+	if off > q.fsize-q.cs {
+		return nil, fmt.Errorf("qcow2: L2 table at %d (L1 entry) is past the end of the %d-byte file", off, q.fsize)
+	}
 	raw := make([]byte, q.cs)
 	if err := preadFull(q.f, raw, off); err != nil {
 		return nil, fmt.Errorf("qcow2 L2 table: %w", err)
@@ -184,6 +227,9 @@ func (q *qcow2Image) cluster(e uint64) ([]byte, error) {
 	csize := sectors*512 - host%512
 	if host == q.zOff {
 		return q.zData, nil
+	}
+	if host >= q.fsize {
+		return nil, fmt.Errorf("compressed data at %d is past the end of the %d-byte file", host, q.fsize)
 	}
 	if cap(q.zBuf) < int(csize) {
 		q.zBuf = make([]byte, csize)

@@ -1,6 +1,7 @@
 package imgfmt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +15,7 @@ var errFinished = errors.New("image already committed or aborted")
 // emitter writes one image format from the staged disk to out: it is
 // where qcow2, VMDK and dynamic VHD differ.
 type emitter interface {
-	emit(st *store, out *os.File) error
+	emit(ctx context.Context, st *store, out *os.File) error
 }
 
 // staged is the Output of the formats that are not a plain file of the
@@ -78,7 +79,11 @@ func (s *staged) TempName() string { return s.out.Name() }
 
 // Commit writes the image and renames it onto its path. Writes still
 // under way when Commit is called are the caller's bug.
-func (s *staged) Commit() error {
+func (s *staged) Commit() error { return s.CommitContext(context.Background()) }
+
+// CommitContext is Commit, stopped (and the output removed) when ctx is
+// done.
+func (s *staged) CommitContext(ctx context.Context) error {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
@@ -87,7 +92,7 @@ func (s *staged) Commit() error {
 	s.done = true
 	s.mu.Unlock()
 
-	err := s.em.emit(s.st, s.out)
+	err := s.em.emit(ctx, s.st, s.out)
 	s.st.close()
 	if err == nil {
 		err = s.out.Sync()
@@ -97,6 +102,9 @@ func (s *staged) Commit() error {
 	}
 	if cerr := s.out.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	if err != nil {
 		os.Remove(s.out.Name())

@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -186,7 +187,7 @@ func encodeBE(v any) []byte {
 // Blocks that are all zero are not allocated (BAT entry ffffffff).
 type vhdDynamicWriter struct{ vhdParams }
 
-func (v *vhdDynamicWriter) emit(st *store, out *os.File) error {
+func (v *vhdDynamicWriter) emit(ctx context.Context, st *store, out *os.File) error {
 	blocks := (v.size + vhdBlockSize - 1) / vhdBlockSize
 	bat := make([]uint32, blocks)
 	for i := range bat {
@@ -200,6 +201,7 @@ func (v *vhdDynamicWriter) emit(st *store, out *os.File) error {
 	}
 	bitmap := bytes.Repeat([]byte{0xff}, vhdBitmapSize)
 	p := &pipeline{
+		ctx:      ctx,
 		src:      st,
 		size:     v.size,
 		unitSize: vhdBlockSize,
@@ -313,7 +315,9 @@ func (v *vhdFixedOut) finished() bool {
 	return v.done
 }
 
-func (v *vhdFixedOut) Commit() error {
+func (v *vhdFixedOut) Commit() error { return v.CommitContext(context.Background()) }
+
+func (v *vhdFixedOut) CommitContext(ctx context.Context) error {
 	v.mu.Lock()
 	if v.done {
 		v.mu.Unlock()
@@ -324,7 +328,7 @@ func (v *vhdFixedOut) Commit() error {
 	id := v.id
 	if id.IsZero() {
 		var err error
-		if id, err = v.hashRaw(); err != nil {
+		if id, err = v.hashRaw(ctx); err != nil {
 			v.raw.Abort()
 			return fmt.Errorf("writing %s: %w", v.path, err)
 		}
@@ -333,7 +337,7 @@ func (v *vhdFixedOut) Commit() error {
 		v.raw.Abort()
 		return fmt.Errorf("writing %s: %w", v.path, err)
 	}
-	return v.raw.Commit()
+	return v.raw.CommitContext(ctx)
 }
 
 func (v *vhdFixedOut) Abort() {
@@ -345,9 +349,10 @@ func (v *vhdFixedOut) Abort() {
 
 // hashRaw derives the content ID from the temporary file, visiting only
 // its data extents (SEEK_DATA/SEEK_HOLE): a hole is all zero chunks.
-func (v *vhdFixedOut) hashRaw() (repro.UUID, error) {
+func (v *vhdFixedOut) hashRaw(ctx context.Context) (repro.UUID, error) {
 	cid := newContentID(v.size)
 	p := &pipeline{
+		ctx:      ctx,
 		src:      v.f,
 		size:     v.size,
 		unitSize: chunkSize,

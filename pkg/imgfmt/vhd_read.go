@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -63,8 +64,8 @@ func openVHD(f *os.File, fsize int64) (*vhdImage, error) {
 	}
 
 	var hraw [1024]byte
-	if ft.DataOffset > uint64(fsize) {
-		return nil, fmt.Errorf("vhd: dynamic header at %d is past the end of the file", ft.DataOffset)
+	if fsize < 1024 || ft.DataOffset > uint64(fsize)-1024 {
+		return nil, fmt.Errorf("vhd footer field Data Offset: the dynamic header at %d is past the end of the %d-byte file", ft.DataOffset, fsize)
 	}
 	if err := preadFull(f, hraw[:], int64(ft.DataOffset)); err != nil {
 		return nil, fmt.Errorf("vhd dynamic header: %w", err)
@@ -86,6 +87,12 @@ func openVHD(f *os.File, fsize int64) (*vhdImage, error) {
 		return nil, fmt.Errorf("vhd: %d blocks of %d bytes do not cover %d bytes", dh.MaxTableEntries, bs, v.size)
 	}
 	n := (v.size + bs - 1) / bs
+	if dh.TableOffset > 1<<62 {
+		return nil, fmt.Errorf("vhd dynamic header field Table Offset %d is out of range", dh.TableOffset)
+	}
+	if err := checkTable("vhd dynamic header field Table Offset (block allocation table)", int64(dh.TableOffset), n, 4, fsize); err != nil {
+		return nil, err
+	}
 	bat := make([]byte, n*4)
 	if err := preadFull(f, bat, int64(dh.TableOffset)); err != nil {
 		return nil, fmt.Errorf("vhd block allocation table: %w", err)
@@ -102,6 +109,30 @@ func openVHD(f *os.File, fsize int64) (*vhdImage, error) {
 func (v *vhdImage) Size() int64    { return v.size }
 func (v *vhdImage) Format() string { return "vhd" }
 func (v *vhdImage) Close() error   { return v.f.Close() }
+
+// Extents lists the blocks the BAT allocates (a dynamic disk) or the
+// file's data extents (a fixed one).
+func (v *vhdImage) Extents(ctx context.Context, fn func(Extent) error) error {
+	if v.fixed {
+		return fileExtents(ctx, v.f, v.size, fn)
+	}
+	m := merger{fn: fn}
+	for b, e := range v.bat {
+		if b%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if e == vhdUnallocated {
+			continue
+		}
+		off := int64(b) * v.blockSize
+		if err := m.add(Extent{off, min(v.blockSize, v.size-off)}); err != nil {
+			return err
+		}
+	}
+	return m.flush()
+}
 
 func (v *vhdImage) ReadAt(p []byte, off int64) (int, error) {
 	if v.fixed {

@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -134,7 +135,7 @@ func (v *vmdkWriter) descriptor(cid uint32) string {
 	return b.String()
 }
 
-func (v *vmdkWriter) emit(st *store, out *os.File) error {
+func (v *vmdkWriter) emit(ctx context.Context, st *store, out *os.File) error {
 	const grain = vmdkGrainSectors * 512
 	grains := (v.size + grain - 1) / grain
 	e := &vmdkEmitter{
@@ -148,6 +149,7 @@ func (v *vmdkWriter) emit(st *store, out *os.File) error {
 		e.id = newContentID(v.size)
 	}
 	p := &pipeline{
+		ctx:      ctx,
 		src:      st,
 		size:     v.size,
 		unitSize: grain,

@@ -2,6 +2,7 @@ package imgfmt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -60,11 +61,11 @@ func openVMDK(f *os.File, fsize int64) (*vmdkImage, error) {
 	if h.Version > 3 {
 		return nil, fmt.Errorf("vmdk version %d is not supported", h.Version)
 	}
-	if h.NumGTEsPerGT == 0 || h.NumGTEsPerGT > 512 || h.GrainSize == 0 || h.GrainSize > 1<<21 {
-		return nil, fmt.Errorf("vmdk: grain tables of %d entries of %d-sector grains are not supported", h.NumGTEsPerGT, h.GrainSize)
+	if h.NumGTEsPerGT == 0 || h.NumGTEsPerGT > 512 || h.GrainSize == 0 || h.GrainSize > vmdkMaxReadGrainSectors {
+		return nil, fmt.Errorf("vmdk header fields numGTEsPerGT %d, grainSize %d: grain tables of 1 to 512 entries of grains of 1 to %d sectors are supported", h.NumGTEsPerGT, h.GrainSize, vmdkMaxReadGrainSectors)
 	}
 	if h.Capacity == 0 || h.Capacity > vmdkMaxSectors {
-		return nil, fmt.Errorf("vmdk: capacity of %d sectors is not supported", h.Capacity)
+		return nil, fmt.Errorf("vmdk header field capacity: %d sectors is not supported", h.Capacity)
 	}
 	v := &vmdkImage{
 		f:          f,
@@ -81,6 +82,12 @@ func openVMDK(f *os.File, fsize int64) (*vmdkImage, error) {
 		return nil, fmt.Errorf("vmdk: compression algorithm %d is not supported", h.CompressAlgorithm)
 	}
 	n := (int64(h.Capacity) + int64(h.NumGTEsPerGT)*int64(h.GrainSize) - 1) / (int64(h.NumGTEsPerGT) * int64(h.GrainSize))
+	if h.GDOffset > 1<<53 {
+		return nil, fmt.Errorf("vmdk header field gdOffset %d is out of range", h.GDOffset)
+	}
+	if err := checkTable("vmdk header field gdOffset (grain directory)", int64(h.GDOffset)*512, n, 4, fsize); err != nil {
+		return nil, err
+	}
 	gd := make([]byte, n*4)
 	if err := preadFull(f, gd, int64(h.GDOffset)*512); err != nil {
 		return nil, fmt.Errorf("vmdk grain directory: %w", err)
@@ -96,6 +103,44 @@ func openVMDK(f *os.File, fsize int64) (*vmdkImage, error) {
 func (v *vmdkImage) Size() int64    { return v.size }
 func (v *vmdkImage) Format() string { return "vmdk" }
 func (v *vmdkImage) Close() error   { return v.f.Close() }
+
+// vmdkMaxReadGrainSectors bounds the grain size the reader accepts, 16
+// MiB (VMware and qemu write 64 KiB grains): a compressed grain is
+// decompressed whole, and its buffers must stay far under 256 MiB.
+const vmdkMaxReadGrainSectors = 1 << 15
+
+// Extents lists the grains the grain tables map (a zero grain, GTE 1
+// with the zero-grain flag, is not allocated).
+func (v *vmdkImage) Extents(ctx context.Context, fn func(Extent) error) error {
+	m := merger{fn: fn}
+	for i, gt := range v.gd {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if gt == 0 {
+			continue
+		}
+		v.mu.Lock()
+		t, err := v.loadGT(gt)
+		v.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		for j, gte := range t {
+			off := (int64(i)*v.gtes + int64(j)) * v.grain
+			if off >= v.size {
+				break
+			}
+			if gte == 0 || (gte == 1 && v.zeroGrain) {
+				continue
+			}
+			if err := m.add(Extent{off, min(v.grain, v.size-off)}); err != nil {
+				return err
+			}
+		}
+	}
+	return m.flush()
+}
 
 func (v *vmdkImage) ReadAt(p []byte, off int64) (int, error) {
 	v.mu.Lock()
@@ -168,7 +213,7 @@ func (v *vmdkImage) loadGrain(sector int64) error {
 		}
 		size = int64(binary.LittleEndian.Uint32(m[8:]))
 		if size == 0 || size > 2*v.grain {
-			return fmt.Errorf("compressed size %d is invalid", size)
+			return fmt.Errorf("grain marker at %d: compressed size %d is invalid for %d-byte grains", off, size, v.grain)
 		}
 		off += vmdkGrainMarkerSize
 	}
