@@ -42,10 +42,12 @@ func runDiff(t *testing.T, a, b string) diffReport {
 }
 
 // TestDiffOneByte changes one byte of one file in one layer: kiln diff must
-// name exactly that file, and nothing else.
+// name exactly that file, and nothing else. The spec sets seed:, so that
+// the IDs stay: without it, they follow the layers' content (a changed
+// layer gives new GUIDs and UUIDs; see spec.IDSeed).
 func TestDiffOneByte(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(mergeFixture(t, dir, "gpt")))
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte("seed: one-byte\n"+mergeFixture(t, dir, "gpt")))
 	a, b := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
 	if _, se, code := kiln(t, dir, nil, "build", "-q", "-o", a); code != 0 {
 		t.Fatal(se)

@@ -62,6 +62,10 @@ type Result struct {
 	// Filesystems are the partitions' filesystems, by index in Layout
 	// (nil for a partition without one).
 	Filesystems []*FilesystemResult
+	// LayerDigests are the content digests of the spec's layers, in
+	// order, which seed the derived identifiers unless the spec sets seed:
+	// (see spec.IDSeed).
+	LayerDigests []string
 	// Timings of the build's phases.
 	Timings Timings
 }
@@ -135,7 +139,7 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 
 	// 1. Layers, merged in order.
 	prog.setPhase(PhaseLayers)
-	t, closeLayers, err := mergeLayers(ctx, s, epoch, o, logf, prog, res)
+	t, closeLayers, digests, err := mergeLayers(ctx, s, epoch, o, logf, prog, res)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +147,8 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	lap(&res.Timings.Layers)
 	prog.setPhase(PhasePlan)
 
-	seed := s.IDSeed()
+	seed := s.IDSeed(digests)
+	res.LayerDigests = digests
 	// 2. What the boot stage needs from the whole tree: kernel, loaders,
 	// the generated initramfs.
 	bootIn, err := resolveBoot(s, t, seed, epoch, o.InitPath)
@@ -269,19 +274,23 @@ func dataOf(t *tree.Tree) (files, bytes int64) {
 
 // mergeLayers opens every layer of the spec and merges them in order.
 // The returned close releases the spill store that the tree's file
-// contents live in: call it after the image is written.
-func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf func(string, ...any), prog *Progress, res *Result) (*tree.Tree, func(), error) {
+// contents live in: call it after the image is written. It also returns
+// the content digest of each of the spec's layers (see ids.go).
+func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf func(string, ...any), prog *Progress, res *Result) (*tree.Tree, func(), []string, error) {
 	m := tree.NewMerger(epoch)
 	spill := layer.NewSpill(o.TempDir)
 	closeAll := func() { spill.Close() }
 	type opened struct {
 		spec string
+		idx  int // of the spec's layer
 		l    layer.Layer
+		dl   *digestLayer // a directory layer, hashed as it is walked
 	}
 	var all []opened
-	for _, sl := range s.Layers {
+	ids := newLayerIDs(len(s.Layers))
+	for i, sl := range s.Layers {
 		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: o.TempDir, Spill: spill, KeepRoot: true,
-			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio, Cache: o.Cache}
+			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio, Cache: o.Cache, DiffID: true}
 		if sl.UID != nil {
 			lo.DirUID = *sl.UID
 		}
@@ -294,26 +303,38 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 		lo.DirChmod = sl.ChmodModes
 		if (sl.Modes != "" || len(sl.Chmod) > 0) && !plainDir(s.Resolve(sl.Path)) {
 			closeAll()
-			return nil, nil, &spec.Error{File: s.File, Line: sl.Line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
+			return nil, nil, nil, &spec.Error{File: s.File, Line: sl.Line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
 		}
 		ls, err := layer.Open(s.Resolve(sl.Path), lo)
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, l := range ls {
-			all = append(all, opened{sl.Path, l})
+			op := opened{spec: sl.Path, idx: i, l: l}
+			if plainDir(s.Resolve(sl.Path)) {
+				op.dl = newDigestLayer(l)
+			}
+			all = append(all, op)
 		}
 	}
 	prog.LayersTotal.Store(int64(len(all)))
 	for _, ol := range all {
 		if err := ctx.Err(); err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		if err := m.Apply(ctxLayer{ctx, ol.l, prog}); err != nil {
+		apply := ol.l
+		if ol.dl != nil {
+			apply = ol.dl
+		}
+		if err := m.Apply(ctxLayer{ctx, apply, prog}); err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
+		}
+		if err := ids.add(ol.idx, ol.l, ol.dl); err != nil {
+			closeAll()
+			return nil, nil, nil, err
 		}
 		info := layer.Describe(ol.l)
 		res.Layers = append(res.Layers, LayerResult{Spec: ol.spec, Name: ol.l.Name(), Info: info})
@@ -327,7 +348,7 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 			logf("layer %s merged", ol.l.Name())
 		}
 	}
-	return m.Tree(), closeAll, nil
+	return m.Tree(), closeAll, ids.digests(), nil
 }
 
 // ctxLayer stops the walk of a layer once the build is cancelled, so that

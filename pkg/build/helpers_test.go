@@ -63,3 +63,5 @@ func imageSpec(layers, seed string) string {
 	}
 	return s + "layers:\n" + layers + "disk:\n  size: 16MiB\n  partitions:\n    - {name: root, type: linux, filesystem: ext4, size: rest, mount: /}\n"
 }
+
+func sha256Hex(b []byte) string { return judge.SHA256(b) }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
 )
 
@@ -328,4 +329,40 @@ func openWalk(path string, o Options) error {
 		}
 	}
 	return nil
+}
+
+// TestDiffIDOption: with Options.DiffID every walk of a tar layer reports
+// the sha256 of its uncompressed tar stream, whatever the compression and
+// whether the stream came from the cache.
+func TestDiffIDOption(t *testing.T) {
+	tb := tarOne(t)
+	want := "sha256:" + judge.SHA256(tb)
+	dir := t.TempDir()
+	cache, err := OpenCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		o    Options
+	}{
+		{"plain", tb, Options{DiffID: true}},
+		{"gzip", gz(t, tb), Options{DiffID: true}},
+		{"xz", xzc(t, tb), Options{DiffID: true}},
+		{"zstd cold cache", zstdc(t, tb), Options{DiffID: true, Cache: cache}},
+		{"zstd warm cache", zstdc(t, tb), Options{DiffID: true, Cache: cache}},
+		{"plain without the option", tb, Options{}},
+		{"deb", buildDeb(t, "data.tar.gz", gz(t, tb)), Options{DiffID: true}},
+	} {
+		l := openOne(t, writeFile(t, dir, c.name, c.b), c.o)
+		walkAll(t, l)
+		w := want
+		if !c.o.DiffID {
+			w = "" // a plain tar is not hashed unless asked
+		}
+		if got := Describe(l).DiffID; got != w {
+			t.Errorf("%s: diff_id %q, want %s", c.name, got, want)
+		}
+	}
 }

@@ -55,6 +55,13 @@ type Options struct {
 	// Cache, when set, keeps the decompressed tar stream of compressed
 	// layers between builds (see Cache); nil means no cache.
 	Cache *Cache
+	// DiffID makes every walk of a tar layer (plain, compressed, of a
+	// .deb or of an image) find the sha256 of its uncompressed tar stream,
+	// its diff_id, and report it in Info.DiffID: the layer's content
+	// digest, whatever its compression. It costs a sha256 of the stream
+	// where the walk would not take one anyway (a plain tar is then read
+	// whole instead of seeking over file data).
+	DiffID bool
 	// MaxRatio bounds, past RatioFloor (1 GiB), the uncompressed size of
 	// each tar layer to this many times its size as stored (the file, the
 	// blob or the .deb member): a small file that expands to many GiB is
@@ -157,7 +164,7 @@ func Open(path string, o Options) ([]Layer, error) {
 func setLimits(ls []Layer, o Options) {
 	for _, l := range ls {
 		if t, ok := l.(*tarLayer); ok {
-			t.maxBytes, t.maxRatio, t.cache = o.MaxBytes, o.MaxRatio, o.Cache
+			t.maxBytes, t.maxRatio, t.cache, t.wantDiffID = o.MaxBytes, o.MaxRatio, o.Cache, o.DiffID
 		}
 	}
 }

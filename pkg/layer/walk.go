@@ -45,6 +45,8 @@ type tarLayer struct {
 	srcDigest string
 	// info is what the last walk found.
 	info Info
+	// wantDiffID: find the diff_id on every walk (Options.DiffID).
+	wantDiffID bool
 	// rootfs: the layer is a tar file given as a root filesystem (not a
 	// .deb's data, not a layer of an image), which must not turn out to
 	// be an image archive (see imageMarker).
@@ -118,7 +120,7 @@ func (l *tarLayer) Walk(fn func(e *Entry) error) error {
 		sub := *l
 		sub.src = region{ra: hit.f, off: 0, size: hit.size}
 		sub.storedSize = l.src.size
-		sub.cache, sub.blobDigest, sub.diffID = nil, "", ""
+		sub.cache, sub.blobDigest, sub.diffID, sub.wantDiffID = nil, "", "", false
 		err := sub.walk(fn, kindTar, nil)
 		l.info.Entries, l.info.Bytes = sub.info.Entries, sub.info.Bytes
 		l.info.Cache, l.info.DiffID = "hit", "sha256:"+hit.diffID
@@ -174,7 +176,7 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 	raw := l.src.reader()
 	var rawR io.Reader = raw
 	var blobH hash.Hash
-	if l.blobDigest != "" || (k == kindTar && l.diffID != "") {
+	if l.blobDigest != "" || (k == kindTar && (l.diffID != "" || l.wantDiffID)) {
 		blobH = sha256.New()
 		rawR = io.TeeReader(raw, blobH)
 	}
@@ -236,7 +238,7 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			zr = dec
 		}
 		var dr io.Reader = budgetReader{r: zr, b: b}
-		if l.diffID != "" && cw == nil {
+		if (l.diffID != "" || l.wantDiffID) && cw == nil {
 			// (A cache entry being stored hashes the same stream.)
 			diffH = sha256.New()
 			dr = io.TeeReader(dr, diffH)
@@ -379,14 +381,15 @@ func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error 
 			return l.errorf("", "%w: blob sha256:%s has sha256:%s", ErrDigest, l.blobDigest, got)
 		}
 	}
-	if l.diffID != "" && (diffH != nil || cw != nil) {
+	if diffH != nil || cw != nil {
 		var got string
 		if cw != nil {
 			got = cw.sum()
 		} else {
 			got = hex.EncodeToString(diffH.Sum(nil))
 		}
-		if got != l.diffID {
+		l.info.DiffID = "sha256:" + got
+		if l.diffID != "" && got != l.diffID {
 			return l.errorf("", "%w: uncompressed layer has sha256:%s, its diff_id is sha256:%s", ErrDigest, got, l.diffID)
 		}
 	}

@@ -525,8 +525,11 @@ func (s *Spec) ValidateOutput() error {
 
 // Digest is the sha256 of the spec's canonical form (what it says, not how
 // it is written: comments, order of keys and the output path do not count).
-// It seeds every derived identifier unless the spec sets seed:.
 func (s *Spec) Digest() string {
+	return digestOf(s)
+}
+
+func digestOf(s *Spec) string {
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic("BUG: spec does not marshal: " + err.Error())
@@ -535,12 +538,30 @@ func (s *Spec) Digest() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// IDSeed is the seed for derived identifiers: seed: if set, else Digest.
-func (s *Spec) IDSeed() string {
+// IDSeed is the seed of every derived identifier: seed: if the spec sets
+// it; else the sha256 of the spec's canonical form without the layers'
+// paths and pins, and of layerDigests, the content digests of the layers
+// in order (one for each layer of the spec, "sha256:HEX" or any string
+// that names the content). So the same spec of the same layers gives the
+// same disk GUID, partition GUIDs and filesystem UUIDs wherever the layers
+// are, and a layer whose content changed (an unpinned layer, a directory)
+// gives new ones: two different images never claim to be the same.
+func (s *Spec) IDSeed(layerDigests []string) string {
 	if s.Seed != "" {
 		return s.Seed
 	}
-	return s.Digest()
+	c := *s
+	c.Layers = make([]Layer, len(s.Layers))
+	for i, l := range s.Layers {
+		l.Path, l.SHA256 = "", ""
+		c.Layers[i] = l
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "kiln ids v2\x00%s\x00%d", digestOf(&c), len(layerDigests))
+	for _, d := range layerDigests {
+		fmt.Fprintf(h, "\x00%s", d)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Resolve returns p relative to the spec's folder, unless absolute.

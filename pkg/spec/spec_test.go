@@ -223,3 +223,29 @@ func TestParseLayerModes(t *testing.T) {
 		}
 	}
 }
+
+// TestIDSeed: the default seed takes in the layers' content digests, not
+// their paths or pins; seed: overrides all.
+func TestIDSeed(t *testing.T) {
+	s, _ := Parse("kiln.yaml", []byte(good))
+	d := []string{"tar:sha256:aa", "dir:sha256:bb"}
+	base := s.IDSeed(d)
+	if s.IDSeed(d) != base {
+		t.Fatal("IDSeed is not a function of its inputs")
+	}
+	if s.IDSeed([]string{"tar:sha256:aa", "dir:sha256:bc"}) == base {
+		t.Error("another layer content gives the same seed")
+	}
+	moved, _ := Parse("elsewhere/kiln.yaml", []byte(strings.NewReplacer("layers/demo/base.tar.xz", "x/y.tar.xz", "    sha256: 9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c9f2c\n", "").Replace(good)))
+	if moved.IDSeed(d) != base {
+		t.Error("moving or unpinning a layer changes the seed")
+	}
+	sized, _ := Parse("kiln.yaml", []byte(strings.Replace(good, "64MiB", "65MiB", 1)))
+	if sized.IDSeed(d) == base {
+		t.Error("the seed ignores the layout")
+	}
+	seeded, _ := Parse("kiln.yaml", []byte("seed: fleet\n"+good))
+	if seeded.IDSeed(d) != "fleet" || seeded.IDSeed(nil) != "fleet" {
+		t.Error("seed: does not decide alone")
+	}
+}

@@ -190,9 +190,11 @@ func sum(p string) (string, error) {
 }
 
 // variedSpec writes a copy of the spec into dir whose directory layers
-// point at shuffled copies and whose seed is the original's, so derived
-// identifiers do not change with the copies' paths. It returns the new
-// spec's path and the layers it copied.
+// point at shuffled copies. Derived identifiers do not depend on where
+// layers are, only on what they hold (spec.IDSeed), so the second build
+// derives its own, from the copies: a digest that took in the host's
+// modes or mtimes would show. It returns the new spec's path and the
+// layers it copied.
 func variedSpec(s *spec.Spec, specPath, dir string, rng *rand.Rand) (string, []string, error) {
 	b, err := os.ReadFile(specPath)
 	if err != nil {
@@ -204,19 +206,10 @@ func variedSpec(s *spec.Spec, specPath, dir string, rng *rand.Rand) (string, []s
 	}
 	top := doc.Content[0]
 	var layersNode *yaml.Node
-	seedSet := false
 	for i := 0; i+1 < len(top.Content); i += 2 {
-		switch top.Content[i].Value {
-		case "layers":
+		if top.Content[i].Value == "layers" {
 			layersNode = top.Content[i+1]
-		case "seed":
-			seedSet = true
 		}
-	}
-	if !seedSet {
-		top.Content = append(top.Content,
-			&yaml.Node{Kind: yaml.ScalarNode, Value: "seed"},
-			&yaml.Node{Kind: yaml.ScalarNode, Value: s.IDSeed(), Style: yaml.DoubleQuotedStyle})
 	}
 	var copied []string
 	for i, l := range s.Layers {
