@@ -151,8 +151,12 @@ func TestCopyKeepsHoles(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer dst.Abort()
-			if err := Copy(context.Background(), dst, in); err != nil {
+			counted := &countingImage{Image: in}
+			if err := Copy(context.Background(), dst, counted); err != nil {
 				t.Fatal(err)
+			}
+			if counted.n > 4*mib {
+				t.Errorf("Copy read %d bytes of a disk with 128 KiB allocated", counted.n)
 			}
 			if err := dst.Commit(); err != nil {
 				t.Fatal(err)
@@ -281,4 +285,15 @@ func TestOpenRefusesForeignFormats(t *testing.T) {
 			})
 		}
 	}
+}
+
+// countingImage counts the bytes read of an Image.
+type countingImage struct {
+	Image
+	n int64
+}
+
+func (c *countingImage) ReadAt(p []byte, off int64) (int, error) {
+	c.n += int64(len(p))
+	return c.Image.ReadAt(p, off)
 }
