@@ -105,7 +105,9 @@ func TestInterruptConvertDiff(t *testing.T) {
 		ready func(pid int, out string) bool
 	}{
 		{"convert-qcow2-zlib-sigint", syscall.SIGINT,
-			func(out string) []string { return []string{"convert", raw, out, "--format", "qcow2", "--compression", "zlib"} },
+			func(out string) []string {
+				return []string{"convert", raw, out, "--format", "qcow2", "--compression", "zlib"}
+			},
 			func(pid int, out string) bool { return len(leftovers(t, filepath.Dir(out))) > 0 }},
 		// The staged formats write the image at Commit: interrupted there,
 		// once the temporary image has grown past 1 MiB.
