@@ -277,3 +277,37 @@ func TestCraftedHeadersPeakRSS(t *testing.T) {
 		t.Errorf("convert wrote an output (%v)", err)
 	}
 }
+
+// TestRunFormat: kiln run gives QEMU the format imgfmt.Open finds, in
+// QEMU's name. Before, pkg/qemu knew only qcow2's magic and gave QEMU
+// every VMDK and VHD as raw (and a VHDX too).
+func TestRunFormat(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	data := make([]byte, 1<<20)
+	copy(data, "boot sector")
+	writeFile(t, raw, data)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--format", "qcow2"}, "qcow2"},
+		{[]string{"--format", "vmdk"}, "vmdk"},
+		{[]string{"--format", "vhd"}, "vpc"},
+		{[]string{"--format", "vhd", "--subformat", "fixed"}, "vpc"},
+		{[]string{"--format", "raw"}, "raw"},
+	} {
+		out := filepath.Join(dir, strings.Join(c.args, ""))
+		if _, se, code := kiln(t, "", nil, append([]string{"convert", raw, out}, c.args...)...); code != 0 {
+			t.Fatal(se)
+		}
+		if got, err := qemuFormat(out); got != c.want {
+			t.Errorf("%v: %q (%v), want %s", c.args, got, err, c.want)
+		}
+	}
+	vhdx := filepath.Join(dir, "a.vhdx")
+	writeFile(t, vhdx, append([]byte("vhdxfile"), data...))
+	if got, err := qemuFormat(vhdx); err == nil || !strings.Contains(err.Error(), "VHDX") {
+		t.Errorf("a VHDX: %q (%v)", got, err)
+	}
+}

@@ -116,6 +116,23 @@ func inspectImage(path string) (*report, error) {
 	return rep, nil
 }
 
+// qemuFormat finds an image's format by content with imgfmt.Open, the
+// reader of inspect, diff and convert, and gives QEMU's name for it (raw,
+// qcow2, vmdk, vpc): kiln run boots what the other commands read, and
+// refuses what they refuse. (pkg/qemu's own magic check knew only qcow2
+// and gave QEMU everything else, VMDK and VHD included, as raw.)
+func qemuFormat(path string) (string, error) {
+	img, err := imgfmt.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer img.Close()
+	if f := img.Format(); f != "vhd" {
+		return f, nil
+	}
+	return "vpc", nil
+}
+
 func typeName(t disk.Type) string {
 	if t.Name != "" {
 		return t.Name

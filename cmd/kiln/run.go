@@ -41,8 +41,12 @@ only where it really works (else TCG).`,
 			if _, err := os.Stat(args[0]); err != nil {
 				return usageError{err}
 			}
+			format, err := qemuFormat(args[0])
+			if err != nil {
+				return err
+			}
 			qo := qemu.Options{
-				Image: args[0], Firmware: o.firmware, MemoryMB: o.memory, Accel: o.accel,
+				Image: args[0], Format: format, Firmware: o.firmware, MemoryMB: o.memory, Accel: o.accel,
 				Expect: o.expect, Timeout: o.timeout,
 			}
 			if !o.quiet {

@@ -12,14 +12,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/kiln-build/kiln/pkg/imgfmt"
 )
 
 // Options describe one run.
 type Options struct {
 	Image    string
-	Format   string // QEMU's format name: raw | qcow2 | vmdk | vpc; "" = detect by content
+	Format   string // raw | qcow2; "" = detect from the file's magic
 	Firmware string // uefi | bios; "" = uefi
 	MemoryMB int    // 0 = 1024
 	Accel    string // auto | tcg | kvm; "" = auto (KVM only where it really works)
@@ -78,20 +76,21 @@ func firstExisting(paths []string) string {
 	return ""
 }
 
-// DetectFormat finds the image's format by content, with the reader
-// kiln inspect, diff and convert use (imgfmt.Open), and gives QEMU's
-// name for it: raw, qcow2, vmdk or vpc. A format kiln recognises but does
-// not read (VHDX, VDI, ...) or a broken header is an error, never "raw".
+// DetectFormat reads the image's magic: qcow2 or raw.
 func DetectFormat(path string) (string, error) {
-	img, err := imgfmt.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
-	defer img.Close()
-	if f := img.Format(); f != "vhd" {
-		return f, nil
+	defer f.Close()
+	var m [4]byte
+	if _, err := io.ReadFull(f, m[:]); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
 	}
-	return "vpc", nil
+	if string(m[:]) == "QFI\xfb" {
+		return "qcow2", nil
+	}
+	return "raw", nil
 }
 
 // KVMUsable reports whether KVM can really run guests: /dev/kvm opens and
