@@ -427,6 +427,9 @@ func unionExtents(ctx context.Context, a, b Image, fn func(imgfmt.Extent) error)
 	return nil
 }
 
+// maxRanges bounds the differing ranges byteRanges keeps (1 MiB of them).
+const maxRanges = 1 << 16
+
 // byteRanges returns where a and b differ (a size difference counts as
 // differing bytes at the end of the longer one). It reads only the ranges
 // that are allocated in a or in b: elsewhere both read as zeros.
@@ -435,7 +438,9 @@ func byteRanges(ctx context.Context, a, b Image) ([]Range, error) {
 	ba, bb := make([]byte, chunk), make([]byte, chunk)
 	var out []Range
 	addRange := func(s, e int64) {
-		if len(out) > 0 && out[len(out)-1].End >= s-512 {
+		// Past maxRanges, ranges are joined to the last one: the report
+		// gets coarser, the memory it takes stays bounded.
+		if len(out) > 0 && (out[len(out)-1].End >= s-512 || len(out) >= maxRanges) {
 			out[len(out)-1].End = e
 			return
 		}

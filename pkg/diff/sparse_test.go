@@ -99,3 +99,24 @@ func TestImagesCancelled(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+// TestManyDifferencesBounded: images that differ every 1 KiB give at most
+// maxRanges ranges, the last one covering the rest, not one range per
+// difference.
+func TestManyDifferencesBounded(t *testing.T) {
+	const n = maxRanges + 100
+	a := &sparseDisk{size: n * 1024, data: map[int64][]byte{}, budget: 1 << 30}
+	pattern := make([]byte, n*1024)
+	for i := range n {
+		pattern[i*1024] = 1
+	}
+	a.data[0] = pattern
+	b := &sparseDisk{size: n * 1024, data: map[int64][]byte{}, budget: 1 << 30}
+	ranges, err := byteRanges(context.Background(), a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != maxRanges || ranges[0] != (Range{0, 1}) || ranges[len(ranges)-1].End != (n-1)*1024+1 {
+		t.Fatalf("%d ranges, first %v, last %v", len(ranges), ranges[0], ranges[len(ranges)-1])
+	}
+}

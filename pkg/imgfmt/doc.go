@@ -82,7 +82,31 @@
 // (streamOptimized as kiln and qemu write it, monolithicSparse); VHD fixed
 // and dynamic (honouring sector bitmaps). Backing files, encryption,
 // external data files, qcow2 extended L2 entries, VMDK descriptor files
-// with separate extents and differencing VHDs are errors.
+// with separate extents and differencing VHDs are errors. Formats Open
+// recognises by their signature but does not read (VHDX, VDI, QED,
+// Parallels, COWD VMDK, Bochs, cloop, DMG, a VHD with the 511-byte footer
+// of Virtual PC before 5.0) are refused with an *UnsupportedFormatError:
+// a recognised container is never read as raw bytes.
+//
+// Every image says which ranges of its disk are allocated (Extents): raw
+// and fixed VHD from SEEK_DATA/SEEK_HOLE, qcow2 from its L2 tables, VMDK
+// from its grain tables, dynamic VHD from its BAT; the rest reads as
+// zeros. Copy writes an Image to an Output visiting only those ranges, so
+// a 16 TiB qcow2 with one cluster written converts in the time of one
+// cluster and its holes stay holes; kiln diff compares only the union of
+// both images' ranges. This is the one path from an image to a disk:
+// inspect, diff, convert and run all open images with Open.
+//
+// Readers treat every file as hostile. Every table a header sizes (the
+// qcow2 L1 table, the VMDK grain directory, the VHD BAT) is checked
+// against the file size and against maxTableBytes (32 MiB) before it is
+// allocated; L2 and grain tables are at most 2 MiB and 2 KiB and only the
+// last 16 are kept; a VMDK grain is at most 16 MiB (64 KiB is what VMware
+// and qemu write), so a compressed grain needs at most 48 MiB of buffers.
+// Reading any image, hostile or not, stays far under 256 MiB (the fuzz
+// targets FuzzQcow2, FuzzVMDK and FuzzVHD check each input against
+// testkit.ReadBound). Errors name the file (Open wraps them with the
+// path) and the header field or table at fault.
 //
 // References: QEMU docs/interop/qcow2.txt and block/qcow2*.c, vmdk.c,
 // vpc.c; VMware Virtual Disk Format 5.0; Microsoft Virtual Hard Disk Image
