@@ -234,64 +234,34 @@ func (m *Merger) removeLower(d *Inode, name string) {
 }
 
 // parentDir resolves the directory dir (a cleaned path with a trailing
-// slash, or ""), following symlinks inside the tree. With create, missing
-// directories are made (implicit) and a non-directory in the way is
-// replaced by one; without, a missing directory gives nil.
+// slash, or ""), following symlinks inside the tree (Tree.resolve). With
+// create, missing directories are made (implicit) and a non-directory in
+// the way is replaced by one; without, a missing directory gives nil.
 func (m *Merger) parentDir(dir string, create bool) (*Inode, error) {
-	hops := 0
-	r, err := m.walkDir(m.t.Root, nil, strings.TrimSuffix(dir, "/"), create, &hops)
-	return r.dir, err
-}
-
-// resolved is a directory found by walkDir and the directories above it.
-type resolved struct {
-	dir   *Inode
-	stack []*Inode
-}
-
-// walkDir resolves rel from cur, whose parents are stack. It returns the
-// directory and its parents, so that ".." after a followed symlink climbs
-// the target's parents, as the kernel does.
-func (m *Merger) walkDir(cur *Inode, stack []*Inode, rel string, create bool, hops *int) (resolved, error) {
-	st := append([]*Inode(nil), stack...)
-	for _, el := range strings.Split(rel, "/") {
-		switch el {
-		case "", ".":
-			continue
-		case "..":
-			if len(st) > 0 {
-				cur, st = st[len(st)-1], st[:len(st)-1]
-			}
-			continue
+	var mkdir func(*Inode, string) *Inode
+	if create {
+		mkdir = func(d *Inode, name string) *Inode {
+			n := NewDir(0o755, 0, 0, m.epoch)
+			d.children[name] = &link{inode: n, stamp: m.n}
+			return n
 		}
-		c := cur.children[el]
-		if c != nil && c.inode.Kind == Symlink {
-			*hops++
-			if *hops > maxLinkHops {
-				return resolved{}, fmt.Errorf("too many levels of symbolic links resolving %q", el)
-			}
-			base, bstack := cur, st
-			if strings.HasPrefix(c.inode.Target, "/") {
-				base, bstack = m.t.Root, nil
-			}
-			r, err := m.walkDir(base, bstack, c.inode.Target, create, hops)
-			if err != nil || r.dir == nil {
-				return r, err
-			}
-			cur, st = r.dir, r.stack
-			continue
-		}
-		if c == nil || c.inode.Kind != Dir {
-			if !create {
-				return resolved{}, nil
-			}
-			c = &link{inode: NewDir(0o755, 0, 0, m.epoch), stamp: m.n}
-			cur.children[el] = c
-		}
-		st = append(st, cur)
-		cur = c.inode
 	}
-	return resolved{dir: cur, stack: st}, nil
+	n, _, err := m.t.resolve(strings.TrimSuffix(dir, "/"), true, mkdir)
+	switch {
+	case errors.Is(err, ErrLoop):
+		return nil, err
+	case err != nil:
+		if create {
+			return nil, fmt.Errorf("BUG: resolving %q to create it: %w", dir, err)
+		}
+		return nil, nil
+	case n.Kind != Dir:
+		if create {
+			return nil, fmt.Errorf("BUG: %q is a %s after creating it", dir, n.Kind)
+		}
+		return nil, nil
+	}
+	return n, nil
 }
 
 // resolveLink finds the inode a hardlink names: parents resolved as for

@@ -5,6 +5,9 @@
 // File data is never held here: a regular file's Inode references its
 // content (layer.Content). Hardlinks are several directory entries that
 // point to the same *Inode.
+//
+// Resolve and Glob are kiln's one symlink resolver: paths are looked up
+// inside the tree as in a chroot, never on the host.
 package tree
 
 import (
@@ -127,7 +130,7 @@ type Tree struct {
 func New(mtime int64) *Tree { return &Tree{Root: NewDir(0o755, 0, 0, mtime)} }
 
 // Lookup returns the inode at a slash-separated path ("" or "/" is the root),
-// without following symlinks, or nil.
+// without following symlinks, or nil. Resolve follows them.
 func (t *Tree) Lookup(p string) *Inode {
 	n := t.Root
 	for _, el := range splitPath(p) {
