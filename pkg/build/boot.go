@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"sort"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/boot/syslinux"
@@ -252,27 +250,13 @@ func (w *window) ReadAt(p []byte, off int64) (int, error)  { return w.rw.ReadAt(
 func (w *window) WriteAt(p []byte, off int64) (int, error) { return w.rw.WriteAt(p, w.off+off) }
 
 // globOne finds the single regular file pattern matches in the tree
-// (path.Match per element; symlinks at the end are resolved in the tree).
+// (tree.Glob: path.Match per element, symlinks followed on the way and at
+// the end, inside the tree). It returns the file's canonical path.
 func globOne(t *tree.Tree, pattern string) (string, *tree.Inode, error) {
-	matches := []string{"/"}
-	for _, el := range strings.Split(strings.Trim(pattern, "/"), "/") {
-		var next []string
-		for _, m := range matches {
-			d := t.Lookup(m)
-			if d == nil || d.Kind != tree.Dir {
-				continue
-			}
-			for _, c := range d.Children() {
-				if ok, err := path.Match(el, c.Name); err != nil {
-					return "", nil, fmt.Errorf("bad pattern %q: %w", pattern, err)
-				} else if ok {
-					next = append(next, path.Join(m, c.Name))
-				}
-			}
-		}
-		matches = next
+	matches, err := t.Glob(pattern)
+	if err != nil {
+		return "", nil, err
 	}
-	sort.Strings(matches)
 	switch len(matches) {
 	case 0:
 		return "", nil, fmt.Errorf("%s matches nothing in the merged tree", pattern)
@@ -280,20 +264,11 @@ func globOne(t *tree.Tree, pattern string) (string, *tree.Inode, error) {
 	default:
 		return "", nil, fmt.Errorf("%s matches %d files (%s): it must match exactly one", pattern, len(matches), strings.Join(matches, ", "))
 	}
-	p := matches[0]
-	n := t.Lookup(p)
-	for hops := 0; n != nil && n.Kind == tree.Symlink; hops++ {
-		if hops > 10 {
-			return "", nil, fmt.Errorf("%s: too many symlinks", pattern)
-		}
-		target := n.Target
-		if !strings.HasPrefix(target, "/") {
-			target = path.Join(path.Dir(p), target)
-		}
-		p = path.Clean(target)
-		n = t.Lookup(p)
+	n, p, err := t.Resolve(matches[0], true)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", matches[0], err)
 	}
-	if n == nil || n.Kind != tree.Regular {
+	if n.Kind != tree.Regular {
 		return "", nil, fmt.Errorf("%s is not a regular file", matches[0])
 	}
 	return p, n, nil

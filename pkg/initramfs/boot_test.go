@@ -160,7 +160,7 @@ func buildKilnInit(t *testing.T, dir string) []byte {
 // writeTreeFile copies a file of the tree to the host.
 func writeTreeFile(t *testing.T, tr *tree.Tree, p, dst string) {
 	t.Helper()
-	n, _, err := resolve(tr, p, true)
+	n, _, err := tr.Resolve(p, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,57 +10,6 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// maxLinkHops bounds symlink resolution, like the kernel's MAXSYMLINKS.
-const maxLinkHops = 40
-
-// errNotExist is what resolve returns for a path that is not in the tree.
-var errNotExist = errors.New("no such file or directory")
-
-// resolve looks p up in the tree, following symlinks as the kernel would
-// with the tree's root as "/" (".." never climbs above it), including the
-// last element when followLast is set. It returns the inode and the
-// canonical path (no symlinks, no "." or "..") it was found at.
-func resolve(t *tree.Tree, p string, followLast bool) (*tree.Inode, string, error) {
-	inodes := []*tree.Inode{t.Root} // the directories walked through, root first
-	var names []string              // names[i] leads from inodes[i] to inodes[i+1]
-	where := func() string { return "/" + strings.Join(names, "/") }
-	comps := strings.Split(p, "/")
-	hops := 0
-	for len(comps) > 0 {
-		c := comps[0]
-		comps = comps[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if len(names) > 0 {
-				inodes, names = inodes[:len(inodes)-1], names[:len(names)-1]
-			}
-			continue
-		}
-		dir := inodes[len(inodes)-1]
-		if dir.Kind != tree.Dir {
-			return nil, "", fmt.Errorf("%s: not a directory", where())
-		}
-		child := dir.Child(c)
-		if child == nil {
-			return nil, "", fmt.Errorf("%s: %w", path.Join(where(), c), errNotExist)
-		}
-		if child.Kind == tree.Symlink && (len(comps) > 0 || followLast) {
-			if hops++; hops > maxLinkHops {
-				return nil, "", fmt.Errorf("%s: too many levels of symbolic links", p)
-			}
-			if strings.HasPrefix(child.Target, "/") {
-				inodes, names = inodes[:1], names[:0]
-			}
-			comps = append(strings.Split(child.Target, "/"), comps...)
-			continue
-		}
-		inodes, names = append(inodes, child), append(names, c)
-	}
-	return inodes[len(inodes)-1], where(), nil
-}
-
 // checkKernelVersion rejects a version that is not a plain directory name.
 func checkKernelVersion(kver string) error {
 	if kver == "" || kver == "." || kver == ".." || strings.ContainsAny(kver, "/\x00") {
@@ -79,7 +28,7 @@ func checkKernelVersion(kver string) error {
 // was found.
 func KernelVersion(t *tree.Tree, kernelPath string) (string, error) {
 	if kernelPath != "" {
-		n, p, err := resolve(t, kernelPath, true)
+		n, p, err := t.Resolve(kernelPath, true)
 		if err != nil {
 			return "", fmt.Errorf("kernel version: kernel %s: %w", kernelPath, err)
 		}
@@ -104,7 +53,7 @@ func KernelVersion(t *tree.Tree, kernelPath string) (string, error) {
 	seen := map[string]bool{}
 	var found []string
 	for _, dir := range []string{"/lib/modules", "/usr/lib/modules"} {
-		n, _, err := resolve(t, dir, true)
+		n, _, err := t.Resolve(dir, true)
 		if err != nil || n.Kind != tree.Dir {
 			continue
 		}
@@ -118,7 +67,7 @@ func KernelVersion(t *tree.Tree, kernelPath string) (string, error) {
 		}
 	}
 	if len(found) == 0 {
-		if n, _, err := resolve(t, "/boot", true); err == nil && n.Kind == tree.Dir {
+		if n, _, err := t.Resolve("/boot", true); err == nil && n.Kind == tree.Dir {
 			for _, c := range n.Children() {
 				if v, ok := strings.CutPrefix(c.Name, "vmlinuz-"); ok && v != "" {
 					found = append(found, v)

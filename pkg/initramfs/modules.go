@@ -149,9 +149,9 @@ func newResolver(t *tree.Tree, kver string) (*resolver, error) {
 	r := &resolver{t: t, kver: kver, files: map[string]*modFile{}, builtin: map[string]bool{}, info: map[string]*modInfo{}}
 	var dirInodes []*tree.Inode
 	for _, d := range []string{"/lib/modules/" + kver, "/usr/lib/modules/" + kver} {
-		n, p, err := resolve(t, d, true)
+		n, p, err := t.Resolve(d, true)
 		if err != nil {
-			if errors.Is(err, errNotExist) {
+			if errors.Is(err, tree.ErrNotExist) {
 				continue
 			}
 			return nil, err
@@ -168,7 +168,7 @@ func newResolver(t *tree.Tree, kver string) (*resolver, error) {
 	// else the first in byte order.
 	byPath := map[string]*modFile{}
 	for _, dir := range r.dirs {
-		n, _, _ := resolve(t, dir, true)
+		n, _, _ := t.Resolve(dir, true)
 		walkFiles(n, "", func(rel string, f *tree.Inode) {
 			name, comp, ok := splitModuleFile(path.Base(rel))
 			if !ok || f.Kind != tree.Regular {
@@ -263,9 +263,9 @@ func walkFiles(dir *tree.Inode, rel string, fn func(rel string, f *tree.Inode)) 
 // that has it; nil data means none has.
 func (r *resolver) readIndex(name string) (data []byte, dir string, err error) {
 	for _, dir := range r.dirs {
-		n, p, err := resolve(r.t, dir+"/"+name, true)
+		n, p, err := r.t.Resolve(dir+"/"+name, true)
 		if err != nil {
-			if errors.Is(err, errNotExist) {
+			if errors.Is(err, tree.ErrNotExist) {
 				continue
 			}
 			return nil, "", err

@@ -27,7 +27,7 @@ func syslinuxSources(t testing.TB) Sources {
 // does.
 func treeFile(t testing.TB, tr *tree.Tree, p string) []byte {
 	t.Helper()
-	n, err := resolve(tr, p)
+	n, _, err := tr.Resolve(p, true)
 	if err != nil {
 		t.Fatalf("%s: %v", p, err)
 	}

@@ -277,14 +277,14 @@ func checkC32(p string, n *tree.Inode) error {
 	return nil
 }
 
-// maxLinks bounds the symlinks followed in one lookup, as Linux does.
-const maxLinks = 40
-
 // lookupFile finds the regular file at p in t, following symlinks inside
 // t (".." never climbs above its root), and checks its size against max.
 // pkg names the Debian package that ships it, for the error.
 func lookupFile(t *tree.Tree, p string, max int64, pkg string) (*tree.Inode, error) {
-	n, err := resolve(t, p)
+	n, _, err := t.Resolve(p, true)
+	if errors.Is(err, tree.ErrNotExist) {
+		return nil, fmt.Errorf("syslinux: %s: not found: %w (install %s in a layer)", p, err, pkg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("syslinux: %s: %w (install %s in a layer)", p, err, pkg)
 	}
@@ -319,55 +319,6 @@ func readFile(t *tree.Tree, p string, max int64, pkg string) ([]byte, error) {
 		return nil, fmt.Errorf("syslinux: %s: reading %d bytes: %w", p, n.Size, err)
 	}
 	return b, nil
-}
-
-// resolve looks p up in t, following symlinks (relative ones from their
-// directory, absolute ones from t's root; ".." stops at the root), at
-// most maxLinks of them.
-func resolve(t *tree.Tree, p string) (*tree.Inode, error) {
-	links := 0
-	var walk func(stack []*tree.Inode, p string) ([]*tree.Inode, error)
-	walk = func(stack []*tree.Inode, p string) ([]*tree.Inode, error) {
-		if strings.HasPrefix(p, "/") {
-			stack = stack[:1]
-		}
-		for _, el := range strings.Split(p, "/") {
-			switch el {
-			case "", ".":
-				continue
-			case "..":
-				if len(stack) > 1 {
-					stack = stack[:len(stack)-1]
-				}
-				continue
-			}
-			dir := stack[len(stack)-1]
-			if dir.Kind != tree.Dir {
-				return nil, errors.New("not found (a path element is not a directory)")
-			}
-			c := dir.Child(el)
-			if c == nil {
-				return nil, errors.New("not found")
-			}
-			if c.Kind == tree.Symlink {
-				if links++; links > maxLinks {
-					return nil, errors.New("too many levels of symbolic links")
-				}
-				var err error
-				if stack, err = walk(stack, c.Target); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			stack = append(stack, c)
-		}
-		return stack, nil
-	}
-	stack, err := walk([]*tree.Inode{t.Root}, p)
-	if err != nil {
-		return nil, err
-	}
-	return stack[len(stack)-1], nil
 }
 
 // bytesContent is file content held in memory.

@@ -267,7 +267,7 @@ func TestResolve(t *testing.T) {
 		{"/usr/share/mbr.bin/x", "not a directory"},
 		{"/nothere", "not found"},
 	} {
-		n, err := resolve(tr, tc.path)
+		n, err := lookupFile(tr, tc.path, 1<<20, "syslinux-common")
 		if err != nil {
 			testkit.ErrContains(t, err, tc.want)
 			continue
