@@ -614,7 +614,7 @@ func hostileCases(t *testing.T) []hostileCase {
 			want: []string{`kiln.yaml:5: disk.size: invalid size "9999999999TiB"`}},
 		{name: "spec-bad-pin", layer: payload, code: 2,
 			spec: strings.Replace(hostileSpec, "  - path: %[1]s\n", "  - path: %[1]s\n    sha256: nothex\n", 1),
-			want: []string{"kiln.yaml:3: layers[0].sha256: want 64 hex digits"}},
+			want: []string{"kiln.yaml:4: layers[0].sha256: want 64 hex digits"}}, // the line of sha256:
 	}
 }
 

@@ -297,7 +297,7 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 		if sl.GID != nil {
 			lo.DirGID = *sl.GID
 		}
-		if sl.Modes == "preserve" {
+		if sl.PreserveModes {
 			lo.DirModes = layer.ModesPreserve
 		}
 		lo.DirChmod = sl.ChmodModes
@@ -418,14 +418,11 @@ func splitTree(s *spec.Spec, t *tree.Tree, epoch int64) ([]*part, error) {
 }
 
 // filesystemOptions derives a partition's filesystem identity: every ID
-// from the seed unless the spec gives it.
+// from the seed unless the spec gives it (parsed by pkg/spec).
 func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64) (any, error) {
-	id := func(given, purpose string) repro.UUID {
-		if given != "" {
-			u, err := repro.ParseUUID(given)
-			if err == nil {
-				return u
-			}
+	id := func(given *repro.UUID, purpose string) repro.UUID {
+		if given != nil {
+			return *given
 		}
 		return repro.Derive(seed, "partition/"+p.Name+"/"+purpose)
 	}
@@ -437,9 +434,9 @@ func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64
 		}
 		return ext4.Options{
 			Label:       label,
-			UUID:        id(p.UUID, "fs-uuid"),
-			HashSeed:    id(p.HashSeed, "hash-seed"),
-			JournalUUID: id(p.JournalUUID, "journal-uuid"),
+			UUID:        id(p.UUIDValue, "fs-uuid"),
+			HashSeed:    id(p.HashSeedValue, "hash-seed"),
+			JournalUUID: id(p.JournalUUIDValue, "journal-uuid"),
 			Epoch:       epoch,
 		}, nil
 	case "vfat":
@@ -448,10 +445,8 @@ func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64
 			label = strings.ToUpper(truncate(p.Name, 11))
 		}
 		vid := repro.Derive32(seed, "partition/"+p.Name+"/volume-id")
-		if p.VolumeID != "" {
-			var v uint32
-			fmt.Sscanf(strings.TrimPrefix(strings.ToLower(p.VolumeID), "0x"), "%x", &v)
-			vid = v
+		if p.VolumeIDValue != nil {
+			vid = *p.VolumeIDValue
 		}
 		return fat.Options{Label: label, VolumeID: vid, Epoch: epoch}, nil
 	case "none":
@@ -498,8 +493,8 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 		}
 	}
 	po := disk.PlanOptions{Arch: s.Disk.Arch, DiskSignature: diskSignature(s, seed)}
-	if s.Disk.GUID != "" {
-		po.DiskGUID, _ = repro.ParseUUID(s.Disk.GUID)
+	if s.Disk.GUIDValue != nil {
+		po.DiskGUID = *s.Disk.GUIDValue
 	} else {
 		po.DiskGUID = repro.Derive(seed, "disk/guid")
 	}
@@ -519,20 +514,16 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 
 // partitionGUID is a partition's unique GPT GUID: the spec's, or derived.
 func partitionGUID(sp *spec.Partition, seed string) repro.UUID {
-	if sp.GUID != "" {
-		if u, err := repro.ParseUUID(sp.GUID); err == nil {
-			return u
-		}
+	if sp.GUIDValue != nil {
+		return *sp.GUIDValue
 	}
 	return repro.Derive(seed, "partition/"+sp.Name+"/guid")
 }
 
 // diskSignature is the MBR disk signature: the spec's, or derived.
 func diskSignature(s *spec.Spec, seed string) uint32 {
-	if s.Disk.Signature != "" {
-		var v uint32
-		fmt.Sscanf(strings.TrimPrefix(strings.ToLower(s.Disk.Signature), "0x"), "%x", &v)
-		return v
+	if s.Disk.SignatureValue != nil {
+		return *s.Disk.SignatureValue
 	}
 	return repro.Derive32(seed, "disk/signature")
 }

@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -36,6 +37,8 @@ type Spec struct {
 	// which relative paths in the spec are resolved.
 	File string `yaml:"-" json:"-"`
 	Dir  string `yaml:"-" json:"-"`
+	// KeyLines are the lines of the top-level keys, for errors.
+	KeyLines map[string]int `yaml:"-" json:"-"`
 }
 
 // Layer is one entry of layers:.
@@ -50,11 +53,16 @@ type Layer struct {
 	Modes string `yaml:"modes" json:"modes,omitempty"`
 	// Chmod sets modes of a directory layer's entries, after Modes:
 	// absolute path in the layer → octal mode ("0640", "1777").
-	Chmod map[string]string `yaml:"chmod" json:"chmod,omitempty"`
-	Line  int               `yaml:"-" json:"-"`
+	Chmod    map[string]string `yaml:"chmod" json:"chmod,omitempty"`
+	Line     int               `yaml:"-" json:"-"`
+	KeyLines map[string]int    `yaml:"-" json:"-"` // lines of the layer's keys
+	// ChmodLines are the lines of chmod's entries, by their path as given.
+	ChmodLines map[string]int `yaml:"-" json:"-"`
 
-	// Parsed values: Chmod by Entry path (relative, "." for the root).
-	ChmodModes map[string]uint32 `yaml:"-" json:"-"`
+	// Parsed values: Chmod by Entry path (relative, "." for the root);
+	// PreserveModes is modes: preserve.
+	ChmodModes    map[string]uint32 `yaml:"-" json:"-"`
+	PreserveModes bool              `yaml:"-" json:"-"`
 }
 
 // Disk is the disk: partition table, size and partitions.
@@ -72,6 +80,10 @@ type Disk struct {
 	// Parsed values.
 	SizeBytes int64 `yaml:"-" json:"-"` // 0 for auto
 	FreeBytes int64 `yaml:"-" json:"-"`
+	// GUIDValue and SignatureValue are guid: and signature:, nil when
+	// the spec does not give them (the build derives them).
+	GUIDValue      *repro.UUID `yaml:"-" json:"-"`
+	SignatureValue *uint32     `yaml:"-" json:"-"`
 }
 
 // Partition is one entry of disk.partitions.
@@ -97,6 +109,13 @@ type Partition struct {
 	SizeBytes int64 `yaml:"-" json:"-"`
 	Rest      bool  `yaml:"-" json:"-"`
 	Auto      bool  `yaml:"-" json:"-"`
+	// The IDs the spec gives, nil where it gives none (the build derives
+	// them from the seed).
+	GUIDValue        *repro.UUID `yaml:"-" json:"-"`
+	UUIDValue        *repro.UUID `yaml:"-" json:"-"`
+	HashSeedValue    *repro.UUID `yaml:"-" json:"-"`
+	JournalUUIDValue *repro.UUID `yaml:"-" json:"-"`
+	VolumeIDValue    *uint32     `yaml:"-" json:"-"`
 }
 
 // Boot says how the image boots.
@@ -110,6 +129,9 @@ type Boot struct {
 	Title   string    `yaml:"title" json:"title,omitempty"`     // menu title (default: PRETTY_NAME of os-release)
 	Paths   BootPaths `yaml:"paths" json:"paths,omitempty"`
 	Line    int       `yaml:"-" json:"-"`
+	// KeyLines are the lines of boot's keys (and of paths' keys, as
+	// "paths.mbr" and so on).
+	KeyLines map[string]int `yaml:"-" json:"-"`
 }
 
 // BootPaths override where the loader binaries are in the merged tree.
@@ -135,6 +157,25 @@ type Output struct {
 	Azure       bool   `yaml:"azure"`        // vhd: fixed, with a virtual size of whole MiB (Azure's rule)
 
 	ClusterBytes int64 `yaml:"-"`
+
+	// keys are output's keys as the spec file has them: their lines and
+	// values, so that an error names the line of a value the spec gave
+	// (and no line for a value from the command line).
+	keys map[string]keyAt
+}
+
+// keyAt is a key's line and its scalar value.
+type keyAt struct {
+	line  int
+	value string
+}
+
+// line is the line of key if its value is still val, else 0.
+func (o *Output) line(key, val string) int {
+	if k, ok := o.keys[key]; ok && k.value == val {
+		return k.line
+	}
+	return 0
 }
 
 // Error is a spec error: the file, the line (0 if unknown) and what is wrong.
@@ -260,22 +301,39 @@ func recordLines(s *Spec, top *yaml.Node) {
 		}
 		return nil
 	}
-	if ls := val(top, "layers"); ls != nil {
-		for i, c := range ls.Content {
-			if i < len(s.Layers) {
-				s.Layers[i].Line = c.Line
-			}
-		}
-	}
-	if b := val(top, "boot"); b != nil && s.Boot != nil {
-		s.Boot.Line = b.Line
-	}
 	keyLines := func(m *yaml.Node) map[string]int {
 		lines := map[string]int{}
 		for i := 0; m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
 			lines[m.Content[i].Value] = m.Content[i].Line
 		}
 		return lines
+	}
+	s.KeyLines = keyLines(top)
+	if ls := val(top, "layers"); ls != nil {
+		for i, c := range ls.Content {
+			if i < len(s.Layers) {
+				s.Layers[i].Line = c.Line
+				s.Layers[i].KeyLines = keyLines(c)
+				if cm := val(c, "chmod"); cm != nil {
+					s.Layers[i].ChmodLines = keyLines(cm)
+				}
+			}
+		}
+	}
+	if b := val(top, "boot"); b != nil && s.Boot != nil {
+		s.Boot.Line = b.Line
+		s.Boot.KeyLines = keyLines(b)
+		if ps := val(b, "paths"); ps != nil {
+			for k, l := range keyLines(ps) {
+				s.Boot.KeyLines["paths."+k] = l
+			}
+		}
+	}
+	if o := val(top, "output"); o != nil {
+		s.Output.keys = map[string]keyAt{}
+		for i := 0; o.Kind == yaml.MappingNode && i+1 < len(o.Content); i += 2 {
+			s.Output.keys[o.Content[i].Value] = keyAt{o.Content[i].Line, o.Content[i+1].Value}
+		}
 	}
 	if d := val(top, "disk"); d != nil {
 		s.Disk.Line = d.Line
@@ -304,10 +362,10 @@ func (s *Spec) errf(line int, format string, a ...any) error {
 
 func (s *Spec) validate() error {
 	if s.Epoch != nil && *s.Epoch < 0 {
-		return s.errf(0, "epoch: must not be negative")
+		return s.errf(keyLine(s.KeyLines, "epoch", 0), "epoch: must not be negative")
 	}
 	if len(s.Layers) == 0 {
-		return s.errf(0, "layers: at least one layer is needed")
+		return s.errf(keyLine(s.KeyLines, "layers", 0), "layers: at least one layer is needed")
 	}
 	for i, l := range s.Layers {
 		if l.Path == "" {
@@ -315,65 +373,87 @@ func (s *Spec) validate() error {
 		}
 		if l.SHA256 != "" {
 			if _, err := hex.DecodeString(l.SHA256); err != nil || len(l.SHA256) != 64 {
-				return s.errf(l.Line, "layers[%d].sha256: want 64 hex digits", i)
+				return s.errf(keyLine(l.KeyLines, "sha256", l.Line), "layers[%d].sha256: want 64 hex digits", i)
 			}
 		}
 		switch l.Modes {
-		case "", "git", "preserve":
+		case "", "git":
+		case "preserve":
+			s.Layers[i].PreserveModes = true
 		default:
-			return s.errf(l.Line, "layers[%d].modes: %q is not one of git, preserve", i, l.Modes)
+			return s.errf(keyLine(l.KeyLines, "modes", l.Line), "layers[%d].modes: %q is not one of git, preserve", i, l.Modes)
 		}
 		if len(l.Chmod) > 0 {
 			s.Layers[i].ChmodModes = map[string]uint32{}
 		}
-		for p, m := range l.Chmod {
+		// In the order of the paths, so that of two bad entries the
+		// error is always about the same one.
+		chmods := make([]string, 0, len(l.Chmod))
+		for p := range l.Chmod {
+			chmods = append(chmods, p)
+		}
+		sort.Strings(chmods)
+		for _, p := range chmods {
+			m := l.Chmod[p]
+			line := keyLine(l.ChmodLines, p, keyLine(l.KeyLines, "chmod", l.Line))
 			rel, ok := chmodPath(p)
 			if !ok {
-				return s.errf(l.Line, "layers[%d].chmod: %q is not a clean absolute path", i, p)
+				return s.errf(line, "layers[%d].chmod: %q is not a clean absolute path", i, p)
 			}
 			mode, ok := parseMode(m)
 			if !ok {
-				return s.errf(l.Line, "layers[%d].chmod: %s: %q is not an octal mode from 0000 to 7777 (quote it: \"0640\")", i, p, m)
+				return s.errf(line, "layers[%d].chmod: %s: %q is not an octal mode from 0000 to 7777 (quote it: \"0640\")", i, p, m)
 			}
 			s.Layers[i].ChmodModes[rel] = mode
 		}
 	}
 	d := &s.Disk
+	dline := func(key string) int { return keyLine(d.KeyLines, key, d.Line) }
 	if d.Table == "" {
 		d.Table = "gpt"
 	}
 	if !contains(Tables, d.Table) {
-		return s.errf(d.Line, "disk.table: %q is not one of %s", d.Table, strings.Join(Tables, ", "))
+		return s.errf(dline("table"), "disk.table: %q is not one of %s", d.Table, strings.Join(Tables, ", "))
 	}
 	if d.Size == "" || d.Size == "auto" {
 		d.SizeBytes = 0
 	} else {
 		n, err := ParseSize(d.Size)
 		if err != nil {
-			return s.errf(d.Line, "disk.size: %v", err)
+			return s.errf(dline("size"), "disk.size: %v", err)
+		}
+		if n == 0 {
+			// 0 would be taken for auto.
+			return s.errf(dline("size"), "disk.size: must not be zero (a size, or auto)")
 		}
 		d.SizeBytes = n
 	}
 	if d.Free != "" {
 		n, err := ParseSize(d.Free)
 		if err != nil {
-			return s.errf(d.Line, "disk.free: %v", err)
+			return s.errf(dline("free"), "disk.free: %v", err)
 		}
 		d.FreeBytes = n
 	}
 	if d.GUID != "" {
-		if err := checkUUID(d.GUID); err != nil {
-			return s.errf(keyLine(d.KeyLines, "guid", d.Line), "disk.guid: %v", err)
+		u, err := parseID(d.GUID)
+		if err != nil {
+			return s.errf(dline("guid"), "disk.guid: %v", err)
 		}
 		if d.Table != "gpt" {
-			return s.errf(keyLine(d.KeyLines, "guid", d.Line), "disk.guid: only a GPT disk has a GUID (disk.table is %s)", d.Table)
+			return s.errf(dline("guid"), "disk.guid: only a GPT disk has a GUID (disk.table is %s)", d.Table)
 		}
+		d.GUIDValue = &u
 	}
-	if d.Signature != "" && !isHex32(d.Signature) {
-		return s.errf(d.Line, "disk.signature: want 8 hex digits")
+	if d.Signature != "" {
+		v, ok := parseHex32(d.Signature)
+		if !ok {
+			return s.errf(dline("signature"), "disk.signature: %q: want 8 hex digits", d.Signature)
+		}
+		d.SignatureValue = &v
 	}
 	if len(d.Partitions) == 0 {
-		return s.errf(d.Line, "disk.partitions: at least one partition is needed")
+		return s.errf(dline("partitions"), "disk.partitions: at least one partition is needed")
 	}
 	names := map[string]bool{}
 	mounts := map[string]string{}
@@ -381,11 +461,12 @@ func (s *Spec) validate() error {
 	for i := range d.Partitions {
 		p := &d.Partitions[i]
 		where := fmt.Sprintf("disk.partitions[%d]", i)
+		pline := func(key string) int { return keyLine(p.KeyLines, key, p.Line) }
 		if p.Name == "" {
 			return s.errf(p.Line, "%s.name: missing", where)
 		}
 		if names[p.Name] {
-			return s.errf(p.Line, "%s.name: %q is used twice", where, p.Name)
+			return s.errf(pline("name"), "%s.name: %q is used twice", where, p.Name)
 		}
 		names[p.Name] = true
 		if p.Type == "" {
@@ -395,18 +476,18 @@ func (s *Spec) validate() error {
 			p.Filesystem = "none"
 		}
 		if !contains(Filesystems, p.Filesystem) {
-			return s.errf(p.Line, "%s.filesystem: %q is not one of %s", where, p.Filesystem, strings.Join(Filesystems, ", "))
+			return s.errf(pline("filesystem"), "%s.filesystem: %q is not one of %s", where, p.Filesystem, strings.Join(Filesystems, ", "))
 		}
 		switch p.Size {
 		case "rest":
 			if rest != "" {
-				return s.errf(p.Line, "%s.size: only one partition may take the rest (%s already does)", where, rest)
+				return s.errf(pline("size"), "%s.size: only one partition may take the rest (%s already does)", where, rest)
 			}
 			rest = p.Name
 			p.Rest = true
 		case "auto":
 			if p.Filesystem == "none" {
-				return s.errf(p.Line, "%s.size: auto needs a filesystem to measure", where)
+				return s.errf(pline("size"), "%s.size: auto needs a filesystem to measure", where)
 			}
 			p.Auto = true
 		case "":
@@ -414,22 +495,22 @@ func (s *Spec) validate() error {
 		default:
 			n, err := ParseSize(p.Size)
 			if err != nil {
-				return s.errf(p.Line, "%s.size: %v", where, err)
+				return s.errf(pline("size"), "%s.size: %v", where, err)
 			}
 			if n == 0 {
-				return s.errf(p.Line, "%s.size: must not be zero", where)
+				return s.errf(pline("size"), "%s.size: must not be zero", where)
 			}
 			p.SizeBytes = n
 		}
 		if p.Mount != "" {
 			if p.Filesystem == "none" {
-				return s.errf(p.Line, "%s.mount: a partition without a filesystem cannot be mounted", where)
+				return s.errf(pline("mount"), "%s.mount: a partition without a filesystem cannot be mounted", where)
 			}
 			if !strings.HasPrefix(p.Mount, "/") || path.Clean(p.Mount) != p.Mount {
-				return s.errf(p.Line, "%s.mount: %q must be a clean absolute path", where, p.Mount)
+				return s.errf(pline("mount"), "%s.mount: %q must be a clean absolute path", where, p.Mount)
 			}
 			if other, ok := mounts[p.Mount]; ok {
-				return s.errf(p.Line, "%s.mount: %s is already the mount of %s", where, p.Mount, other)
+				return s.errf(pline("mount"), "%s.mount: %s is already the mount of %s", where, p.Mount, other)
 			}
 			mounts[p.Mount] = p.Name
 		}
@@ -440,16 +521,22 @@ func (s *Spec) validate() error {
 				return s.errf(keyLine(p.KeyLines, "type", p.Line), "%s.type: %v", where, err)
 			}
 		}
-		for _, f := range []struct{ key, val, only string }{
-			{"guid", p.GUID, ""}, {"uuid", p.UUID, "ext4"}, {"hash_seed", p.HashSeed, "ext4"}, {"journal_uuid", p.JournalUUID, "ext4"},
+		for _, f := range []struct {
+			key, val, only string
+			to             **repro.UUID
+		}{
+			{"guid", p.GUID, "", &p.GUIDValue}, {"uuid", p.UUID, "ext4", &p.UUIDValue},
+			{"hash_seed", p.HashSeed, "ext4", &p.HashSeedValue}, {"journal_uuid", p.JournalUUID, "ext4", &p.JournalUUIDValue},
 		} {
 			if f.val == "" {
 				continue
 			}
-			line := keyLine(p.KeyLines, f.key, p.Line)
-			if err := checkUUID(f.val); err != nil {
+			line := pline(f.key)
+			u, err := parseID(f.val)
+			if err != nil {
 				return s.errf(line, "%s.%s: %v", where, f.key, err)
 			}
+			*f.to = &u
 			if f.only != "" && p.Filesystem != f.only {
 				return s.errf(line, "%s.%s: only an %s filesystem has one (this partition's is %s)", where, f.key, f.only, p.Filesystem)
 			}
@@ -458,19 +545,21 @@ func (s *Spec) validate() error {
 			}
 		}
 		if p.VolumeID != "" {
-			line := keyLine(p.KeyLines, "volume_id", p.Line)
-			if !isHex32(p.VolumeID) {
-				return s.errf(line, "%s.volume_id: want 8 hex digits", where)
+			line := pline("volume_id")
+			v, ok := parseHex32(p.VolumeID)
+			if !ok {
+				return s.errf(line, "%s.volume_id: %q: want 8 hex digits", where, p.VolumeID)
 			}
 			if p.Filesystem != "vfat" {
 				return s.errf(line, "%s.volume_id: only a vfat filesystem has one (this partition's is %s)", where, p.Filesystem)
 			}
+			p.VolumeIDValue = &v
 		}
 		if p.Filesystem == "vfat" && len(p.Label) > 11 {
-			return s.errf(p.Line, "%s.label: a FAT label has at most 11 characters", where)
+			return s.errf(pline("label"), "%s.label: a FAT label has at most 11 characters", where)
 		}
 		if p.Filesystem == "ext4" && len(p.Label) > 16 {
-			return s.errf(p.Line, "%s.label: an ext4 label has at most 16 bytes", where)
+			return s.errf(pline("label"), "%s.label: an ext4 label has at most 16 bytes", where)
 		}
 	}
 	if err := s.validateBoot(); err != nil {
@@ -488,36 +577,44 @@ func (s *Spec) ValidateOutput() error {
 	if o.Format == "" {
 		o.Format = "raw"
 	}
+	// Lines only for values the spec file gave: the command line may
+	// have set others.
 	if !contains(Formats, o.Format) {
-		return s.errf(0, "output.format: %q is not one of %s", o.Format, strings.Join(Formats, ", "))
+		return s.errf(o.line("format", o.Format), "output.format: %q is not one of %s", o.Format, strings.Join(Formats, ", "))
 	}
 	if o.Compression != "" && o.Compression != "none" {
+		line := o.line("compression", o.Compression)
 		if o.Format != "qcow2" {
-			return s.errf(0, "output.compression: only qcow2 is compressed by choice (vmdk streamOptimized always is)")
+			return s.errf(line, "output.compression: only qcow2 is compressed by choice (vmdk streamOptimized always is)")
 		}
 		if o.Compression != "zlib" && o.Compression != "zstd" {
-			return s.errf(0, "output.compression: %q is not one of none, zlib, zstd", o.Compression)
+			return s.errf(line, "output.compression: %q is not one of none, zlib, zstd", o.Compression)
 		}
 	}
 	if o.ClusterSize != "" {
+		line := o.line("cluster_size", o.ClusterSize)
 		if o.Format != "qcow2" {
-			return s.errf(0, "output.cluster_size: only for qcow2")
+			return s.errf(line, "output.cluster_size: only for qcow2")
 		}
 		n, err := ParseSize(o.ClusterSize)
 		if err != nil || n < 512 || n > 2<<20 || n&(n-1) != 0 {
-			return s.errf(0, "output.cluster_size: %q is not a power of two from 512B to 2MiB", o.ClusterSize)
+			return s.errf(line, "output.cluster_size: %q is not a power of two from 512B to 2MiB", o.ClusterSize)
 		}
 		o.ClusterBytes = n
 	}
 	if o.Subformat != "" || o.Azure {
+		line := o.line("subformat", o.Subformat)
+		if line == 0 && o.Azure {
+			line = o.line("azure", "true")
+		}
 		if o.Format != "vhd" {
-			return s.errf(0, "output.subformat and output.azure: only for vhd")
+			return s.errf(line, "output.subformat and output.azure: only for vhd")
 		}
 		if o.Subformat != "" && o.Subformat != "dynamic" && o.Subformat != "fixed" {
-			return s.errf(0, "output.subformat: %q is not one of dynamic, fixed", o.Subformat)
+			return s.errf(line, "output.subformat: %q is not one of dynamic, fixed", o.Subformat)
 		}
 		if o.Azure && o.Subformat == "dynamic" {
-			return s.errf(0, "output.azure: Azure takes fixed VHDs only")
+			return s.errf(o.line("azure", "true"), "output.azure: Azure takes fixed VHDs only")
 		}
 	}
 	return nil
@@ -586,14 +683,20 @@ func contains(list []string, v string) bool {
 // which marks an unused GPT entry and which the writers would replace
 // with a derived ID (an ext4 hash seed, a journal UUID) or refuse.
 func checkUUID(v string) error {
+	_, err := parseID(v)
+	return err
+}
+
+// parseID parses a UUID or GUID as checkUUID checks it.
+func parseID(v string) (repro.UUID, error) {
 	u, err := repro.ParseUUID(v)
 	if err != nil {
-		return err
+		return repro.UUID{}, err
 	}
 	if u.IsZero() {
-		return fmt.Errorf("%q: the zero UUID means none", v)
+		return repro.UUID{}, fmt.Errorf("%q: the zero UUID means none", v)
 	}
-	return nil
+	return u, nil
 }
 
 // looksLikeGUID reports whether a partition type is written as a GUID
@@ -649,10 +752,15 @@ func keyLine(lines map[string]int, key string, def int) int {
 	return def
 }
 
-func isHex32(v string) bool {
+// parseHex32 parses 8 hex digits, with an optional 0x (a FAT volume ID,
+// an MBR disk signature).
+func parseHex32(v string) (uint32, bool) {
 	v = strings.TrimPrefix(strings.ToLower(v), "0x")
-	_, err := hex.DecodeString(v)
-	return err == nil && len(v) == 8
+	if len(v) != 8 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 16, 32)
+	return uint32(n), err == nil
 }
 
 func (s *Spec) validateBoot() error {
@@ -663,8 +771,9 @@ func (s *Spec) validateBoot() error {
 	if b.Loader == "" {
 		b.Loader = "none"
 	}
+	bline := func(key string) int { return keyLine(b.KeyLines, key, b.Line) }
 	if !contains(Loaders, b.Loader) {
-		return s.errf(b.Line, "boot.loader: %q is not one of %s", b.Loader, strings.Join(Loaders, ", "))
+		return s.errf(bline("loader"), "boot.loader: %q is not one of %s", b.Loader, strings.Join(Loaders, ", "))
 	}
 	if b.Loader == "none" {
 		return nil
@@ -675,15 +784,41 @@ func (s *Spec) validateBoot() error {
 	if b.Initrd == "" {
 		b.Initrd = "kiln"
 	}
+	// Every path the boot stage globs in the merged tree: a malformed
+	// pattern is refused here, not after the layers are merged.
+	for _, f := range []struct{ key, val string }{
+		{"kernel", b.Kernel}, {"initrd", b.Initrd},
+		{"paths.systemd_boot", b.Paths.SystemdBoot}, {"paths.stub", b.Paths.Stub},
+		{"paths.syslinux", b.Paths.Syslinux}, {"paths.ldlinux_c32", b.Paths.LdlinuxC32},
+		{"paths.mbr", b.Paths.MBR}, {"paths.gptmbr", b.Paths.GPTMBR},
+	} {
+		if f.val == "" || f.key == "initrd" && (f.val == "kiln" || f.val == "none") {
+			continue
+		}
+		if err := checkPattern(f.val); err != nil {
+			return s.errf(bline(f.key), "boot.%s: %v", f.key, err)
+		}
+	}
 	switch b.UEFI {
 	case "":
 		b.UEFI = "systemd-boot"
 	case "systemd-boot", "uki":
 	default:
-		return s.errf(b.Line, "boot.uefi: %q is not one of systemd-boot, uki", b.UEFI)
+		return s.errf(bline("uefi"), "boot.uefi: %q is not one of systemd-boot, uki", b.UEFI)
 	}
 	if b.Loader == "hybrid" && s.Disk.Table != "gpt" {
-		return s.errf(b.Line, "boot.loader: hybrid needs disk.table gpt")
+		return s.errf(bline("loader"), "boot.loader: hybrid needs disk.table gpt")
+	}
+	return nil
+}
+
+// checkPattern checks a path or glob of the merged tree as the boot stage
+// matches it (tree.Glob: path.Match per element).
+func checkPattern(p string) error {
+	for _, el := range strings.Split(strings.Trim(p, "/"), "/") {
+		if _, err := path.Match(el, ""); err != nil {
+			return fmt.Errorf("%q is not a valid pattern: %w", p, err)
+		}
 	}
 	return nil
 }

@@ -76,8 +76,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top key", "epoch:", "epoc:", `kiln.yaml:2: unknown key "epoc" in the spec`},
 		{"unknown partition key", "      mount: /boot/efi", "      mount: /boot/efi\n      mountt: /x", `kiln.yaml:16: unknown key "mountt" in disk.partitions[0]`},
 		{"unknown layer key", "  - path: layers/demo/overlay/", "  - path: layers/demo/overlay/\n    sha: x", `kiln.yaml:7: unknown key "sha"`},
-		{"bad size", "size: 64MiB", "size: 64XB", `kiln.yaml:11: disk.partitions[0].size: invalid size "64XB"`},
-		{"two rests", "size: 64MiB", "size: rest", "kiln.yaml:16: disk.partitions[1].size: only one partition may take the rest"},
+		{"bad size", "size: 64MiB", "size: 64XB", `kiln.yaml:13: disk.partitions[0].size: invalid size "64XB"`},
+		{"two rests", "size: 64MiB", "size: rest", "kiln.yaml:19: disk.partitions[1].size: only one partition may take the rest"},
 		{"bad table", "table: gpt", "table: apm", `kiln.yaml:8: disk.table: "apm" is not one of gpt, mbr`},
 		{"bad fs", "filesystem: vfat", "filesystem: ntfs", `disk.partitions[0].filesystem: "ntfs"`},
 		{"unclean mount", "mount: /boot/efi", "mount: /boot/../efi", "must be a clean absolute path"},
@@ -209,7 +209,7 @@ func TestParseLayerModes(t *testing.T) {
 		t.Error("modes and chmod do not change the spec's digest")
 	}
 	for _, tc := range []struct{ add, want string }{
-		{"    modes: umask\n", `kiln.yaml:6: layers[1].modes: "umask" is not one of git, preserve`},
+		{"    modes: umask\n", `kiln.yaml:7: layers[1].modes: "umask" is not one of git, preserve`},
 		{"    chmod:\n      etc/shadow: \"0640\"\n", `layers[1].chmod: "etc/shadow" is not a clean absolute path`},
 		{"    chmod:\n      /etc/../shadow: \"0640\"\n", `is not a clean absolute path`},
 		{"    chmod:\n      /etc/shadow: \"0948\"\n", `layers[1].chmod: /etc/shadow: "0948" is not an octal mode`},
