@@ -180,27 +180,29 @@ type fsReader struct {
 	o        ReadOptions
 	problems []error
 
-	blocks    uint64 // s_blocks_count
-	firstData uint64 // s_first_data_block
-	bpg, ipg  uint32 // blocks and inodes per group
-	groups    uint32
-	inodes    uint32
-	inodeSize int
-	firstIno  uint32
-	descSize  int
-	incompat  uint32
-	roCompat  uint32
-	compat    uint32
-	csum      bool // metadata_csum
-	gdtCsum   bool // uninit_bg's crc16 descriptor checksums
-	fsSeed    uint32
-	uuid      [16]byte
-	itable    []uint64 // per group: first block of the inode table
-	bgFlags   []uint16 // per group
-	firstMeta uint64   // s_first_meta_bg
-	backupBGs [2]uint32
+	blocks      uint64 // s_blocks_count
+	firstData   uint64 // s_first_data_block
+	clusterSize int64  // bytes per cluster: the block size without bigalloc
+	bpg, ipg    uint32 // blocks and inodes per group
+	groups      uint32
+	inodes      uint32
+	inodeSize   int
+	firstIno    uint32
+	descSize    int
+	incompat    uint32
+	roCompat    uint32
+	compat      uint32
+	csum        bool // metadata_csum
+	gdtCsum     bool // uninit_bg's crc16 descriptor checksums
+	fsSeed      uint32
+	uuid        [16]byte
+	itable      []uint64 // per group: first block of the inode table
+	bgFlags     []uint16 // per group
+	firstMeta   uint64   // s_first_meta_bg
+	backupBGs   [2]uint32
 
 	budget  int64 // metadata blocks left to read
+	verity  bool  // parseXattrs skipped fs-verity metadata
 	maps    int   // mappings kept, at most maxMappings
 	entries int   // directory entries read
 
@@ -255,6 +257,14 @@ func (rd *fsReader) readSuper() error {
 	}
 	bs := int64(1024) << logBS
 	rd.img.bs = bs
+	rd.clusterSize = bs
+	if rd.roCompat&roCompatBigalloc != 0 {
+		logCS := le.Uint32(sb[sbLogClusterSize:])
+		if logCS < logBS || logCS > logBS+16 {
+			return fmt.Errorf("superblock: cluster size log %d is not in %d..%d", logCS, logBS, logBS+16)
+		}
+		rd.clusterSize = int64(1024) << logCS
+	}
 	rd.blocks = uint64(le.Uint32(sb[sbBlocksCountLo:]))
 	if rd.incompat&incompat64bit != 0 {
 		rd.blocks |= uint64(le.Uint32(sb[sbBlocksCountHi:])) << 32
@@ -951,7 +961,7 @@ func (rd *fsReader) symlinkTarget(raw *rawInode, isInline bool, ea []byte) (stri
 	var target []byte
 	eaBlocks := uint64(0)
 	if raw.fileACL != 0 {
-		eaBlocks = uint64(rd.img.bs / 512)
+		eaBlocks = uint64(rd.clusterSize / 512) // the xattr block's cluster
 	}
 	switch {
 	case isInline:
@@ -1137,7 +1147,13 @@ func (rd *fsReader) parseDirBlock(raw *rawInode, b []byte, out *[]dirent) error 
 }
 
 // Xattr name indexes beyond the writer's.
-const xattrIndexRichACL = 8
+const (
+	xattrIndexRichACL = 8
+	// xattrIndexVerity held fs-verity's metadata in its first ext4
+	// version (e2fsprogs' f_verity test image): no getxattr name shows
+	// it, and a tree cannot hold it.
+	xattrIndexVerity = 11
+)
 
 // xattrs reads an inode's extended attributes, in-inode and in its block,
 // sorted by name. The system.data attribute (inline data) is returned
@@ -1145,6 +1161,12 @@ const xattrIndexRichACL = 8
 func (rd *fsReader) xattrs(raw *rawInode) ([]layer.Xattr, []byte, error) {
 	var out []layer.Xattr
 	var inline []byte
+	rd.verity = false
+	defer func() {
+		if rd.verity {
+			rd.problems = append(rd.problems, fmt.Errorf("inode %d: fs-verity metadata (xattr index %d) left out", raw.ino, xattrIndexVerity))
+		}
+	}()
 	if raw.xattrArea != nil {
 		xs, err := rd.parseXattrs(raw.xattrArea, 0, 0, &inline)
 		if err != nil {
@@ -1233,6 +1255,10 @@ func (rd *fsReader) parseXattrs(b []byte, entOff, base int, inline *[]byte) ([]l
 				return nil, fmt.Errorf("xattr %q: value of %d bytes at %d is outside the area", name, valSize, valOff)
 			}
 			value = bytes.Clone(b[base+valOff : base+valOff+int(valSize)])
+		}
+		if index == xattrIndexVerity {
+			rd.verity = true
+			continue
 		}
 		full, err := xattrName(index, name)
 		if err != nil {
