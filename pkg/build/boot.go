@@ -53,17 +53,22 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	if b == nil || b.Loader == "none" {
 		return nil, nil
 	}
-	bad := func(format string, a ...any) error {
-		return &spec.Error{File: s.File, Line: b.Line, Msg: "boot: " + fmt.Sprintf(format, a...)}
+	// bad is a spec error on the line of key (else of boot:).
+	bad := func(key, format string, a ...any) error {
+		line := b.Line
+		if l, ok := b.KeyLines[key]; ok {
+			line = l
+		}
+		return &spec.Error{File: s.File, Line: line, Msg: "boot: " + fmt.Sprintf(format, a...)}
 	}
 	in := &bootInputs{cfg: b}
 	kpath, kernel, err := globOne(t, b.Kernel)
 	if err != nil {
-		return nil, bad("kernel: %v", err)
+		return nil, bad("kernel", "kernel: %v", err)
 	}
 	in.kernel, in.kernelPath = kernel, kpath
 	if in.kver, err = initramfs.KernelVersion(t, kpath); err != nil {
-		return nil, bad("kernel: %v", err)
+		return nil, bad("kernel", "kernel: %v", err)
 	}
 
 	root := -1
@@ -75,7 +80,7 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	in.cmdline = b.Cmdline
 	if !hasArg(b.Cmdline, "root") {
 		if root < 0 {
-			return nil, bad("no partition is mounted at /, so there is no root= to give the kernel (set root= in boot.cmdline)")
+			return nil, bad("cmdline", "no partition is mounted at /, so there is no root= to give the kernel (set root= in boot.cmdline)")
 		}
 		in.cmdline = strings.TrimSpace(in.cmdline + " root=PARTUUID=" + partUUID(s, root, seed))
 		if fs := s.Disk.Partitions[root].Filesystem; !hasArg(b.Cmdline, "rootfstype") && fs == "ext4" {
@@ -109,18 +114,18 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	default:
 		_, n, err := globOne(t, b.Initrd)
 		if err != nil {
-			return nil, bad("initrd: %v", err)
+			return nil, bad("initrd", "initrd: %v", err)
 		}
 		in.initrd = &uefi.File{Content: n.Content, Size: n.Size}
 	}
 
-	need := func(what, p, def, pkg string) (*tree.Inode, error) {
+	need := func(what, key, p, def, pkg string) (*tree.Inode, error) {
 		if p == "" {
-			p = def
+			p, key = def, "loader"
 		}
 		_, n, err := globOne(t, p)
 		if err != nil {
-			return nil, bad("%s: %v (Debian ships it in %s; add that package as a layer, or set boot.paths)", what, err, pkg)
+			return nil, bad(key, "%s: %v (Debian ships it in %s; add that package as a layer, or set boot.paths)", what, err, pkg)
 		}
 		return n, nil
 	}
@@ -130,11 +135,11 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	}
 	switch uefiKind {
 	case "systemd-boot":
-		if in.loader, err = need("systemd-boot", b.Paths.SystemdBoot, defaultSystemdBoot, "systemd-boot-efi"); err != nil {
+		if in.loader, err = need("systemd-boot", "paths.systemd_boot", b.Paths.SystemdBoot, defaultSystemdBoot, "systemd-boot-efi"); err != nil {
 			return nil, err
 		}
 	case "uki":
-		if in.stub, err = need("UKI stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
+		if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
 			return nil, err
 		}
 	}
@@ -167,7 +172,11 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 		}
 	}
 	if esp < 0 {
-		return nil, &spec.Error{File: s.File, Line: b.Line, Msg: fmt.Sprintf("boot: loader %s needs a partition of type esp with filesystem vfat", b.Loader)}
+		line := b.Line
+		if l, ok := b.KeyLines["loader"]; ok {
+			line = l
+		}
+		return nil, &spec.Error{File: s.File, Line: line, Msg: fmt.Sprintf("boot: loader %s needs a partition of type esp with filesystem vfat", b.Loader)}
 	}
 	et := parts[esp].tree
 	post := &bootPost{esp: esp}

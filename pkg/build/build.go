@@ -303,7 +303,13 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 		lo.DirChmod = sl.ChmodModes
 		if (sl.Modes != "" || len(sl.Chmod) > 0) && !plainDir(s.Resolve(sl.Path)) {
 			closeAll()
-			return nil, nil, nil, &spec.Error{File: s.File, Line: sl.Line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
+			line := sl.Line
+			for _, k := range []string{"chmod", "modes"} {
+				if l, ok := sl.KeyLines[k]; ok {
+					line = l
+				}
+			}
+			return nil, nil, nil, &spec.Error{File: s.File, Line: line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
 		}
 		ls, err := layer.Open(s.Resolve(sl.Path), lo)
 		if err != nil {
@@ -395,7 +401,7 @@ func splitTree(s *spec.Spec, t *tree.Tree, epoch int64) ([]*part, error) {
 	for _, i := range order {
 		sub, err := t.Detach(parts[i].spec.Mount, epoch)
 		if err != nil {
-			return nil, &spec.Error{File: s.File, Line: parts[i].spec.Line, Msg: fmt.Sprintf("partition %s: %v", parts[i].spec.Name, err)}
+			return nil, &spec.Error{File: s.File, Line: keyLine(parts[i].spec, "mount"), Msg: fmt.Sprintf("partition %s: %v", parts[i].spec.Name, err)}
 		}
 		parts[i].tree = sub
 	}
@@ -455,6 +461,14 @@ func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64
 	return nil, fmt.Errorf("BUG: filesystem %q passed validation", p.Filesystem)
 }
 
+// keyLine is the line of a partition's key, else of the partition.
+func keyLine(p *spec.Partition, key string) int {
+	if l, ok := p.KeyLines[key]; ok {
+		return l
+	}
+	return p.Line
+}
+
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
@@ -477,7 +491,7 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 			GUID: partitionGUID(sp, seed)}
 		if sp.Auto || (sp.Rest && autoDisk) {
 			if p.tree == nil {
-				return nil, &spec.Error{File: s.File, Line: sp.Line, Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
+				return nil, &spec.Error{File: s.File, Line: keyLine(sp, "size"), Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
 			}
 			n, err := minSize(p.tree, fsOpts[i])
 			if err != nil {
