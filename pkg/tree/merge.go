@@ -15,10 +15,6 @@ const (
 	opaqueMarker   = ".wh..wh..opq"
 )
 
-// maxLinkHops bounds symlink resolution of parent directories, like the
-// kernel's MAXSYMLINKS.
-const maxLinkHops = 40
-
 // Error is a merge error: the layer and the entry it concerns.
 type Error struct {
 	Layer string

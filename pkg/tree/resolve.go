@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// maxLinkHops bounds the symlinks one resolution follows, like the
+// kernel's MAXSYMLINKS.
+const maxLinkHops = 40
+
 // The errors of Resolve, for errors.Is.
 var (
 	ErrNotExist = errors.New("no such file or directory")
