@@ -33,11 +33,12 @@ import (
 const (
 	// DefaultMaxEntries is ReadOptions.MaxEntries when zero: directory
 	// entries (names, so hardlinks count once per name) in the whole tree.
-	// A name costs some 150 bytes while reading (its entry, its name, its
-	// place in the directory's map), so that 2^20 of them keep a read
-	// under the 256 MiB every image read is held to; a Debian root
-	// filesystem has some 10^5.
-	DefaultMaxEntries = 1 << 20
+	// A file costs some 700 bytes allocated while reading (its on-disk
+	// inode and directory entry, its tree inode, name, place in its
+	// directory's map, extents), so that 2^18 of them keep a read under
+	// the 256 MiB every image read is held to; a Debian root filesystem
+	// has some 10^5. Callers that must read more set MaxEntries.
+	DefaultMaxEntries = 1 << 18
 	// DefaultMaxDepth is ReadOptions.MaxDepth when zero: directories
 	// nested below the root.
 	DefaultMaxDepth = 2048
@@ -201,10 +202,12 @@ type fsReader struct {
 	firstMeta   uint64   // s_first_meta_bg
 	backupBGs   [2]uint32
 
-	budget  int64 // metadata blocks left to read
-	verity  bool  // parseXattrs skipped fs-verity metadata
-	maps    int   // mappings kept, at most maxMappings
-	entries int   // directory entries read
+	budget int64 // metadata blocks left to read
+	verity bool  // parseXattrs skipped fs-verity metadata
+
+	inodeBuf []byte // readInode's buffer
+	maps     int    // mappings kept, at most maxMappings
+	entries  int    // directory entries read
 
 	byIno   map[uint32]*tree.Inode   // inodes already in the tree
 	xblocks map[uint64][]layer.Xattr // parsed xattr blocks, which inodes share
@@ -485,7 +488,10 @@ func (rd *fsReader) readInode(ino uint32) (*rawInode, error) {
 	if rd.bgFlags[g]&bgInodeUninit != 0 {
 		return nil, fmt.Errorf("inode %d is in group %d, whose inodes are all unused", ino, g)
 	}
-	b := make([]byte, rd.inodeSize)
+	if len(rd.inodeBuf) != rd.inodeSize {
+		rd.inodeBuf = make([]byte, rd.inodeSize)
+	}
+	b := rd.inodeBuf // reused: nothing below keeps a reference to it
 	off := int64(rd.itable[g])*rd.img.bs + int64(idx)*int64(rd.inodeSize)
 	if err := rd.img.readAt(b, off); err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
@@ -527,12 +533,17 @@ func (rd *fsReader) readInode(ino uint32) (*rawInode, error) {
 		if hasHi {
 			want |= uint32(le.Uint16(b[iChecksumHi:])) << 16
 		}
-		c := bytes.Clone(b)
-		c[iChecksumLo], c[iChecksumLo+1] = 0, 0
+		// The checksum of the inode with its checksum fields zeroed.
+		var zero [2]byte
+		got := crc32c(n.seed, b[:iChecksumLo])
+		got = crc32c(got, zero[:])
 		if hasHi {
-			c[iChecksumHi], c[iChecksumHi+1] = 0, 0
+			got = crc32c(got, b[iChecksumLo+2:iChecksumHi])
+			got = crc32c(got, zero[:])
+			got = crc32c(got, b[iChecksumHi+2:])
+		} else {
+			got = crc32c(got, b[iChecksumLo+2:])
 		}
-		got := crc32c(n.seed, c)
 		if !hasHi {
 			got &= 0xFFFF
 		}
@@ -551,7 +562,7 @@ func (rd *fsReader) readInode(ino uint32) (*rawInode, error) {
 		}
 	}
 	if start := goodOldInode + extra; start+4 <= rd.inodeSize && le.Uint32(b[start:]) == xattrMagic {
-		n.xattrArea = b[start+4:]
+		n.xattrArea = bytes.Clone(b[start+4:])
 	}
 	return n, nil
 }

@@ -15,14 +15,22 @@ import (
 // Read limits.
 const (
 	// DefaultMaxEntries is ReadOptions.MaxEntries when zero: directory
-	// entries in the whole tree.
-	DefaultMaxEntries = 1 << 22
+	// entries in the whole tree. A file costs some 500 bytes allocated
+	// while reading (its directory's bytes, its entry, its inode and name,
+	// its place in the directory's map), so that 2^18 of them keep a read
+	// under the 256 MiB every image read is held to; an EFI system
+	// partition has some hundreds.
+	DefaultMaxEntries = 1 << 18
 	// DefaultMaxDepth is ReadOptions.MaxDepth when zero: directories
 	// nested below the root.
 	DefaultMaxDepth = 2048
 
 	fatCacheChunk  = 48 << 10 // bytes of FAT read at a time: a multiple of 3 and 4
 	fatCacheChunks = 64       // chunks kept
+	// maxRuns bounds the runs of contiguous clusters that files' content
+	// keeps (16 bytes each): a fragmented FAT32 volume of 2^28 clusters
+	// could otherwise make gigabytes of them.
+	maxRuns = 1 << 20
 )
 
 // ReadOptions bound ReadTreeOptions.
@@ -91,6 +99,7 @@ type treeReader struct {
 	v       *volume
 	o       ReadOptions
 	budget  int64           // clusters left to walk in chains
+	runs    int             // runs of clusters kept, at most maxRuns
 	entries int             // directory entries read
 	dirs    map[uint32]bool // first clusters of the directories read
 	cache   map[int64][]byte
@@ -104,14 +113,22 @@ func (tr *treeReader) fatEntry(c uint32) (uint32, error) {
 	k := off / fatCacheChunk
 	b := tr.cache[k]
 	if b == nil {
-		if len(tr.cache) >= fatCacheChunks {
-			clear(tr.cache)
-		}
 		n := min(fatCacheChunk, fatBytes-k*fatCacheChunk)
 		if n <= 0 {
 			return 0, fmt.Errorf("FAT entry %d is past the FAT", c)
 		}
-		b = make([]byte, n)
+		if len(tr.cache) >= fatCacheChunks {
+			// Evict a chunk and reuse its buffer: a chain that cycles
+			// through more chunks than the cache holds must not allocate
+			// a chunk per cluster.
+			for old, ob := range tr.cache {
+				delete(tr.cache, old)
+				b = ob[:n]
+				break
+			}
+		} else {
+			b = make([]byte, n, fatCacheChunk)
+		}
 		if err := readFull(tr.v.r, b, tr.v.off+k*fatCacheChunk); err != nil {
 			return 0, fmt.Errorf("reading the FAT: %w", err)
 		}
@@ -175,6 +192,10 @@ func (tr *treeReader) walkChain(c uint32, need, limit int) ([]byteRun, error) {
 		if k := len(out); k > 0 && out[k-1].off+out[k-1].n == off {
 			out[k-1].n += cb
 		} else {
+			tr.runs++
+			if tr.runs > maxRuns {
+				return nil, fmt.Errorf("more than %d runs of clusters in the volume's chains, more than kiln reads", maxRuns)
+			}
 			out = append(out, byteRun{off, cb})
 		}
 		next, err := tr.fatEntry(c)
