@@ -68,6 +68,15 @@ type Result struct {
 	LayerDigests []string
 	// Timings of the build's phases.
 	Timings Timings
+	// Init is the kiln-init put into a generated initramfs (nil when the
+	// build generated none): its bytes become image bytes.
+	Init *InitInfo
+}
+
+// InitInfo names the kiln-init binary a build used.
+type InitInfo struct {
+	Path   string
+	SHA256 string // "sha256:HEX" of the bytes read
 }
 
 // LayerResult is one layer merged.
@@ -154,6 +163,9 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	bootIn, err := resolveBoot(s, t, seed, epoch, o.InitPath)
 	if err != nil {
 		return nil, err
+	}
+	if bootIn != nil && bootIn.initSHA256 != "" {
+		res.Init = &InitInfo{Path: o.InitPath, SHA256: bootIn.initSHA256}
 	}
 
 	// 3. Each partition's share of the tree, and the boot files on the ESP.
@@ -301,15 +313,11 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 			lo.DirModes = layer.ModesPreserve
 		}
 		lo.DirChmod = sl.ChmodModes
-		if (sl.Modes != "" || len(sl.Chmod) > 0) && !plainDir(s.Resolve(sl.Path)) {
-			closeAll()
-			line := sl.Line
-			for _, k := range []string{"chmod", "modes"} {
-				if l, ok := sl.KeyLines[k]; ok {
-					line = l
-				}
+		if !plainDir(s.Resolve(sl.Path)) {
+			if err := dirOnlyKeys(s, sl); err != nil {
+				closeAll()
+				return nil, nil, nil, err
 			}
-			return nil, nil, nil, &spec.Error{File: s.File, Line: line, Msg: fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)}
 		}
 		ls, err := layer.Open(s.Resolve(sl.Path), lo)
 		if err != nil {
@@ -375,6 +383,34 @@ func (c ctxLayer) Walk(fn func(e *layer.Entry) error) error {
 		c.prog.EntryBytes.Add(e.Size)
 		return fn(e)
 	})
+}
+
+// dirOnlyKeys refuses the keys of a layer that only a directory layer
+// takes (uid, gid, modes, chmod) on a layer that is not one: its entries
+// carry their own owners and modes, and the value would be ignored.
+func dirOnlyKeys(s *spec.Spec, sl spec.Layer) error {
+	for _, k := range []struct {
+		key   string
+		given bool
+		what  string
+	}{
+		{"uid", sl.UID != nil, "owners"}, {"gid", sl.GID != nil, "owners"},
+		{"modes", sl.Modes != "", "modes"}, {"chmod", len(sl.Chmod) > 0, "modes"},
+	} {
+		if !k.given {
+			continue
+		}
+		line := sl.Line
+		if l, ok := sl.KeyLines[k.key]; ok {
+			line = l
+		}
+		msg := fmt.Sprintf("layer %s: %s is for directory layers; this layer stores its own %s", sl.Path, k.key, k.what)
+		if k.what == "modes" {
+			msg = fmt.Sprintf("layer %s: modes and chmod are for directory layers; this layer stores its own modes", sl.Path)
+		}
+		return &spec.Error{File: s.File, Line: line, Msg: msg}
+	}
+	return nil
 }
 
 // splitTree gives each partition with a mount its subtree: deepest mounts

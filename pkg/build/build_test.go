@@ -327,6 +327,9 @@ func TestBuildErrors(t *testing.T) {
 		{name: "modes on a tar layer", tar: tarOf(t, "etc/hostname", "kiln\n"),
 			spec:  strings.Replace(oneRoot("rest"), "  - path: rootfs/\n", "  - path: layer.tar\n    modes: preserve\n", 1),
 			class: "spec", want: []string{"kiln.yaml:4: layer layer.tar: modes and chmod are for directory layers"}},
+		{name: "uid on a tar layer", tar: tarOf(t, "etc/hostname", "kiln\n"),
+			spec:  strings.Replace(oneRoot("rest"), "  - path: rootfs/\n", "  - path: layer.tar\n    gid: 100\n", 1),
+			class: "spec", want: []string{"kiln.yaml:4: layer layer.tar: gid is for directory layers; this layer stores its own owners"}},
 		{name: "tree does not fit", files: map[string]string{"srv/big": big}, spec: oneRoot("8MiB"), class: "build",
 			want: []string{"partition root (ext4)", "does not fit"}},
 	} {
