@@ -196,7 +196,8 @@ func readGPTCopy(r io.ReaderAt, lba, sectors int64) (*gptTable, error) {
 	}
 	n, sz := int64(h.NumberOfPartitionEntries), int64(h.SizeOfPartitionEntry)
 	if n < 1 || n > gptMaxEntries || sz < gptMinEntrySz || sz > gptMaxEntrySz || sz%8 != 0 {
-		return nil, fmt.Errorf("header at LBA %d: %d entries of %d bytes not supported", lba, n, sz)
+		return nil, fmt.Errorf("header at LBA %d: NumberOfPartitionEntries %d, SizeOfPartitionEntry %d: not supported (1..%d entries of %d..%d bytes, a multiple of 8)",
+			lba, n, sz, gptMaxEntries, gptMinEntrySz, gptMaxEntrySz)
 	}
 	entLBA := int64(h.PartitionEntryLBA)
 	entSectors := (n*sz + SectorSize - 1) / SectorSize
