@@ -92,6 +92,25 @@ func checkTable(field string, off, n, es, fsize int64) error {
 	return nil
 }
 
+// readTable reads a table of n entries of es bytes at off, 64 KiB at a
+// time, handing each entry's bytes to set: the table is held once, in its
+// decoded form, not twice. The caller has checked it with checkTable.
+func readTable(f *os.File, off int64, es, n int, set func(i int, b []byte)) error {
+	buf := make([]byte, min(64<<10, es*n))
+	per := len(buf) / es
+	for i := 0; i < n; i += per {
+		k := min(per, n-i)
+		b := buf[:k*es]
+		if err := preadFull(f, b, off+int64(i*es)); err != nil {
+			return err
+		}
+		for j := range k {
+			set(i+j, b[j*es:])
+		}
+	}
+	return nil
+}
+
 // foreign are the image formats Open recognises but does not read: a
 // file that has their signature is refused, never read as raw bytes.
 var foreign = []struct {

@@ -103,13 +103,9 @@ func openQcow2(f *os.File, fsize int64) (*qcow2Image, error) {
 	if err := checkTable("qcow2 header field l1_table_offset/l1_size", int64(h.L1TableOffset), need, 8, fsize); err != nil {
 		return nil, err
 	}
-	l1 := make([]byte, need*8)
-	if err := preadFull(f, l1, int64(h.L1TableOffset)); err != nil {
-		return nil, fmt.Errorf("qcow2 L1 table: %w", err)
-	}
 	q.l1 = make([]uint64, need)
-	for i := range q.l1 {
-		q.l1[i] = binary.BigEndian.Uint64(l1[8*i:])
+	if err := readTable(f, int64(h.L1TableOffset), 8, len(q.l1), func(i int, b []byte) { q.l1[i] = binary.BigEndian.Uint64(b) }); err != nil {
+		return nil, fmt.Errorf("qcow2 L1 table: %w", err)
 	}
 	q.l2.init(16)
 	return q, nil

@@ -93,16 +93,12 @@ func openVHD(f *os.File, fsize int64) (*vhdImage, error) {
 	if err := checkTable("vhd dynamic header field Table Offset (block allocation table)", int64(dh.TableOffset), n, 4, fsize); err != nil {
 		return nil, err
 	}
-	bat := make([]byte, n*4)
-	if err := preadFull(f, bat, int64(dh.TableOffset)); err != nil {
+	v.bat = make([]uint32, n)
+	if err := readTable(f, int64(dh.TableOffset), 4, len(v.bat), func(i int, b []byte) { v.bat[i] = binary.BigEndian.Uint32(b) }); err != nil {
 		return nil, fmt.Errorf("vhd block allocation table: %w", err)
 	}
 	v.blockSize = bs
 	v.bitmapSize = (bs/512/8 + 511) / 512 * 512
-	v.bat = make([]uint32, n)
-	for i := range v.bat {
-		v.bat[i] = binary.BigEndian.Uint32(bat[4*i:])
-	}
 	return v, nil
 }
 

@@ -88,13 +88,9 @@ func openVMDK(f *os.File, fsize int64) (*vmdkImage, error) {
 	if err := checkTable("vmdk header field gdOffset (grain directory)", int64(h.GDOffset)*512, n, 4, fsize); err != nil {
 		return nil, err
 	}
-	gd := make([]byte, n*4)
-	if err := preadFull(f, gd, int64(h.GDOffset)*512); err != nil {
-		return nil, fmt.Errorf("vmdk grain directory: %w", err)
-	}
 	v.gd = make([]uint32, n)
-	for i := range v.gd {
-		v.gd[i] = binary.LittleEndian.Uint32(gd[4*i:])
+	if err := readTable(f, int64(h.GDOffset)*512, 4, len(v.gd), func(i int, b []byte) { v.gd[i] = binary.LittleEndian.Uint32(b) }); err != nil {
+		return nil, fmt.Errorf("vmdk grain directory: %w", err)
 	}
 	v.gts.init(16)
 	return v, nil
