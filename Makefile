@@ -1,7 +1,8 @@
 # kiln: see README.md. Every target works on a fresh Debian machine as root.
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: all build test test-short deps demo demo-debs vet lint fuzz clean bench

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -106,8 +107,19 @@ func TestBoot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(bootSpec(repo, debs, tc.table, tc.loader, tc.uefi)))
-			if _, se, code := kiln(t, dir, nil, "build", "-q"); code != 0 {
+			so, se, code := kiln(t, dir, nil, "build", "-q", "--json")
+			if code != 0 {
 				t.Fatalf("build: %s", se)
+			}
+			// The summary names the kiln-init whose bytes are in the
+			// initramfs.
+			var sum buildSummary
+			if err := json.Unmarshal([]byte(so), &sum); err != nil {
+				t.Fatalf("build --json: %v\n%s", err, so)
+			}
+			initBin := filepath.Join(filepath.Dir(kilnBin), "kiln-init")
+			if sum.Kiln.Init == nil || sum.Kiln.Init.Path != initBin || sum.Kiln.Init.SHA256 != "sha256:"+judge.SHA256File(t, initBin) {
+				t.Errorf("kiln_init %+v, want %s with its sha256", sum.Kiln.Init, initBin)
 			}
 			img := filepath.Join(dir, "out/boot.img")
 			checkBootImage(t, img, tc.table)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"time" // repro-ok: timings of the summary, never image bytes
 
 	"github.com/kiln-build/kiln/pkg/build"
@@ -16,6 +18,7 @@ import (
 // buildSummary is what `kiln build --json` prints: enough to record in a
 // pipeline what went in and what came out.
 type buildSummary struct {
+	Kiln       kilnSummary    `json:"kiln"`
 	Spec       specSummary    `json:"spec"`
 	Epoch      int64          `json:"epoch"`
 	Output     outputSummary  `json:"output"`
@@ -25,6 +28,77 @@ type buildSummary struct {
 	Layers     []layerSummary `json:"layers"`
 	Cache      string         `json:"cache"`
 	Timings    timingsSummary `json:"timings"`
+}
+
+// kilnSummary is what, besides the inputs, determines the output bytes:
+// kiln's own version and source revision, the kiln-init it put into a
+// generated initramfs, and the versions of the encoders whose output
+// reaches the image.
+type kilnSummary struct {
+	Version     string `json:"version"`
+	Go          string `json:"go"`
+	VCSRevision string `json:"vcs_revision,omitempty"`
+	VCSModified bool   `json:"vcs_modified,omitempty"`
+	// Init is the kiln-init binary of a generated initramfs (boot.initrd:
+	// kiln); absent when the build generated none.
+	Init     *initSummary     `json:"kiln_init,omitempty"`
+	Encoders []encoderSummary `json:"encoders"`
+}
+
+type initSummary struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// encoderSummary names the module that implements an encoder and its
+// version as built into this kiln.
+type encoderSummary struct {
+	Name    string `json:"name"`
+	Use     string `json:"use"`
+	Module  string `json:"module"`
+	Version string `json:"version"`
+}
+
+// encoders are the compressors whose output becomes image bytes; a new
+// version of one may change those bytes.
+var encoders = []encoderSummary{
+	{Name: "zstd", Use: "qcow2 zstd clusters; initramfs compression zstd", Module: "github.com/klauspost/compress"},
+	{Name: "deflate", Use: "qcow2 zlib clusters, VMDK grains; initramfs compression gzip", Module: "github.com/klauspost/compress"},
+	{Name: "xz", Use: "initramfs compression xz (the default)", Module: "github.com/ulikunitz/xz"},
+}
+
+// kilnInfo describes this kiln binary, from the version the Makefile
+// stamps and the module and VCS information Go embeds.
+func kilnInfo() kilnSummary {
+	k := kilnSummary{Version: version, Go: runtime.Version(), VCSRevision: revision}
+	deps := map[string]string{}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			v := d.Version
+			if d.Replace != nil {
+				v = d.Replace.Version + " (replaces " + d.Version + ")"
+			}
+			deps[d.Path] = v
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if k.VCSRevision == "" {
+					k.VCSRevision = s.Value
+				}
+			case "vcs.modified":
+				k.VCSModified = s.Value == "true"
+			}
+		}
+	}
+	for _, e := range encoders {
+		e.Version = deps[e.Module]
+		if e.Version == "" {
+			e.Version = "unknown"
+		}
+		k.Encoders = append(k.Encoders, e)
+	}
+	return k
 }
 
 type specSummary struct {
@@ -101,7 +175,10 @@ type timingsSummary struct {
 func summarize(specFile string, s *spec.Spec, res *build.Result, cacheDir string, start time.Time) (*buildSummary, error) {
 	buildTime := time.Since(start) // repro-ok: timings
 	hashStart := time.Now()        // repro-ok: timings
-	sum := &buildSummary{Epoch: res.Epoch, Cache: cacheDir}
+	sum := &buildSummary{Kiln: kilnInfo(), Epoch: res.Epoch, Cache: cacheDir}
+	if res.Init != nil {
+		sum.Kiln.Init = &initSummary{Path: res.Init.Path, SHA256: res.Init.SHA256}
+	}
 	if sum.Cache == "" {
 		sum.Cache = "off"
 	}

@@ -263,6 +263,47 @@ func TestBuildSummary(t *testing.T) {
 	if s.Timings.Build <= 0 || s.Timings.Layers <= 0 {
 		t.Errorf("timings: %+v", s.Timings)
 	}
+	checkKilnSummary(t, s.Kiln)
+	if s.Kiln.Init != nil {
+		t.Errorf("kiln_init %+v for a build without a generated initramfs", s.Kiln.Init)
+	}
+}
+
+// checkKilnSummary checks the kiln section of a build summary against
+// go.mod (the encoders' versions) and git (the revision the test binary
+// was built from).
+func checkKilnSummary(t *testing.T, k kilnSummary) {
+	t.Helper()
+	if k.Version == "" || !strings.HasPrefix(k.Go, "go1.") {
+		t.Errorf("kiln: version %q, go %q", k.Version, k.Go)
+	}
+	gomod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && strings.Contains(f[0], ".") && strings.HasPrefix(f[1], "v") {
+			want[f[0]] = f[1]
+		}
+	}
+	names := map[string]bool{}
+	for _, e := range k.Encoders {
+		names[e.Name] = true
+		if e.Version != want[e.Module] || e.Version == "" {
+			t.Errorf("encoder %s: module %s %q, go.mod requires %q", e.Name, e.Module, e.Version, want[e.Module])
+		}
+	}
+	for _, n := range []string{"zstd", "deflate", "xz"} {
+		if !names[n] {
+			t.Errorf("encoder %s missing from %+v", n, k.Encoders)
+		}
+	}
+	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if head := strings.TrimSpace(string(out)); k.VCSRevision != head {
+			t.Errorf("vcs_revision %q, git HEAD %s", k.VCSRevision, head)
+		}
+	}
 }
 
 // TestBuildProgress: the progress line is drawn when asked for, and never

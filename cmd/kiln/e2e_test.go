@@ -28,8 +28,13 @@ func TestMain(m *testing.M) {
 	// user's.
 	os.Setenv("KILN_CACHE", filepath.Join(dir, "cache"))
 	// kiln-init beside kiln, built as the Makefile builds it.
+	// Stamped as the Makefile stamps it (the build summary reports it).
+	ldflags := "-X main.version=test"
+	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		ldflags += " -X main.revision=" + strings.TrimSpace(string(out))
+	}
 	for _, b := range [][]string{
-		{"build", "-trimpath", "-o", kilnBin, "."},
+		{"build", "-trimpath", "-ldflags", ldflags, "-o", kilnBin, "."},
 		{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, "kiln-init"), "../kiln-init"},
 	} {
 		cmd := exec.Command("go", b...)

@@ -7,8 +7,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set by the Makefile (-ldflags "-X main.version=...").
-var version = "dev"
+// version and revision are set by the Makefile (-ldflags "-X
+// main.version=... -X main.revision=..."): git describe and the commit.
+// The revision falls back to what Go stamps (vcs.revision), which a
+// build with -buildvcs=false lacks.
+var (
+	version  = "dev"
+	revision = ""
+)
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

@@ -3,6 +3,7 @@ package build
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,7 @@ type bootInputs struct {
 	loader     *tree.Inode // systemd-bootx64.efi
 	stub       *tree.Inode // linuxx64.efi.stub
 	syslinux   syslinux.Sources
+	initSHA256 string // of the kiln-init put into a generated initramfs
 }
 
 // bootPost is the work left for after the filesystems are written.
@@ -104,6 +106,7 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 		if err != nil {
 			return nil, fmt.Errorf("boot: initrd kiln needs the kiln-init binary: %w (build it with make build, or pass --init)", err)
 		}
+		in.initSHA256 = fmt.Sprintf("sha256:%x", sha256.Sum256(init))
 		mods := append([]string(nil), initramfs.DefaultModules...)
 		mods = append(mods, b.Modules...)
 		var buf bytes.Buffer
