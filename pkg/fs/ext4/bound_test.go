@@ -1,12 +1,14 @@
 package ext4
 
 import (
+	"bytes"
 	"fmt"
 	"runtime/metrics"
 	"strings"
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -65,6 +67,7 @@ func TestReadBoundedHeaders(t *testing.T) {
 		{"directory of repeated blocks", func(t *testing.T) (*sparseImg, ReadOptions) {
 			return repeatedDirImage(t), ReadOptions{Lenient: true}
 		}, "directory entries"},
+		{"4200 values in ea_inode inodes", eaInodesImage, "bytes of xattr values in ea_inode inodes"},
 		{"file of scattered blocks", func(t *testing.T) (*sparseImg, ReadOptions) {
 			return scatteredFileImage(t), ReadOptions{Lenient: true}
 		}, "extents in the filesystem's files"},
@@ -189,4 +192,75 @@ func scatteredFileImage(t *testing.T) *sparseImg {
 	ptrs[14] = tind
 	setBlockMap(in, 4<<40, ptrs)
 	return img
+}
+
+// eaInodesImage is a kiln filesystem whose 4200 files /a/fN each have an
+// xattr whose value is made to live in an inode of its own (ea_inode):
+// the files /z/vN, each turned into a 64 KiB value inode over the same
+// 16 blocks. 4200 values of 64 KiB are 262 MiB.
+func eaInodesImage(t *testing.T) (*sparseImg, ReadOptions) {
+	t.Helper()
+	const n = 4200
+	tr := tree.New(rtEpoch)
+	a, z := rtMkdir(tr, "/a"), rtMkdir(tr, "/z")
+	for i := 0; i < n; i++ {
+		f := rtFile(0o644, nil)
+		f.Xattrs = []layer.Xattr{{Name: "user.a", Value: []byte("x")}}
+		a.SetChild(fmt.Sprintf("f%04d", i), f)
+		z.SetChild(fmt.Sprintf("v%04d", i), rtFile(0o644, []byte("v")))
+	}
+	rtPut(tr, "/data", rtFile(0o644, bytes.Repeat([]byte("d"), 65536)))
+	file := rtWrite(t, tr, 320<<20)
+	img := &sparseImg{size: rtSize(t, file), parts: map[int64][]byte{0: rtImageBytes(t, file)}}
+	raw := img.parts[0]
+	rd := rtOpen(t, bytes.NewReader(raw), false)
+	inodeAt := func(ino uint32) []byte {
+		off := int64(rd.itable[(ino-1)/rd.ipg])*blockSize + int64((ino-1)%rd.ipg)*int64(rd.inodeSize)
+		return raw[off : off+int64(rd.inodeSize)]
+	}
+	data, err := rd.readInode(rtLookup(t, rd, "/data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := rd.blockMap(data)
+	if err != nil || len(dm) != 1 || dm[0].n != 16 {
+		t.Fatalf("/data: %v %v", dm, err)
+	}
+	inos := map[string]uint32{}
+	for _, d := range []string{"/a", "/z"} {
+		dr, err := rd.readInode(rtLookup(t, rd, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, err := rd.dirEntries(dr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			inos[d+"/"+e.name] = e.ino
+		}
+	}
+	le.PutUint32(raw[sbOffset+sbFeatureIncompat:], le.Uint32(raw[sbOffset+sbFeatureIncompat:])|incompatEAInode)
+	for i := 0; i < n; i++ {
+		vino := inos[fmt.Sprintf("/z/v%04d", i)]
+		v := inodeAt(vino)
+		le.PutUint32(v[iFlags:], le.Uint32(v[iFlags:])|flagEAInode)
+		le.PutUint32(v[iSizeLo:], 65536)
+		// i_block: the extent header, then one extent of /data's 16 blocks.
+		e := v[iBlock+12:]
+		le.PutUint32(e[0:], 0)
+		le.PutUint16(e[4:], 16)
+		le.PutUint16(e[6:], uint16(dm[0].pblk>>32))
+		le.PutUint32(e[8:], uint32(dm[0].pblk))
+		f := inodeAt(inos[fmt.Sprintf("/a/f%04d", i)])
+		extra := int(le.Uint16(f[iExtraIsize:]))
+		ent := f[goodOldInode+extra+4:]
+		if ent[0] != 1 || ent[1] != 1 {
+			t.Fatalf("/a/f%04d: no in-inode user.a entry: %x", i, ent[:16])
+		}
+		le.PutUint16(ent[2:], 0)
+		le.PutUint32(ent[4:], vino)
+		le.PutUint32(ent[8:], 65536)
+	}
+	return img, ReadOptions{Lenient: true}
 }

@@ -53,6 +53,10 @@ const (
 	// ReadTree keeps, 32 bytes each: a hostile block map can point every
 	// entry of its indirect blocks at a different block.
 	maxMappings = 1 << 20
+	// maxEAInodeBytes bounds the xattr values read from ea_inode inodes
+	// in all (each at most maxXattrValue): a hostile image can give every
+	// file its own 64 KiB value, all in the same blocks.
+	maxEAInodeBytes = 64 << 20
 )
 
 // Features and flags the reader knows beyond what the writer sets.
@@ -207,6 +211,7 @@ type fsReader struct {
 
 	inodeBuf []byte // readInode's buffer
 	maps     int    // mappings kept, at most maxMappings
+	eaBytes  int64  // bytes of ea_inode values read, at most maxEAInodeBytes
 	entries  int    // directory entries read
 
 	byIno   map[uint32]*tree.Inode   // inodes already in the tree
@@ -1379,6 +1384,10 @@ func (rd *fsReader) eaInodeValue(ino, size uint32) ([]byte, error) {
 	rd.budget -= int64(rd.fileBlocks(uint64(size)))
 	if rd.budget < 0 {
 		return nil, fmt.Errorf("value in inode %d: more metadata blocks read than the filesystem has", ino)
+	}
+	rd.eaBytes += int64(size)
+	if rd.eaBytes > maxEAInodeBytes {
+		return nil, fmt.Errorf("value in inode %d: more than %d bytes of xattr values in ea_inode inodes, more than kiln reads", ino, maxEAInodeBytes)
 	}
 	out := make([]byte, size)
 	if _, err := io.ReadFull(&contentReader{c: &fileContent{img: rd.img, size: int64(size), maps: m}}, out); err != nil {
