@@ -144,12 +144,9 @@ func typeName(t disk.Type) string {
 func probeFS(r io.ReaderAt, size int64) *fsReport {
 	if i, err := ext4.Probe(r); err == nil {
 		bs := int64(i.BlockSize)
-		typ := "ext2"
-		switch {
-		case i.Has("extent") || i.Has("64bit") || i.Has("metadata_csum"):
-			typ = "ext4"
-		case i.Has("has_journal"):
-			typ = "ext3"
+		typ := i.Type // as blkid names it: jbd, ext4dev, ext4, ext3, ext2
+		if typ == "" {
+			typ = "ext2 (needs recovery)"
 		}
 		return &fsReport{Type: typ, Label: i.Label, UUID: i.UUID.String(), Size: int64(i.Blocks) * bs, Used: int64(i.Blocks-i.FreeBlocks) * bs}
 	}
