@@ -114,8 +114,16 @@ func inflateRaw(dst, src []byte) error {
 // after len(dst) bytes does the same.
 type zstdDecoder struct{ d *zstd.Decoder }
 
+// zstdMaxWindow bounds the window a compressed qcow2 cluster may ask for.
+const zstdMaxWindow = 32 << 20
+
 func newZstdDecoder() (*zstdDecoder, error) {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	// A frame's header says how large a window it needs: a hostile one
+	// may claim the format's 512 MiB maximum. A qcow2 cluster is at most
+	// 2 MiB, and what qemu and kiln write fits in 8 MiB; 32 MiB bounds
+	// what one header can make the reader allocate.
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}

@@ -165,3 +165,28 @@ func allocatedBy(fn func()) uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64() - before
 }
+
+// TestZstdWindowBounded: a zstd frame whose header claims the format's
+// largest window (512 MiB, window log 29) with a one-byte RLE block
+// must not make the qcow2 reader allocate it: 512 MiB is the most the
+// zstd library allows by default, and 512 MiB it is.
+func TestZstdWindowBounded(t *testing.T) {
+	// Frame header: magic, descriptor 0 (no content size, window
+	// descriptor present), window descriptor exponent 19 -> 2^(10+19).
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 19 << 3}
+	// One last RLE block of 64 KiB of 'A': header = last | type 1 << 1 | size << 3.
+	bh := uint32(1) | 1<<1 | (64<<10)<<3
+	frame = append(frame, byte(bh), byte(bh>>8), byte(bh>>16), 'A')
+	d, err := newZstdDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	dst := make([]byte, 64<<10)
+	var derr error
+	got := allocatedBy(func() { derr = d.decompress(dst, frame) })
+	t.Logf("allocated %d KiB: %v", got>>10, derr)
+	if got > 64<<20 {
+		t.Fatalf("a 10-byte frame made the decoder allocate %d MiB", got>>20)
+	}
+}
