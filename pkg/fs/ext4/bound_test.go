@@ -67,7 +67,7 @@ func TestReadBoundedHeaders(t *testing.T) {
 		{"directory of repeated blocks", func(t *testing.T) (*sparseImg, ReadOptions) {
 			return repeatedDirImage(t), ReadOptions{Lenient: true}
 		}, "directory entries"},
-		{"4200 values in ea_inode inodes", eaInodesImage, "bytes of xattr values in ea_inode inodes"},
+		{"4200 values in ea_inode inodes", eaInodesImage, "bytes of xattr values in the filesystem"},
 		{"file of scattered blocks", func(t *testing.T) (*sparseImg, ReadOptions) {
 			return scatteredFileImage(t), ReadOptions{Lenient: true}
 		}, "extents in the filesystem's files"},

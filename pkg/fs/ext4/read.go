@@ -53,10 +53,12 @@ const (
 	// ReadTree keeps, 32 bytes each: a hostile block map can point every
 	// entry of its indirect blocks at a different block.
 	maxMappings = 1 << 20
-	// maxEAInodeBytes bounds the xattr values read from ea_inode inodes
-	// in all (each at most maxXattrValue): a hostile image can give every
-	// file its own 64 KiB value, all in the same blocks.
-	maxEAInodeBytes = 64 << 20
+	// maxXattrBytes bounds the xattr values kept in all (each at most
+	// maxXattrValue): a hostile image can give every file its own 64 KiB
+	// value in an ea_inode inode, all over the same blocks, or in a
+	// 64 KiB inode of its own. Root filesystems keep a few MiB (SELinux
+	// labels, capabilities, ACLs).
+	maxXattrBytes = 64 << 20
 )
 
 // Features and flags the reader knows beyond what the writer sets.
@@ -209,10 +211,10 @@ type fsReader struct {
 	budget int64 // metadata blocks left to read
 	verity bool  // parseXattrs skipped fs-verity metadata
 
-	inodeBuf []byte // readInode's buffer
-	maps     int    // mappings kept, at most maxMappings
-	eaBytes  int64  // bytes of ea_inode values read, at most maxEAInodeBytes
-	entries  int    // directory entries read
+	inodeBuf   []byte // readInode's buffer
+	maps       int    // mappings kept, at most maxMappings
+	xattrBytes int64  // bytes of xattr values kept, at most maxXattrBytes
+	entries    int    // directory entries read
 
 	byIno   map[uint32]*tree.Inode   // inodes already in the tree
 	xblocks map[uint64][]layer.Xattr // parsed xattr blocks, which inodes share
@@ -599,6 +601,16 @@ func (rd *fsReader) metaBlock(blk uint64, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
+}
+
+// countXattr counts n more bytes of xattr values kept, failing past
+// maxXattrBytes.
+func (rd *fsReader) countXattr(n int) error {
+	rd.xattrBytes += int64(n)
+	if rd.xattrBytes > maxXattrBytes {
+		return fmt.Errorf("more than %d bytes of xattr values in the filesystem, more than kiln reads", maxXattrBytes)
+	}
+	return nil
 }
 
 // countMapping counts one more mapping kept, failing past maxMappings.
@@ -1270,6 +1282,9 @@ func (rd *fsReader) parseXattrs(b []byte, entOff, base int, inline *[]byte) ([]l
 			if valSize > maxXattrValue || base+valOff+int(valSize) > len(b) || base+valOff < 0 {
 				return nil, fmt.Errorf("xattr %q: value of %d bytes at %d is outside the area", name, valSize, valOff)
 			}
+			if err := rd.countXattr(int(valSize)); err != nil {
+				return nil, fmt.Errorf("xattr %q: %w", name, err)
+			}
 			value = bytes.Clone(b[base+valOff : base+valOff+int(valSize)])
 		}
 		if index == xattrIndexVerity {
@@ -1385,9 +1400,8 @@ func (rd *fsReader) eaInodeValue(ino, size uint32) ([]byte, error) {
 	if rd.budget < 0 {
 		return nil, fmt.Errorf("value in inode %d: more metadata blocks read than the filesystem has", ino)
 	}
-	rd.eaBytes += int64(size)
-	if rd.eaBytes > maxEAInodeBytes {
-		return nil, fmt.Errorf("value in inode %d: more than %d bytes of xattr values in ea_inode inodes, more than kiln reads", ino, maxEAInodeBytes)
+	if err := rd.countXattr(int(size)); err != nil {
+		return nil, fmt.Errorf("value in inode %d: %w", ino, err)
 	}
 	out := make([]byte, size)
 	if _, err := io.ReadFull(&contentReader{c: &fileContent{img: rd.img, size: int64(size), maps: m}}, out); err != nil {
