@@ -25,6 +25,7 @@ type qcow2Image struct {
 
 	mu      sync.Mutex
 	l2      tableCache[uint64] // L2 tables by host offset
+	l2raw   []byte             // an L2 table as read, before decoding
 	zOff    int64              // host offset of the cluster in zData, -1 when none
 	zData   []byte
 	zBuf    []byte
@@ -203,7 +204,10 @@ func (q *qcow2Image) loadL2(off int64) ([]uint64, error) {
 	if off > q.fsize-q.cs {
 		return nil, fmt.Errorf("qcow2: L2 table at %d (L1 entry) is past the end of the %d-byte file", off, q.fsize)
 	}
-	raw := make([]byte, q.cs)
+	if q.l2raw == nil {
+		q.l2raw = make([]byte, q.cs)
+	}
+	raw := q.l2raw
 	if err := preadFull(q.f, raw, off); err != nil {
 		return nil, fmt.Errorf("qcow2 L2 table: %w", err)
 	}
