@@ -2,6 +2,7 @@ package fat
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,5 +140,52 @@ func TestLabelLikeBlkid(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLabelDeepInFAT32Root puts the label entry in the 99th or 100th
+// cluster of a FAT32 root directory: blkid looks at 99 clusters.
+func TestLabelDeepInFAT32Root(t *testing.T) {
+	judge.Need(t, "blkid")
+	const eoc = 0x0FFFFFFF
+	for _, at := range []uint32{98, 99} {
+		t.Run(fmt.Sprint("cluster index ", at), func(t *testing.T) {
+			const n = 110
+			fat := make([]uint32, 2+n+1)
+			fat[0], fat[1] = 0x0FFFFFF8, eoc
+			for i := uint32(0); i < n-1; i++ {
+				fat[2+i] = 3 + i
+			}
+			fat[2+n-1] = eoc
+			var root []byte
+			for i := uint32(0); i < n*16; i++ {
+				e := fileEntry(fmt.Sprintf("F%07d", i), 0, 0)
+				if i == at*16 {
+					e = fileEntry("DEEPLABEL", 0, 0)
+					e[11] = attrVolumeID
+				}
+				root = append(root, e...)
+			}
+			v := fat32Vol(70000, fat, root)
+			img := filepath.Join(t.TempDir(), "img")
+			b := make([]byte, v.size)
+			if _, err := v.ReadAt(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(img, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			in, err := Probe(bytes.NewReader(b), int64(len(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			label, _ := blkidValue(t, img, "LABEL")
+			if typ, _ := blkidValue(t, img, "TYPE"); typ != "vfat" {
+				t.Fatalf("blkid TYPE %q, want vfat", typ)
+			}
+			if in.Label != label {
+				t.Errorf("Probe: label %q; blkid: %q", in.Label, label)
+			}
+		})
 	}
 }

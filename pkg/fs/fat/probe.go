@@ -251,8 +251,9 @@ func (f *fatReader) rootLabel(rootOff int64) (string, bool, error) {
 	if in.FATType != 32 {
 		spans = append(spans, struct{ off, n int64 }{rootOff, int64(in.RootEntries) * 32})
 	} else {
+		// blkid looks at the first 99 clusters of the chain (maxloop).
 		c := in.RootCluster
-		for i := 0; c >= 2 && c < in.TotalClusters+2 && i < maxDirEntries*32/in.ClusterSize+1; i++ {
+		for i := 0; c >= 2 && c < in.TotalClusters+2 && i < min(maxDirEntries*32/in.ClusterSize+1, 99); i++ {
 			spans = append(spans, struct{ off, n int64 }{dataOff + int64(c-2)*int64(in.ClusterSize), int64(in.ClusterSize)})
 			next, err := f.entry(c)
 			if err != nil {
