@@ -161,7 +161,7 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 	b := in.cfg
 	esp := -1
 	for i, p := range parts {
-		if p.spec.Type == "esp" && p.spec.Filesystem == "vfat" {
+		if p.spec.TypeValue.Name == "esp" && p.spec.Filesystem == "vfat" {
 			esp = i
 			break
 		}

@@ -514,10 +514,7 @@ func truncate(s string, n int) string {
 
 // plan sizes auto partitions from their content and places all of them.
 func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout, error) {
-	table := disk.GPT
-	if s.Disk.Table == "mbr" {
-		table = disk.MBR
-	}
+	table := s.Disk.TableValue
 	autoDisk := s.Disk.SizeBytes == 0
 	specs := make([]disk.PartitionSpec, len(parts))
 	var fixed []int64
@@ -581,7 +578,7 @@ func diskSignature(s *spec.Spec, seed string) uint32 {
 // partUUID is what Linux calls the partition (root=PARTUUID=...): the GPT
 // partition GUID, or on MBR the disk signature and the partition number.
 func partUUID(s *spec.Spec, idx int, seed string) string {
-	if s.Disk.Table == "mbr" {
+	if s.Disk.TableValue == disk.MBR {
 		return fmt.Sprintf("%08x-%02x", diskSignature(s, seed), idx+1)
 	}
 	return partitionGUID(&s.Disk.Partitions[idx], seed).String()

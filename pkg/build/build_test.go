@@ -369,3 +369,55 @@ func TestBuildErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildBootFindsESPAndKernel: the boot stage finds its kernel through
+// a symlinked /boot (tree.Glob) and takes an ESP whose type is given as
+// the ESP's GPT type GUID (the parsed type, not the string "esp"). The
+// files are not real loaders, so the build stops where systemd-boot's
+// installer reads them: past finding the kernel and the ESP. Before, it
+// stopped at "matches nothing" for the kernel, and at "needs a
+// partition of type esp" for the ESP.
+func TestBuildBootFindsESPAndKernel(t *testing.T) {
+	dir := t.TempDir()
+	checkoutTree(t, filepath.Join(dir, "rootfs"), 0o022, map[string]string{
+		"usr/lib/kernel/vmlinuz-6.1.0-test":            "not a kernel",
+		"usr/lib/systemd/boot/efi/systemd-bootx64.efi": "not a loader",
+		"usr/lib/modules/6.1.0-test/modules.order":     "",
+		"etc/os-release": "ID=test\n",
+	})
+	if err := os.Symlink("usr/lib/kernel", filepath.Join(dir, "rootfs", "boot")); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"esp", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"} {
+		t.Run(typ, func(t *testing.T) {
+			p := filepath.Join(dir, "kiln.yaml")
+			text := `layers:
+  - path: rootfs/
+disk:
+  size: 48MiB
+  partitions:
+    - {name: esp, type: ` + typ + `, size: 16MiB, filesystem: vfat, mount: /efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot:
+  loader: systemd-boot
+  kernel: /boot/vmlinuz-*
+  initrd: none
+`
+			if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := spec.Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "out.img")
+			_, err = Build(context.Background(), s, Options{Output: out, TempDir: t.TempDir()})
+			if err == nil || !strings.Contains(err.Error(), "boot: systemd-boot: systemd-boot: loader: not a PE image") {
+				t.Fatalf("got %v, want the build to reach systemd-boot's installer", err)
+			}
+			if _, serr := os.Lstat(out); !os.IsNotExist(serr) {
+				t.Errorf("the failed build left %s (%v)", out, serr)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/repro"
 )
 
@@ -14,7 +15,9 @@ import (
 // disk.signature, a partition's size, label, mount and filesystem, a
 // layer's sha256 and modes, chmod entries and boot.uefi named the line of
 // their mapping; epoch and every output: error had no line at all; and
-// disk.size: 0 and malformed boot patterns were accepted (0 became auto,
+// disk.size: 0 and malformed boot patterns were accepted, and an unknown
+// partition type or disk.arch was found only when the partitions were
+// planned, after the layers were merged, with the line of disk: (0 became auto,
 // a bad pattern failed only after the layers were merged).
 func TestErrorLines(t *testing.T) {
 	const bootAdd = "boot:\n  loader: uki\n  kernel: /boot/vmlinuz-*\n  paths:\n    stub: /usr/lib/stub.efi\n" // lines 24-28
@@ -34,6 +37,9 @@ func TestErrorLines(t *testing.T) {
 		{"disk signature not hex", "size: 1GiB", "size: 1GiB\n  signature: 1234567g", false, 10, "want 8 hex digits"},
 		{"partition size", "size: 64MiB", "size: 64 megs", false, 13, "disk.partitions[0].size"},
 		{"partition size zero", "size: 64MiB", "size: 0MiB", false, 13, "must not be zero"},
+		{"partition type", "type: root", "type: rooot", false, 17, `disk.partitions[1].type: unknown partition type "rooot"`},
+		{"partition type for no arch", "type: root", "type: root-vax", false, 17, `disk.partitions[1].type: unknown partition type`},
+		{"disk arch", "size: 1GiB", "size: 1GiB\n  arch: vax", false, 10, `disk.arch: unknown architecture "vax"`},
 		{"partition filesystem", "filesystem: vfat", "filesystem: fat32", false, 14, "disk.partitions[0].filesystem"},
 		{"partition mount", "mount: /boot/efi", "mount: boot/efi", false, 15, "disk.partitions[0].mount"},
 		{"partition label", "mount: /boot/efi", "mount: /boot/efi\n      label: TOOLONGFORFAT", false, 16, "disk.partitions[0].label"},
@@ -114,6 +120,9 @@ func TestParsedValues(t *testing.T) {
 		t.Errorf("disk signature %v", d.SignatureValue)
 	}
 	esp, root := d.Partitions[0], d.Partitions[1]
+	if d.TableValue != disk.GPT || esp.TypeValue.Name != "esp" || root.TypeValue.Name != "root-x86-64" {
+		t.Errorf("table %v, types %+v, %+v", d.TableValue, esp.TypeValue, root.TypeValue)
+	}
 	if esp.VolumeIDValue == nil || *esp.VolumeIDValue != 0xdeadbeef || esp.GUIDValue != nil {
 		t.Errorf("esp: volume ID %v, GUID %v", esp.VolumeIDValue, esp.GUIDValue)
 	}

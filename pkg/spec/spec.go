@@ -25,6 +25,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/repro"
 )
 
@@ -82,8 +83,9 @@ type Disk struct {
 	KeyLines   map[string]int `yaml:"-" json:"-"` // lines of disk's keys
 
 	// Parsed values.
-	SizeBytes int64 `yaml:"-" json:"-"` // 0 for auto
-	FreeBytes int64 `yaml:"-" json:"-"`
+	SizeBytes  int64      `yaml:"-" json:"-"` // 0 for auto
+	FreeBytes  int64      `yaml:"-" json:"-"`
+	TableValue disk.Table `yaml:"-" json:"-"`
 	// GUIDValue and SignatureValue are guid: and signature:, nil when
 	// the spec does not give them (the build derives them).
 	GUIDValue      *repro.UUID `yaml:"-" json:"-"`
@@ -113,6 +115,8 @@ type Partition struct {
 	SizeBytes int64 `yaml:"-" json:"-"`
 	Rest      bool  `yaml:"-" json:"-"`
 	Auto      bool  `yaml:"-" json:"-"`
+	// TypeValue is type: as pkg/disk resolves it for disk.arch.
+	TypeValue disk.Type `yaml:"-" json:"-"`
 	// The IDs the spec gives, nil where it gives none (the build derives
 	// them from the seed).
 	GUIDValue        *repro.UUID `yaml:"-" json:"-"`
@@ -419,6 +423,13 @@ func (s *Spec) validate() error {
 	if !contains(Tables, d.Table) {
 		return s.errf(dline("table"), "disk.table: %q is not one of %s", d.Table, strings.Join(Tables, ", "))
 	}
+	d.TableValue = disk.GPT
+	if d.Table == "mbr" {
+		d.TableValue = disk.MBR
+	}
+	if _, err := disk.NormalizeArch(d.Arch); err != nil {
+		return s.errf(dline("arch"), "disk.arch: %v", err)
+	}
 	if d.Size == "" || d.Size == "auto" {
 		d.SizeBytes = 0
 	} else {
@@ -522,9 +533,14 @@ func (s *Spec) validate() error {
 			// A type given as a GUID: checked here, with its line, not
 			// taken for an unknown name later.
 			if err := checkUUID(p.Type); err != nil {
-				return s.errf(keyLine(p.KeyLines, "type", p.Line), "%s.type: %v", where, err)
+				return s.errf(pline("type"), "%s.type: %v", where, err)
 			}
 		}
+		typ, err := disk.LookupType(p.Type, d.Arch)
+		if err != nil {
+			return s.errf(pline("type"), "%s.type: %v", where, err)
+		}
+		p.TypeValue = typ
 		for _, f := range []struct {
 			key, val, only string
 			to             **repro.UUID
