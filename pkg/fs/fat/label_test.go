@@ -138,6 +138,11 @@ func TestLabelLikeBlkid(t *testing.T) {
 				if in.Label != label || in.BootLabel != boot {
 					t.Errorf("Probe: label %q, boot label %q; blkid: LABEL %q, LABEL_FATBOOT %q", in.Label, in.BootLabel, label, boot)
 				}
+				// The serial: blkid's UUID, or none (and VolumeID 0).
+				uuid, ok := blkidValue(t, img, "UUID")
+				if got := fmt.Sprintf("%04X-%04X", in.VolumeID>>16, in.VolumeID&0xFFFF); ok && got != uuid || !ok && in.VolumeID != 0 {
+					t.Errorf("Probe: volume ID %s; blkid: UUID %q (%v)", got, uuid, ok)
+				}
 			})
 		}
 	}

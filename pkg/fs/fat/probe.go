@@ -95,9 +95,7 @@ func Probe(r io.ReaderAt, size int64) (*Info, error) {
 			return nil, fmt.Errorf("fat: decoding the FAT32 BPB: %w", err)
 		}
 		in.FATType, in.FATSectors, in.RootCluster, fsinfo = 32, e.FATSz32, e.RootClus, e.FSInfo
-		if e.BootSig == extBootSig || e.BootSig == 0x28 {
-			in.VolumeID = e.VolID
-		}
+		in.VolumeID = e.VolID // whatever the signature says, as blkid reads FAT32
 		label, hasLab = e.VolLab, e.BootSig == extBootSig
 	} else {
 		var e ebpb16
