@@ -24,27 +24,11 @@ const (
 const typeRegA = '\x00'
 
 func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
-	e := &Entry{}
-	switch h.Typeflag {
-	case tar.TypeReg, typeRegA, tar.TypeCont, tar.TypeGNUSparse:
-		e.Type = TypeReg
-	case tar.TypeDir, 'D': // 'D': GNU dump directory
-		e.Type = TypeDir
-	case tar.TypeSymlink:
-		e.Type = TypeSymlink
-	case tar.TypeLink:
-		e.Type = TypeHardlink
-	case tar.TypeChar:
-		e.Type = TypeChar
-	case tar.TypeBlock:
-		e.Type = TypeBlock
-	case tar.TypeFifo:
-		e.Type = TypeFIFO
-	case tar.TypeXGlobalHeader, 'V': // 'V': GNU volume label
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("unsupported tar entry type %q", h.Typeflag)
+	t, err := entryType(h.Typeflag)
+	if t == 0 || err != nil {
+		return nil, err
 	}
+	e := &Entry{Type: t}
 
 	p, err := cleanPath(h.Name)
 	if err != nil {
@@ -100,6 +84,31 @@ func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// entryType returns the type of entry a tar type flag stands for; 0, nil
+// for the flags of headers that carry no file (PAX global headers, volume
+// labels).
+func entryType(flag byte) (Type, error) {
+	switch flag {
+	case tar.TypeReg, typeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		return TypeReg, nil
+	case tar.TypeDir, 'D': // 'D': GNU dump directory
+		return TypeDir, nil
+	case tar.TypeSymlink:
+		return TypeSymlink, nil
+	case tar.TypeLink:
+		return TypeHardlink, nil
+	case tar.TypeChar:
+		return TypeChar, nil
+	case tar.TypeBlock:
+		return TypeBlock, nil
+	case tar.TypeFifo:
+		return TypeFIFO, nil
+	case tar.TypeXGlobalHeader, 'V': // 'V': GNU volume label
+		return 0, nil
+	}
+	return 0, fmt.Errorf("unsupported tar entry type %q", flag)
 }
 
 // isSparse reports whether archive/tar expands h from a GNU sparse map, so

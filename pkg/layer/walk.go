@@ -167,226 +167,362 @@ func (l *tarLayer) key() (string, error) {
 // walk reads the archive, of outer format k, from its start. With cw, the
 // decompressed tar stream is also written to a new cache entry, and the
 // contents of regular files are regions of it instead of spill copies.
+//
+// It reads as the tar format does: the stream under its compression
+// (open), then for each entry its header, with the PAX and GNU extended
+// headers before it applied (next), the entry that header describes
+// (entry), the limit its data must stay within (limit) and the region of
+// the stream that holds that data (content); at the end, the rest of the
+// stream and its digests (finish).
 func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error {
 	if l.srcDigest != "" {
 		l.info.Digest = "sha256:" + l.srcDigest
 	}
 	b := l.budget()
+	s, err := l.open(k, cw, b)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	w := &tarWalk{l: l, s: s, b: b, cw: cw, tr: tar.NewReader(s.r), sw: &spillWriter{s: l.spill}}
+	if err := w.entries(fn); err != nil {
+		return err
+	}
+	return w.finish()
+}
 
+// tarStream is the tar stream of one walk, under its compression if any,
+// and the digests taken of it along the way.
+type tarStream struct {
+	r     io.Reader     // what tar.Reader reads
+	cnt   *counter      // position in the tar stream
+	blobH hash.Hash     // of the layer's bytes as stored, or nil
+	diffH hash.Hash     // of the uncompressed tar stream, or nil
+	rawBR *bufio.Reader // the bytes as stored, under a decompressor; or nil
+	// inPlace: contents are read from src, at cnt's position.
+	inPlace bool
+	close   func() // releases the decompressor
+}
+
+// open returns the tar stream of l, of outer format k, from its start,
+// counted against b.
+func (l *tarLayer) open(k kind, cw *cacheWriter, b *budget) (*tarStream, error) {
+	s := &tarStream{close: func() {}}
 	raw := l.src.reader()
 	var rawR io.Reader = raw
-	var blobH hash.Hash
 	if l.blobDigest != "" || (k == kindTar && (l.diffID != "" || l.wantDiffID)) {
-		blobH = sha256.New()
-		rawR = io.TeeReader(raw, blobH)
+		s.blobH = sha256.New()
+		rawR = io.TeeReader(raw, s.blobH)
 	}
-
-	var (
-		tarR  io.Reader // what tar.Reader reads
-		cnt   *counter  // position in the tar stream
-		diffH hash.Hash
-		rawBR *bufio.Reader
-		// inPlace: contents are read from src, at cnt's position.
-		inPlace bool
-	)
+	var err error
 	switch {
 	case k == kindTar:
-		// The tar stream is the file itself. A walk of a cache entry
-		// counts it entry by entry instead, as the compressed stream it
-		// stands for was counted, so that an error names the entry.
-		if !l.cached() {
-			if err := b.take(l.src.size); err != nil {
-				return l.errorf("", "%w", err)
-			}
-		}
-		inPlace = true
-		if blobH == nil {
-			// Nothing to hash: let archive/tar seek over file data.
-			cnt = &counter{r: raw, s: raw}
-			tarR = seekingCounter{cnt}
-		} else {
-			// Every byte is hashed, so every byte is read; the counter
-			// above the buffer still counts what archive/tar consumed.
-			cnt = &counter{r: bufio.NewReaderSize(rawR, 64<<10)}
-			diffH = blobH
-			tarR = cnt
-		}
+		err = l.openPlain(s, b, raw, rawR)
 	case k.compressed():
-		var zr io.Reader
-		if k == kindXz {
-			// Blocks are decoded on every core, ahead of the walk, from
-			// the file itself; the digest of its bytes, when one is
-			// wanted, is taken in a pass of its own.
-			if blobH != nil {
-				if _, err := io.CopyBuffer(blobH, struct{ io.Reader }{raw}, make([]byte, 1<<20)); err != nil {
-					return l.errorf("", "reading: %w", err)
-				}
-			}
-			xr, err := xz.NewReader(l.src.ra, l.src.off, l.src.size, 0)
-			if err != nil {
-				return l.errorf("", "%w", err)
-			}
-			defer xr.Close()
-			zr = xr
-		} else {
-			rawBR = bufio.NewReaderSize(rawR, 64<<10)
-			dec, release, err := decompress(k, rawBR)
-			if err != nil {
-				return l.errorf("", "%w", err)
-			}
-			defer release()
-			zr = dec
-		}
-		var dr io.Reader = budgetReader{r: zr, b: b}
-		if (l.diffID != "" || l.wantDiffID) && cw == nil {
-			// (A cache entry being stored hashes the same stream.)
-			diffH = sha256.New()
-			dr = io.TeeReader(dr, diffH)
-		}
-		br := bufio.NewReaderSize(dr, 64<<10)
-		inner, err := br.Peek(sniffLen)
-		if errors.Is(err, ErrTooLarge) {
+		err = l.openCompressed(s, k, cw, b, raw, rawR)
+	default:
+		return nil, l.errorf("", "%w: not a tar archive, plain or compressed with gzip, xz, zstd or bzip2", ErrFormat)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openPlain sets s up to read a plain tar: the tar stream is the file
+// itself. raw is the layer's bytes; rawR the same, through s.blobH when
+// that is set.
+func (l *tarLayer) openPlain(s *tarStream, b *budget, raw *io.SectionReader, rawR io.Reader) error {
+	// A walk of a cache entry counts the stream entry by entry instead,
+	// as the compressed stream it stands for was counted, so that an
+	// error names the entry.
+	if !l.cached() {
+		if err := b.take(l.src.size); err != nil {
 			return l.errorf("", "%w", err)
 		}
-		if !isTarHeader(inner) {
-			return l.errorf("", "%w", notTar(k, err))
-		}
-		cnt = &counter{r: br}
-		if cw != nil {
-			cnt.tee = cw
-		}
-		tarR = cnt
-	default:
-		return l.errorf("", "%w: not a tar archive, plain or compressed with gzip, xz, zstd or bzip2", ErrFormat)
 	}
+	s.inPlace = true
+	if s.blobH == nil {
+		// Nothing to hash: let archive/tar seek over file data.
+		s.cnt = &counter{r: raw, s: raw}
+		s.r = seekingCounter{s.cnt}
+		return nil
+	}
+	// Every byte is hashed, so every byte is read; the counter above the
+	// buffer still counts what archive/tar consumed.
+	s.cnt = &counter{r: bufio.NewReaderSize(rawR, 64<<10)}
+	s.diffH = s.blobH
+	s.r = s.cnt
+	return nil
+}
 
-	sw := &spillWriter{s: l.spill}
-	tr := tar.NewReader(tarR)
-	prev := ""
-	var sawIndex, sawBlobs bool // image markers of a rootfs tar
-	var counted int64           // of a cache entry's stream, what the budget has taken
+// openCompressed sets s up to read the tar stream of a layer of
+// compressed format k, counted against b, and checks that it is one. With
+// cw, the stream is also written to that cache entry.
+func (l *tarLayer) openCompressed(s *tarStream, k kind, cw *cacheWriter, b *budget, raw *io.SectionReader, rawR io.Reader) error {
+	zr, err := l.decompressor(k, s, raw, rawR)
+	if err != nil {
+		return err
+	}
+	var dr io.Reader = budgetReader{r: zr, b: b}
+	if (l.diffID != "" || l.wantDiffID) && cw == nil {
+		// (A cache entry being stored hashes the same stream.)
+		s.diffH = sha256.New()
+		dr = io.TeeReader(dr, s.diffH)
+	}
+	br := bufio.NewReaderSize(dr, 64<<10)
+	inner, err := br.Peek(sniffLen)
+	if errors.Is(err, ErrTooLarge) {
+		s.close()
+		return l.errorf("", "%w", err)
+	}
+	if !isTarHeader(inner) {
+		s.close()
+		return l.errorf("", "%w", notTar(k, err))
+	}
+	s.cnt = &counter{r: br}
+	if cw != nil {
+		s.cnt.tee = cw
+	}
+	s.r = s.cnt
+	return nil
+}
+
+// decompressor returns the decompressed stream of l, of compressed format
+// k, and sets s.close to release it. raw is the layer's bytes as stored;
+// rawR the same, through s.blobH when that is set.
+func (l *tarLayer) decompressor(k kind, s *tarStream, raw *io.SectionReader, rawR io.Reader) (io.Reader, error) {
+	if k == kindXz {
+		// Blocks are decoded on every core, ahead of the walk, from the
+		// file itself; the digest of its bytes, when one is wanted, is
+		// taken in a pass of its own.
+		if s.blobH != nil {
+			if _, err := io.CopyBuffer(s.blobH, struct{ io.Reader }{raw}, make([]byte, 1<<20)); err != nil {
+				return nil, l.errorf("", "reading: %w", err)
+			}
+		}
+		xr, err := xz.NewReader(l.src.ra, l.src.off, l.src.size, 0)
+		if err != nil {
+			return nil, l.errorf("", "%w", err)
+		}
+		s.close = func() { xr.Close() }
+		return xr, nil
+	}
+	s.rawBR = bufio.NewReaderSize(rawR, 64<<10)
+	dec, release, err := decompress(k, s.rawBR)
+	if err != nil {
+		return nil, l.errorf("", "%w", err)
+	}
+	s.close = release
+	return dec, nil
+}
+
+// tarWalk is the state of one walk through the entries of a tar stream.
+type tarWalk struct {
+	l  *tarLayer
+	s  *tarStream
+	b  *budget
+	cw *cacheWriter
+	tr *tar.Reader
+	sw *spillWriter
+	// prev is the name of the last header read, for errors.
+	prev string
+	// Image markers of a rootfs tar.
+	sawIndex, sawBlobs bool
+	// Of a cache entry's stream, what the budget has taken.
+	counted int64
+}
+
+// entries calls fn for each entry of the archive, up to its end.
+func (w *tarWalk) entries(fn func(e *Entry) error) error {
 	for {
-		h, err := tr.Next()
-		if l.cached() {
-			if terr := b.take(cnt.n - counted); terr != nil {
-				return l.errorf(prev, "%w", terr)
-			}
-			counted = cnt.n
+		h, err := w.next()
+		if err != nil || h == nil {
+			return err
 		}
-		if err == io.EOF {
-			// archive/tar takes a stream cut inside the padding of the
-			// last entry for a clean end; a whole archive ends on a block.
-			if cnt.n%512 != 0 {
-				return l.errorf(prev, "truncated archive: it ends inside a block, at byte %d", cnt.n)
-			}
-			break
-		}
-		if errors.Is(err, tar.ErrInsecurePath) && h != nil {
-			err = nil // cleanPath decides, whatever GODEBUG says
-		}
-		if errors.Is(err, ErrTooLarge) {
-			return l.errorf(prev, "%w", err)
-		}
+		e, err := w.entry(h)
 		if err != nil {
-			if prev == "" {
-				return l.errorf("", "reading the first tar header: %w", err)
-			}
-			return l.errorf(prev, "reading on after this entry: %w", err)
+			return err
 		}
-		e, err := fromHeader(h, l.keepRoot)
-		if err != nil {
-			return l.errorf(h.Name, "%w", err)
-		}
-		prev = h.Name
 		if e == nil {
 			continue
 		}
-		if l.rootfs {
-			if err := imageMarker(e, &sawIndex, &sawBlobs); err != nil {
-				return l.errorf(h.Name, "%w", err)
-			}
-		}
 		if e.Type == TypeReg {
-			// Refuse what would go past the limit before spilling it.
-			switch {
-			case isSparse(h):
-				err = b.take(e.Size)
-			case (!inPlace || l.cached()) && e.Size > b.left:
-				err = b.err
+			if err := w.limit(h, e); err != nil {
+				return err
 			}
-			if err != nil {
-				return l.errorf(h.Name, "%w", err)
-			}
-			switch {
-			case e.Size == 0:
-				e.Content = emptyContent{}
-			case inPlace && !isSparse(h):
-				pos := cnt.n
-				if pos+e.Size > l.src.size {
-					return l.errorf(h.Name, "truncated archive: %d bytes of data at offset %d, beyond its end at %d", e.Size, pos, l.src.size)
-				}
-				e.Content = sectionContent{ra: l.src.ra, off: l.src.off + pos, size: e.Size}
-			case cw != nil && !isSparse(h):
-				// The data goes to the cache entry as archive/tar reads
-				// it; the content is that region of the entry.
-				pos := cnt.n
-				if _, err := io.CopyBuffer(discard{}, tr, sw.buffer()); err != nil {
-					if errors.Is(err, ErrTooLarge) {
-						return l.errorf(h.Name, "%w", err)
-					}
-					return l.errorf(h.Name, "reading data: %w", err)
-				}
-				if cnt.n-pos < e.Size {
-					return l.errorf(h.Name, "reading data: %w", io.ErrUnexpectedEOF)
-				}
-				e.Content = sectionContent{ra: cw, off: pos, size: e.Size}
-			default:
-				c, err := sw.copy(tr, e.Size)
-				if errors.Is(err, ErrTooLarge) {
-					return l.errorf(h.Name, "%w", err)
-				}
-				if err != nil {
-					return l.errorf(h.Name, "reading data: %w", err)
-				}
-				e.Content = c
+			if e.Content, err = w.content(h, e); err != nil {
+				return err
 			}
 		}
-		l.info.Entries++
+		w.l.info.Entries++
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
+}
 
-	// Read every stream to its end, so that compressed framing and
-	// digests are checked.
-	if _, err := io.Copy(io.Discard, cnt); err != nil {
+// next reads the next header, with the PAX and GNU extended headers
+// before it (long names, xattrs, sparse maps) already applied by
+// archive/tar. It returns nil, nil at the end of the archive.
+func (w *tarWalk) next() (*tar.Header, error) {
+	l := w.l
+	h, err := w.tr.Next()
+	if l.cached() {
+		if terr := w.b.take(w.s.cnt.n - w.counted); terr != nil {
+			return nil, l.errorf(w.prev, "%w", terr)
+		}
+		w.counted = w.s.cnt.n
+	}
+	if err == io.EOF {
+		// archive/tar takes a stream cut inside the padding of the last
+		// entry for a clean end; a whole archive ends on a block.
+		if w.s.cnt.n%512 != 0 {
+			return nil, l.errorf(w.prev, "truncated archive: it ends inside a block, at byte %d", w.s.cnt.n)
+		}
+		return nil, nil
+	}
+	if errors.Is(err, tar.ErrInsecurePath) && h != nil {
+		err = nil // cleanPath decides, whatever GODEBUG says
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return nil, l.errorf(w.prev, "%w", err)
+	}
+	if err != nil {
+		if w.prev == "" {
+			return nil, l.errorf("", "reading the first tar header: %w", err)
+		}
+		return nil, l.errorf(w.prev, "reading on after this entry: %w", err)
+	}
+	return h, nil
+}
+
+// entry returns the entry h describes, by its type flag, or nil for a
+// header that carries no file. A rootfs tar is refused if it turns out
+// to be an image archive.
+func (w *tarWalk) entry(h *tar.Header) (*Entry, error) {
+	e, err := fromHeader(h, w.l.keepRoot)
+	if err != nil {
+		return nil, w.l.errorf(h.Name, "%w", err)
+	}
+	w.prev = h.Name
+	if e == nil {
+		return nil, nil
+	}
+	if w.l.rootfs {
+		if err := imageMarker(e, &w.sawIndex, &w.sawBlobs); err != nil {
+			return nil, w.l.errorf(h.Name, "%w", err)
+		}
+	}
+	return e, nil
+}
+
+// limit refuses a regular file whose data would take the walk past its
+// budget, before any of it is spilled. A sparse entry counts its whole
+// size (its holes are spilled as zeros); the data of a plain tar read in
+// place was counted with the file, but for a cache entry's.
+func (w *tarWalk) limit(h *tar.Header, e *Entry) error {
+	var err error
+	switch {
+	case isSparse(h):
+		err = w.b.take(e.Size)
+	case (!w.s.inPlace || w.l.cached()) && e.Size > w.b.left:
+		err = w.b.err
+	}
+	if err != nil {
+		return w.l.errorf(h.Name, "%w", err)
+	}
+	return nil
+}
+
+// content returns the data of the regular file e: a region of the layer
+// file when it is read in place, of the cache entry being stored, or else
+// a spill copy.
+func (w *tarWalk) content(h *tar.Header, e *Entry) (Content, error) {
+	switch {
+	case e.Size == 0:
+		return emptyContent{}, nil
+	case w.s.inPlace && !isSparse(h):
+		return w.inPlaceContent(h, e)
+	case w.cw != nil && !isSparse(h):
+		return w.cacheContent(h, e)
+	}
+	c, err := w.sw.copy(w.tr, e.Size)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, w.l.errorf(h.Name, "%w", err)
+	}
+	if err != nil {
+		return nil, w.l.errorf(h.Name, "reading data: %w", err)
+	}
+	return c, nil
+}
+
+// inPlaceContent returns e's data as the region of the layer file at the
+// stream's position.
+func (w *tarWalk) inPlaceContent(h *tar.Header, e *Entry) (Content, error) {
+	l := w.l
+	pos := w.s.cnt.n
+	if pos+e.Size > l.src.size {
+		return nil, l.errorf(h.Name, "truncated archive: %d bytes of data at offset %d, beyond its end at %d", e.Size, pos, l.src.size)
+	}
+	return sectionContent{ra: l.src.ra, off: l.src.off + pos, size: e.Size}, nil
+}
+
+// cacheContent reads e's data, which goes to the cache entry as
+// archive/tar reads it, and returns that region of the entry.
+func (w *tarWalk) cacheContent(h *tar.Header, e *Entry) (Content, error) {
+	pos := w.s.cnt.n
+	if _, err := io.CopyBuffer(discard{}, w.tr, w.sw.buffer()); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, w.l.errorf(h.Name, "%w", err)
+		}
+		return nil, w.l.errorf(h.Name, "reading data: %w", err)
+	}
+	if w.s.cnt.n-pos < e.Size {
+		return nil, w.l.errorf(h.Name, "reading data: %w", io.ErrUnexpectedEOF)
+	}
+	return sectionContent{ra: w.cw, off: pos, size: e.Size}, nil
+}
+
+// finish reads every stream to its end, so that compressed framing and
+// digests are checked, and checks the digests.
+func (w *tarWalk) finish() error {
+	l, s := w.l, w.s
+	if _, err := io.Copy(io.Discard, s.cnt); err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return l.errorf("", "after the end of the tar archive: %w", err)
 		}
 		return l.errorf("", "reading past the end of the tar archive: %w", err)
 	}
-	l.info.Bytes = cnt.n
+	l.info.Bytes = s.cnt.n
 	if l.cached() {
-		if err := b.take(cnt.n - counted); err != nil {
+		if err := w.b.take(s.cnt.n - w.counted); err != nil {
 			return l.errorf("", "after the end of the tar archive: %w", err)
 		}
 	}
-	if rawBR != nil && blobH != nil {
-		if _, err := io.Copy(io.Discard, rawBR); err != nil {
+	if s.rawBR != nil && s.blobH != nil {
+		if _, err := io.Copy(io.Discard, s.rawBR); err != nil {
 			return l.errorf("", "reading to the end of the blob: %w", err)
 		}
 	}
-	if blobH != nil && l.blobDigest != "" {
-		if got := hex.EncodeToString(blobH.Sum(nil)); got != l.blobDigest {
+	return w.checkDigests()
+}
+
+// checkDigests compares the digests taken by the walk with those the
+// layer is known by, and records the diff_id found.
+func (w *tarWalk) checkDigests() error {
+	l, s := w.l, w.s
+	if s.blobH != nil && l.blobDigest != "" {
+		if got := hex.EncodeToString(s.blobH.Sum(nil)); got != l.blobDigest {
 			return l.errorf("", "%w: blob sha256:%s has sha256:%s", ErrDigest, l.blobDigest, got)
 		}
 	}
-	if diffH != nil || cw != nil {
+	if s.diffH != nil || w.cw != nil {
 		var got string
-		if cw != nil {
-			got = cw.sum()
+		if w.cw != nil {
+			got = w.cw.sum()
 		} else {
-			got = hex.EncodeToString(diffH.Sum(nil))
+			got = hex.EncodeToString(s.diffH.Sum(nil))
 		}
 		l.info.DiffID = "sha256:" + got
 		if l.diffID != "" && got != l.diffID {
