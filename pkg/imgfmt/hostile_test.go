@@ -93,6 +93,28 @@ func craftedHeaders() []craftedHeader {
 			return b
 		}(), "Data Offset"},
 		{"qcow2 L1 table past the end", qcow(func(h *qcow2Header) { h.Size = 1 << 40; h.L1Size = 2048; h.L1TableOffset = 1 << 40 }), "l1_table_offset"},
+		// 4096 L1 entries on one L2 table: Extents would walk the table
+		// again for every entry (with 2 MiB clusters and 4M entries, 2^40
+		// entries for a 34 MiB file).
+		{"qcow2 L1 entries sharing an L2 table", func() []byte {
+			b := qcow(func(h *qcow2Header) {
+				h.Size = 4096 << 29
+				h.L1Size = 4096
+				h.L1TableOffset = 64 << 10
+			})
+			b = append(b, make([]byte, 192<<10-len(b))...)
+			for i := range 4096 {
+				binary.BigEndian.PutUint64(b[64<<10+8*i:], 128<<10) // every L1 entry: the L2 table at 128 KiB
+			}
+			return b
+		}(), "L1 table"},
+		{"vmdk grain tables shared", func() []byte {
+			b := craftedVMDK(1<<26, 128, 512, 1, 0, 0) // 1024 GD entries at sector 1
+			for i := range 1024 {
+				binary.LittleEndian.PutUint32(b[512+4*i:], 12) // every GD entry: the table at sector 12
+			}
+			return b
+		}(), "grain directory"},
 		{"qcow2 L2 table past the end", func() []byte {
 			b := qcow(func(h *qcow2Header) { h.L1TableOffset = 4096; h.ClusterBits = 12 })
 			b = append(b, make([]byte, 4096)...)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // Image is a disk image opened for reading: the virtual disk as an
@@ -106,6 +107,27 @@ func readTable(f *os.File, off int64, es, n int, set func(i int, b []byte)) erro
 		}
 		for j := range k {
 			set(i+j, b[j*es:])
+		}
+	}
+	return nil
+}
+
+// checkUnshared refuses a table of table offsets (the qcow2 L1 table, the
+// VMDK grain directory) in which two entries point to the same table. No
+// writer shares tables within one image, and a shared one would let a
+// small file make Extents walk one table again for every entry (4M L1
+// entries on one L2 table of 2 MiB clusters are 10^12 entries to walk).
+func checkUnshared(field string, offs []uint64) error {
+	sorted := make([]uint64, 0, len(offs))
+	for _, o := range offs {
+		if o != 0 {
+			sorted = append(sorted, o)
+		}
+	}
+	slices.Sort(sorted)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return fmt.Errorf("%s: two entries point to the same table at %d", field, sorted[i])
 		}
 	}
 	return nil

@@ -108,6 +108,13 @@ func openQcow2(f *os.File, fsize int64) (*qcow2Image, error) {
 	if err := readTable(f, int64(h.L1TableOffset), 8, len(q.l1), func(i int, b []byte) { q.l1[i] = binary.BigEndian.Uint64(b) }); err != nil {
 		return nil, fmt.Errorf("qcow2 L1 table: %w", err)
 	}
+	offs := make([]uint64, len(q.l1))
+	for i, e := range q.l1 {
+		offs[i] = e & qcow2OffsetMask
+	}
+	if err := checkUnshared("qcow2 L1 table", offs); err != nil {
+		return nil, err
+	}
 	q.l2.init(16)
 	return q, nil
 }

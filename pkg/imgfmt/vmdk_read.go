@@ -92,6 +92,13 @@ func openVMDK(f *os.File, fsize int64) (*vmdkImage, error) {
 	if err := readTable(f, int64(h.GDOffset)*512, 4, len(v.gd), func(i int, b []byte) { v.gd[i] = binary.LittleEndian.Uint32(b) }); err != nil {
 		return nil, fmt.Errorf("vmdk grain directory: %w", err)
 	}
+	offs := make([]uint64, len(v.gd))
+	for i, e := range v.gd {
+		offs[i] = uint64(e)
+	}
+	if err := checkUnshared("vmdk grain directory", offs); err != nil {
+		return nil, err
+	}
 	v.gts.init(16)
 	return v, nil
 }
