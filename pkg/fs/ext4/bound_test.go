@@ -3,6 +3,7 @@ package ext4
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"runtime/metrics"
 	"strings"
 	"testing"
@@ -17,9 +18,13 @@ import (
 type sparseImg struct {
 	size  int64
 	parts map[int64][]byte
+	file  io.ReaderAt // if set, what the image reads as instead of parts
 }
 
 func (s *sparseImg) ReadAt(b []byte, off int64) (int, error) {
+	if s.file != nil {
+		return s.file.ReadAt(b, off)
+	}
 	if off >= s.size {
 		return 0, fmt.Errorf("offset %d past the end", off)
 	}
@@ -68,6 +73,7 @@ func TestReadBoundedHeaders(t *testing.T) {
 			return repeatedDirImage(t), ReadOptions{Lenient: true}
 		}, "directory entries"},
 		{"4200 values in ea_inode inodes", eaInodesImage, "bytes of xattr values in the filesystem"},
+		{"a million reads of one indirect block", rereadImage, "more metadata blocks read"},
 		{"file of scattered blocks", func(t *testing.T) (*sparseImg, ReadOptions) {
 			return scatteredFileImage(t), ReadOptions{Lenient: true}
 		}, "extents in the filesystem's files"},
@@ -263,4 +269,41 @@ func eaInodesImage(t *testing.T) (*sparseImg, ReadOptions) {
 		le.PutUint32(ent[8:], 65536)
 	}
 	return img, ReadOptions{Lenient: true}
+}
+
+// rereadImage is a 2 GiB kiln filesystem (a sparse file) whose file /f
+// is turned into a 4 TiB block-mapped file whose triple indirect block
+// points 1024 times at one double indirect block, which points 1024
+// times at one indirect block of zeros: a million metadata reads, and
+// not one mapping.
+func rereadImage(t *testing.T) (*sparseImg, ReadOptions) {
+	t.Helper()
+	tr := tree.New(rtEpoch)
+	rtPut(tr, "/f", rtFile(0o644, []byte("x")))
+	file := rtWrite(t, tr, 2<<30)
+	rd := rtOpen(t, file, false)
+	ino := rtLookup(t, rd, "/f")
+	off := int64(rd.itable[(ino-1)/rd.ipg])*blockSize + int64((ino-1)%rd.ipg)*int64(rd.inodeSize)
+	in := make([]byte, rd.inodeSize)
+	if _, err := file.ReadAt(in, off); err != nil {
+		t.Fatal(err)
+	}
+	ind, dind, tind := uint32(rd.blocks-3), uint32(rd.blocks-2), uint32(rd.blocks-1)
+	dindB, tindB := make([]byte, blockSize), make([]byte, blockSize)
+	for i := 0; i < blockSize/4; i++ {
+		le.PutUint32(dindB[4*i:], ind)
+		le.PutUint32(tindB[4*i:], dind)
+	}
+	var ptrs [15]uint32
+	ptrs[14] = tind
+	setBlockMap(in, 4<<40, ptrs)
+	for _, w := range []struct {
+		off int64
+		b   []byte
+	}{{off, in}, {int64(dind) * blockSize, dindB}, {int64(tind) * blockSize, tindB}} {
+		if _, err := file.WriteAt(w.b, w.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &sparseImg{size: rtSize(t, file), parts: map[int64][]byte{}, file: file}, ReadOptions{Lenient: true}
 }

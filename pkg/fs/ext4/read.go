@@ -53,6 +53,11 @@ const (
 	// ReadTree keeps, 32 bytes each: a hostile block map can point every
 	// entry of its indirect blocks at a different block.
 	maxMappings = 1 << 20
+	// maxMetaBytes bounds the metadata blocks (directory, extent tree,
+	// indirect, xattr and symlink blocks) ReadTree reads, as it bounds
+	// them by the filesystem's block count: a hostile block map can point
+	// a million times at one indirect block.
+	maxMetaBytes = 1 << 30
 	// maxXattrBytes bounds the xattr values kept in all (each at most
 	// maxXattrValue): a hostile image can give every file its own 64 KiB
 	// value in an ea_inode inode, all over the same blocks, or in a
@@ -211,10 +216,11 @@ type fsReader struct {
 	budget int64 // metadata blocks left to read
 	verity bool  // parseXattrs skipped fs-verity metadata
 
-	inodeBuf   []byte // readInode's buffer
-	maps       int    // mappings kept, at most maxMappings
-	xattrBytes int64  // bytes of xattr values kept, at most maxXattrBytes
-	entries    int    // directory entries read
+	inodeBuf   []byte   // readInode's buffer
+	free       [][]byte // metaBlock's free buffers
+	maps       int      // mappings kept, at most maxMappings
+	xattrBytes int64    // bytes of xattr values kept, at most maxXattrBytes
+	entries    int      // directory entries read
 
 	byIno   map[uint32]*tree.Inode   // inodes already in the tree
 	xblocks map[uint64][]layer.Xattr // parsed xattr blocks, which inodes share
@@ -334,7 +340,7 @@ func (rd *fsReader) readSuper() error {
 		rd.firstMeta = uint64(le.Uint32(sb[sbFirstMetaBG:]))
 	}
 	rd.backupBGs = [2]uint32{le.Uint32(sb[sbBackupBGs:]), le.Uint32(sb[sbBackupBGs+4:])}
-	rd.budget = int64(rd.blocks) + 16
+	rd.budget = min(int64(rd.blocks)+16, maxMetaBytes/bs)
 	rd.byIno = map[uint32]*tree.Inode{}
 	rd.xblocks = map[uint64][]layer.Xattr{}
 	rd.eaVals = map[uint32][]byte{}
@@ -586,21 +592,38 @@ type mapping struct {
 	zero          bool
 }
 
-// metaBlock reads block blk, metadata described by what, charging the
-// budget.
-func (rd *fsReader) metaBlock(blk uint64, what string) ([]byte, error) {
+// metaBlock reads block blk, metadata of inode ino (0: named by the
+// caller) described by what, charging the budget. The buffer comes from
+// a free list: give it back with release once nothing refers to it.
+func (rd *fsReader) metaBlock(blk uint64, ino uint32, what string) ([]byte, error) {
+	name := func() string {
+		if ino == 0 {
+			return what
+		}
+		return fmt.Sprintf("inode %d: %s", ino, what)
+	}
 	if blk <= rd.firstData || blk >= rd.blocks {
-		return nil, fmt.Errorf("%s at block %d, outside %d..%d", what, blk, rd.firstData+1, rd.blocks-1)
+		return nil, fmt.Errorf("%s at block %d, outside %d..%d", name(), blk, rd.firstData+1, rd.blocks-1)
 	}
 	rd.budget--
 	if rd.budget < 0 {
-		return nil, fmt.Errorf("%s at block %d: more metadata blocks read than the filesystem has: blocks are shared or looped", what, blk)
+		return nil, fmt.Errorf("%s at block %d: more metadata blocks read than the filesystem has, or than the %d bytes kiln reads: blocks are shared or looped", name(), blk, maxMetaBytes)
 	}
-	b := make([]byte, rd.img.bs)
+	var b []byte
+	if k := len(rd.free); k > 0 {
+		b, rd.free = rd.free[k-1], rd.free[:k-1]
+	} else {
+		b = make([]byte, rd.img.bs)
+	}
 	if err := rd.img.readAt(b, int64(blk)*rd.img.bs); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", name(), err)
 	}
 	return b, nil
+}
+
+// release gives a block buffer from metaBlock back.
+func (rd *fsReader) release(b []byte) {
+	rd.free = append(rd.free, b)
 }
 
 // countXattr counts n more bytes of xattr values kept, failing past
@@ -657,10 +680,11 @@ func (rd *fsReader) blockMap(n *rawInode) ([]mapping, error) {
 	}
 	var walk func(blk uint64, level int, start uint64) error
 	walk = func(blk uint64, level int, start uint64) error {
-		b, err := rd.metaBlock(blk, fmt.Sprintf("inode %d: indirect block", n.ino))
+		b, err := rd.metaBlock(blk, n.ino, "indirect block")
 		if err != nil {
 			return err
 		}
+		defer rd.release(b)
 		span := uint64(1)
 		for i := 1; i < level; i++ {
 			span *= p
@@ -768,7 +792,7 @@ func (rd *fsReader) extentNode(n *rawInode, b []byte, depth int, lo, hi uint64, 
 		if first < lo || first >= end || end > hi {
 			return fmt.Errorf("index entry %d covers blocks %d..%d, outside its node's %d..%d or out of order", i, first, end, lo, hi)
 		}
-		cb, err := rd.metaBlock(child, "extent tree block")
+		cb, err := rd.metaBlock(child, 0, "extent tree block")
 		if err != nil {
 			return err
 		}
@@ -783,7 +807,9 @@ func (rd *fsReader) extentNode(n *rawInode, b []byte, depth int, lo, hi uint64, 
 				}
 			}
 		}
-		if err := rd.extentNode(n, cb, d-1, first, end, out); err != nil {
+		err = rd.extentNode(n, cb, d-1, first, end, out)
+		rd.release(cb)
+		if err != nil {
 			return err
 		}
 	}
@@ -1014,10 +1040,11 @@ func (rd *fsReader) symlinkTarget(raw *rawInode, isInline bool, ea []byte) (stri
 		if len(m) == 0 || m[0].lblk != 0 || m[0].zero {
 			return "", fmt.Errorf("inode %d: symlink has no data block", raw.ino)
 		}
-		b, err := rd.metaBlock(m[0].pblk, fmt.Sprintf("inode %d: symlink block", raw.ino))
+		b, err := rd.metaBlock(m[0].pblk, raw.ino, "symlink block")
 		if err != nil {
 			return "", err
 		}
+		defer rd.release(b)
 		target = b[:raw.size]
 	}
 	if bytes.IndexByte(target, 0) >= 0 {
@@ -1064,15 +1091,19 @@ func (rd *fsReader) dirEntries(raw *rawInode) ([]dirent, error) {
 			return nil, fmt.Errorf("inode %d: directory block %d is a hole", raw.ino, lblk)
 		}
 		for i := uint64(0); i < e.n && lblk < nb; i, lblk = i+1, lblk+1 {
-			b, err := rd.metaBlock(e.pblk+i, fmt.Sprintf("inode %d: directory block %d", raw.ino, lblk))
+			b, err := rd.metaBlock(e.pblk+i, raw.ino, "directory block")
+			if err != nil {
+				return nil, fmt.Errorf("%w (logical block %d)", err, lblk)
+			}
+			err = rd.checkDirBlock(raw, b, lblk, dx)
+			if err == nil {
+				if err = rd.parseDirBlock(raw, b, &out); err != nil {
+					err = fmt.Errorf("inode %d: directory block %d: %w", raw.ino, lblk, err)
+				}
+			}
+			rd.release(b)
 			if err != nil {
 				return nil, err
-			}
-			if err := rd.checkDirBlock(raw, b, lblk, dx); err != nil {
-				return nil, err
-			}
-			if err := rd.parseDirBlock(raw, b, &out); err != nil {
-				return nil, fmt.Errorf("inode %d: directory block %d: %w", raw.ino, lblk, err)
 			}
 		}
 	}
@@ -1205,10 +1236,11 @@ func (rd *fsReader) xattrs(raw *rawInode) ([]layer.Xattr, []byte, error) {
 	if raw.fileACL != 0 {
 		xs, ok := rd.xblocks[raw.fileACL]
 		if !ok {
-			b, err := rd.metaBlock(raw.fileACL, fmt.Sprintf("inode %d: xattr block", raw.ino))
+			b, err := rd.metaBlock(raw.fileACL, raw.ino, "xattr block")
 			if err != nil {
 				return nil, nil, err
 			}
+			defer rd.release(b)
 			if m := le.Uint32(b[0:]); m != xattrMagic {
 				return nil, nil, fmt.Errorf("inode %d: xattr block %d: magic %#08x, want %#08x", raw.ino, raw.fileACL, m, uint32(xattrMagic))
 			}
