@@ -156,6 +156,34 @@ func TestReadBoundedHeaders(t *testing.T) {
 			}
 			return v
 		}, "directory entries"},
+		{"600 directories of 2 MiB sharing one chain", func() *sparseVol {
+			// Each directory is 4096 clusters of 512 bytes: its own first
+			// cluster, whose first entry is the end of the directory,
+			// then the shared 4095. Each is read whole: 1.2 GiB.
+			const dirs, shared = 600, 4095
+			fat := make([]uint32, 1000+shared+1)
+			fat[0], fat[1] = 0x0FFFFFF8, eoc
+			rootClusters := uint32(dirs*32/512 + 1)
+			for i := uint32(0); i < rootClusters-1; i++ {
+				fat[2+i] = 3 + i
+			}
+			fat[2+rootClusters-1] = eoc
+			var root []byte
+			for k := uint32(0); k < dirs; k++ {
+				e := fileEntry(fmt.Sprintf("D%07d", k), 1000+shared+1+k, 0)
+				e[11] = attrDir
+				root = append(root, e...)
+			}
+			for j := uint32(0); j < shared-1; j++ {
+				fat[1000+j] = 1001 + j
+			}
+			fat[1000+shared-1] = eoc
+			for k := uint32(0); k < dirs; k++ {
+				fat = append(fat, 1000)
+			}
+			v, _ := fat32VolAt(dirs*(shared+1)+2000, fat, root)
+			return v
+		}, "bytes of directories read"},
 		{"chain cycling through the FAT", func() *sparseVol {
 			// A 32 MiB file whose chain visits 70 parts of the FAT in
 			// turn, more than the FAT cache holds, missing it at every

@@ -31,6 +31,10 @@ const (
 	// keeps (16 bytes each): a fragmented FAT32 volume of 2^28 clusters
 	// could otherwise make gigabytes of them.
 	maxRuns = 1 << 20
+	// maxDirBytes bounds the directory bytes ReadTree reads: directories
+	// whose chains merge into one shared chain can make each of a
+	// volume's clusters be read many times over.
+	maxDirBytes = 1 << 30
 )
 
 // ReadOptions bound ReadTreeOptions.
@@ -96,13 +100,15 @@ func ReadTreeOptions(r io.ReaderAt, size int64, o ReadOptions) (*tree.Tree, erro
 
 // treeReader holds the state of one ReadTree.
 type treeReader struct {
-	v       *volume
-	o       ReadOptions
-	budget  int64           // clusters left to walk in chains
-	runs    int             // runs of clusters kept, at most maxRuns
-	entries int             // directory entries read
-	dirs    map[uint32]bool // first clusters of the directories read
-	cache   map[int64][]byte
+	v        *volume
+	o        ReadOptions
+	budget   int64           // clusters left to walk in chains
+	runs     int             // runs of clusters kept, at most maxRuns
+	dirBuf   []byte          // dirData's buffer
+	dirBytes int64           // bytes of directories read, at most maxDirBytes
+	entries  int             // directory entries read
+	dirs     map[uint32]bool // first clusters of the directories read
+	cache    map[int64][]byte
 }
 
 // fatEntry reads FAT entry c through a cache of FAT chunks.
@@ -318,7 +324,16 @@ func (tr *treeReader) dirData(d dirRef) ([]byte, error) {
 	for _, r := range runs {
 		total += r.n
 	}
-	b := make([]byte, total)
+	tr.dirBytes += total
+	if tr.dirBytes > maxDirBytes {
+		return nil, fmt.Errorf("directory at cluster %d: more than %d bytes of directories read: they share clusters", d.cluster, maxDirBytes)
+	}
+	// One buffer for all directories: readDir keeps only what
+	// parseEntries made of it.
+	if int64(cap(tr.dirBuf)) < total {
+		tr.dirBuf = make([]byte, total)
+	}
+	b := tr.dirBuf[:total]
 	at := int64(0)
 	for _, r := range runs {
 		if err := readFull(v.r, b[at:at+r.n], r.off); err != nil {
