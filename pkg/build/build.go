@@ -374,8 +374,8 @@ type ctxLayer struct {
 	prog *Progress
 }
 
-func (c ctxLayer) Walk(fn func(e *layer.Entry) error) error {
-	return c.Layer.Walk(func(e *layer.Entry) error {
+func (c ctxLayer) Walk(fn func(e *tree.Entry) error) error {
+	return c.Layer.Walk(func(e *tree.Entry) error {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}

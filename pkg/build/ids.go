@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // Default identifiers are derived from the spec and the content digests of
@@ -64,10 +65,10 @@ func newDigestLayer(l layer.Layer) *digestLayer {
 	return &digestLayer{Layer: l, h: sha256.New()}
 }
 
-func (d *digestLayer) Walk(fn func(e *layer.Entry) error) error {
+func (d *digestLayer) Walk(fn func(e *tree.Entry) error) error {
 	d.h.Reset()
 	buf := make([]byte, 64<<10)
-	return d.Layer.Walk(func(e *layer.Entry) error {
+	return d.Layer.Walk(func(e *tree.Entry) error {
 		if err := d.add(e, buf); err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (d *digestLayer) Walk(fn func(e *layer.Entry) error) error {
 
 // add hashes one entry: every field the image keeps but the mtime, then
 // the content of a regular file. Strings are length-prefixed.
-func (d *digestLayer) add(e *layer.Entry, buf []byte) error {
+func (d *digestLayer) add(e *tree.Entry, buf []byte) error {
 	var b []byte
 	str := func(s string) {
 		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
@@ -98,7 +99,7 @@ func (d *digestLayer) add(e *layer.Entry, buf []byte) error {
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Size))
 	d.h.Write(b)
-	if e.Type != layer.TypeReg || e.Size == 0 || e.Content == nil {
+	if e.Type != tree.TypeReg || e.Size == 0 || e.Content == nil {
 		return nil
 	}
 	rc, err := e.Content.Open()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // skopeoArchive builds a docker-archive the way containers/image (skopeo
@@ -99,7 +100,7 @@ func TestImageArchiveRefused(t *testing.T) {
 					return err
 				}
 				for _, l := range ls {
-					if err := l.Walk(func(e *Entry) error {
+					if err := l.Walk(func(e *tree.Entry) error {
 						merged = append(merged, e.Path)
 						return nil
 					}); err != nil {
@@ -135,8 +136,8 @@ func TestImageArchiveMarkerInLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	compare(t, walkAll(t, ls[0]), []want{
-		{path: "manifest.json", typ: TypeReg, mode: 0o644, mtime: mt, data: "[]"},
-		{path: "oci-layout", typ: TypeReg, mode: 0o644, mtime: mt, data: "{}"},
+		{path: "manifest.json", typ: tree.TypeReg, mode: 0o644, mtime: mt, data: "[]"},
+		{path: "oci-layout", typ: tree.TypeReg, mode: 0o644, mtime: mt, data: "{}"},
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // cacheFiles lists the entries and the temporary files of a cache.
@@ -85,7 +86,7 @@ func TestCacheRoundTrip(t *testing.T) {
 			// Contents of the stored walk (but sparse files) are regions
 			// of the entry, not spill copies.
 			for _, g := range gs {
-				if g.Type == TypeReg && g.Size > 0 && !strings.HasPrefix(g.Path, "sparse-") {
+				if g.Type == tree.TypeReg && g.Size > 0 && !strings.HasPrefix(g.Path, "sparse-") {
 					sc, ok := g.Content.(sectionContent)
 					if !ok {
 						t.Fatalf("%s: content is a %T", g.Path, g.Content)
@@ -216,7 +217,7 @@ func TestCacheNothingStoredOnFailure(t *testing.T) {
 	whole := writeFile(t, dir, "good.tar.xz", good)
 	stop := errors.New("stop")
 	l := openOne(t, whole, Options{Spill: sp, Cache: c})
-	if err := l.Walk(func(*Entry) error { return stop }); err != stop {
+	if err := l.Walk(func(*tree.Entry) error { return stop }); err != stop {
 		t.Fatalf("walk stopped by its callback returned %v", err)
 	}
 
@@ -277,9 +278,9 @@ func TestCacheConcurrent(t *testing.T) {
 				return
 			}
 			var gs []got
-			err = l[0].Walk(func(e *Entry) error {
+			err = l[0].Walk(func(e *tree.Entry) error {
 				g := got{Entry: *e}
-				if e.Type == TypeReg {
+				if e.Type == tree.TypeReg {
 					rc, err := e.Content.Open()
 					if err != nil {
 						return err

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // dirLayer is a directory of the host.
@@ -32,7 +34,7 @@ func (d *dirLayer) describe() Info { return Info{Format: "dir"} }
 type devIno struct{ dev, ino uint64 }
 
 // Walk emits the tree depth-first, parents first, names in byte order.
-func (d *dirLayer) Walk(fn func(e *Entry) error) error {
+func (d *dirLayer) Walk(fn func(e *tree.Entry) error) error {
 	fi, err := os.Stat(d.root)
 	if err != nil {
 		return &Error{Layer: d.name, Err: err}
@@ -43,7 +45,7 @@ func (d *dirLayer) Walk(fn func(e *Entry) error) error {
 	w := dirWalk{d: d, fn: fn, links: map[devIno]string{}, chmodded: map[string]bool{}}
 	if d.o.KeepRoot {
 		e := d.entry(".", fi)
-		e.Type = TypeDir
+		e.Type = tree.TypeDir
 		w.setMode(e)
 		if err := fn(e); err != nil {
 			return err
@@ -78,25 +80,25 @@ func (w *dirWalk) unusedChmod() string {
 
 type dirWalk struct {
 	d        *dirLayer
-	fn       func(*Entry) error
+	fn       func(*tree.Entry) error
 	links    map[devIno]string // first path of each multiply-linked inode
 	chmodded map[string]bool   // paths of DirChmod met
 }
 
 // setMode applies the mode policy and DirChmod to e, whose Mode is the
 // host's.
-func (w *dirWalk) setMode(e *Entry) {
+func (w *dirWalk) setMode(e *tree.Entry) {
 	if w.d.o.DirModes == ModesGit {
 		switch e.Type {
-		case TypeDir:
+		case tree.TypeDir:
 			e.Mode = 0o755
-		case TypeReg, TypeHardlink:
+		case tree.TypeReg, tree.TypeHardlink:
 			if e.Mode&0o100 != 0 {
 				e.Mode = 0o755
 			} else {
 				e.Mode = 0o644
 			}
-		case TypeSymlink:
+		case tree.TypeSymlink:
 			e.Mode = 0o777
 		}
 	}
@@ -141,7 +143,7 @@ func (w *dirWalk) dir(rel, abs string) error {
 		if err := w.fn(e); err != nil {
 			return err
 		}
-		if e.Type == TypeDir {
+		if e.Type == tree.TypeDir {
 			if err := w.dir(p, hp); err != nil {
 				return err
 			}
@@ -155,7 +157,7 @@ func (w *dirWalk) errorf(entry, format string, a ...any) error {
 }
 
 // entry describes one host file, or returns nil for a socket.
-func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
+func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*tree.Entry, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil, fmt.Errorf("no stat data for %s", hp)
@@ -165,7 +167,7 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 	if !mode.IsDir() && mode.Type() != os.ModeSocket && st.Nlink > 1 {
 		key := devIno{uint64(st.Dev), uint64(st.Ino)}
 		if first, ok := w.links[key]; ok {
-			e.Type = TypeHardlink
+			e.Type = tree.TypeHardlink
 			e.Linkname = first
 			return e, nil
 		}
@@ -173,7 +175,7 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 	}
 	switch mode.Type() {
 	case 0:
-		e.Type = TypeReg
+		e.Type = tree.TypeReg
 		e.Size = fi.Size()
 		if e.Size == 0 {
 			e.Content = emptyContent{}
@@ -181,7 +183,7 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 			e.Content = hostContent{layer: w.d.name, entry: p, path: hp, size: e.Size}
 		}
 	case os.ModeDir:
-		e.Type = TypeDir
+		e.Type = tree.TypeDir
 	case os.ModeSymlink:
 		t, err := os.Readlink(hp)
 		if err != nil {
@@ -190,15 +192,15 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 		if err := checkSymlinkTarget(t); err != nil {
 			return nil, err
 		}
-		e.Type = TypeSymlink
+		e.Type = tree.TypeSymlink
 		e.Linkname = t
 	case os.ModeNamedPipe:
-		e.Type = TypeFIFO
+		e.Type = tree.TypeFIFO
 	case os.ModeDevice | os.ModeCharDevice:
-		e.Type = TypeChar
+		e.Type = tree.TypeChar
 		e.Major, e.Minor = devMajor(uint64(st.Rdev)), devMinor(uint64(st.Rdev))
 	case os.ModeDevice:
-		e.Type = TypeBlock
+		e.Type = tree.TypeBlock
 		e.Major, e.Minor = devMajor(uint64(st.Rdev)), devMinor(uint64(st.Rdev))
 	case os.ModeSocket:
 		return nil, nil // tar cannot store them either
@@ -211,9 +213,9 @@ func (w *dirWalk) entry(p, hp string, fi os.FileInfo) (*Entry, error) {
 // entry is the metadata every entry of a directory layer shares: host
 // permission bits (which setMode then replaces by the policy's), the owner
 // and mtime of the options, no xattrs.
-func (d *dirLayer) entry(p string, fi os.FileInfo) *Entry {
+func (d *dirLayer) entry(p string, fi os.FileInfo) *tree.Entry {
 	st := fi.Sys().(*syscall.Stat_t)
-	return &Entry{
+	return &tree.Entry{
 		Path:  p,
 		Mode:  uint32(st.Mode) & 0o7777,
 		UID:   d.o.DirUID,

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // makeDirLayer builds a host tree, creating names in an order that is not
@@ -56,34 +58,34 @@ func makeDirLayer(t *testing.T, root string, epoch int64, uid, gid uint32) []wan
 		t.Logf("no device node: %v", devErr)
 	}
 
-	e := func(path string, typ Type, mode uint32) want {
+	e := func(path string, typ tree.EntryType, mode uint32) want {
 		return want{path: path, typ: typ, mode: mode, uid: uid, gid: gid, mtime: epoch}
 	}
 	reg := func(path, data string, mode uint32) want {
-		w := e(path, TypeReg, mode)
+		w := e(path, tree.TypeReg, mode)
 		w.data = data
 		return w
 	}
 	link := func(w want, target string) want { w.link = target; return w }
 	ws := []want{
-		e("B", TypeDir, 0o1777),
+		e("B", tree.TypeDir, 0o1777),
 		reg("a", "aye", 0o4755),
 		reg("b", "bee", 0o644),
-		e("c", TypeDir, 0o750),
+		e("c", tree.TypeDir, 0o750),
 		reg("c/a", "ay", 0o644),
-		link(e("c/y", TypeHardlink, 0o4755), "a"),
+		link(e("c/y", tree.TypeHardlink, 0o4755), "a"),
 		reg("c/z", "zed", 0o600),
-		e("dev", TypeDir, 0o755),
+		e("dev", tree.TypeDir, 0o755),
 	}
 	if devErr == nil {
-		w := e("dev/null", TypeChar, 0o666)
+		w := e("dev/null", tree.TypeChar, 0o666)
 		w.major, w.minor = 1, 3
 		ws = append(ws, w)
 	}
 	return append(ws,
 		reg("empty", "", 0o600),
-		e("fifo", TypeFIFO, 0o640),
-		link(e("l", TypeSymlink, 0o777), "../outside"),
+		e("fifo", tree.TypeFIFO, 0o640),
+		link(e("l", tree.TypeSymlink, 0o777), "../outside"),
 		// sock: skipped
 	)
 }
@@ -113,11 +115,11 @@ func TestDirLayer(t *testing.T) {
 
 	// KeepRoot passes the root directory first.
 	withRoot := walkAll(t, openOne(t, root, Options{Epoch: 1234, DirUID: 1000, DirGID: 100, KeepRoot: true, DirModes: ModesPreserve}))
-	compare(t, withRoot, append([]want{{path: ".", typ: TypeDir, mode: 0o755, uid: 1000, gid: 100, mtime: 1234}}, ws...))
+	compare(t, withRoot, append([]want{{path: ".", typ: tree.TypeDir, mode: 0o755, uid: 1000, gid: 100, mtime: 1234}}, ws...))
 
 	// A file that changed size since the walk cannot be read; nor can
 	// one replaced by a symlink.
-	var b, z Content
+	var b, z tree.Content
 	for _, g := range second {
 		switch g.Path {
 		case "b":

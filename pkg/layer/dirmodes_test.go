@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // checkout writes the same small tree under root as a git checkout made
@@ -64,14 +66,14 @@ func TestDirModesUmask(t *testing.T) {
 	}
 	ref := walk(0o022, 0)
 	compare(t, ref, []want{
-		{path: ".", typ: TypeDir, mode: 0o755, mtime: 7},
-		{path: "etc", typ: TypeDir, mode: 0o755, mtime: 7},
-		{path: "etc/hostname", typ: TypeReg, mode: 0o644, mtime: 7, data: "kiln\n"},
-		{path: "etc/init.d", typ: TypeDir, mode: 0o755, mtime: 7},
-		{path: "etc/init.d/rcS", typ: TypeReg, mode: 0o755, mtime: 7, data: "#!/bin/sh\n"},
-		{path: "etc/rc", typ: TypeSymlink, mode: 0o777, mtime: 7, link: "init.d/rcS"},
-		{path: "etc/shadow", typ: TypeReg, mode: 0o644, mtime: 7, data: "root:*:1::::::\n"},
-		{path: "tmp", typ: TypeDir, mode: 0o755, mtime: 7},
+		{path: ".", typ: tree.TypeDir, mode: 0o755, mtime: 7},
+		{path: "etc", typ: tree.TypeDir, mode: 0o755, mtime: 7},
+		{path: "etc/hostname", typ: tree.TypeReg, mode: 0o644, mtime: 7, data: "kiln\n"},
+		{path: "etc/init.d", typ: tree.TypeDir, mode: 0o755, mtime: 7},
+		{path: "etc/init.d/rcS", typ: tree.TypeReg, mode: 0o755, mtime: 7, data: "#!/bin/sh\n"},
+		{path: "etc/rc", typ: tree.TypeSymlink, mode: 0o777, mtime: 7, link: "init.d/rcS"},
+		{path: "etc/shadow", typ: tree.TypeReg, mode: 0o644, mtime: 7, data: "root:*:1::::::\n"},
+		{path: "tmp", typ: tree.TypeDir, mode: 0o755, mtime: 7},
 	})
 	for _, c := range []struct {
 		name  string

@@ -1,5 +1,7 @@
 // Package layer opens the root-filesystem layers kiln merges and yields
-// their entries, one at a time, as the layer stores them.
+// their entries (tree.Entry), one at a time, as the layer stores them. It
+// only opens and walks layers: the types of the entries it yields are
+// pkg/tree's, which does not import this package.
 //
 // Open detects a layer's format by its bytes, never by its name:
 //
@@ -27,7 +29,7 @@
 // # Layers are hostile input
 //
 // Nothing read from a layer is written to the host as a file of its own.
-// Every name is checked and normalised (see Entry.Path): a name that would
+// Every name is checked and normalised (see tree.Entry.Path): a name that would
 // climb above the layer root, a NUL byte, a component longer than 255 bytes
 // or a path longer than 4096 bytes is an error. Absolute names ("/etc/x")
 // are taken relative to the layer root, as GNU tar does when it extracts.
@@ -93,10 +95,10 @@
 //
 // # Content
 //
-// Entry.Content stays valid after Walk returns, until the Spill that holds
-// it is closed, and no file data is kept in memory. A plain tar file, a
-// docker archive's uncompressed layer and an uncompressed OCI blob are
-// referenced in place (file and offset). Data of compressed streams, and
+// tree.Entry.Content stays valid after Walk returns, until the Spill
+// that holds it is closed, and no file data is kept in memory. A plain
+// tar file, a docker archive's uncompressed layer and an uncompressed OCI
+// blob are referenced in place (file and offset). Data of compressed streams, and
 // of sparse entries, is copied once into a spill file: a temporary file in
 // Options.TempDir that is unlinked as soon as it is created, so nothing
 // stays on disk even after a crash. Files of directory layers are

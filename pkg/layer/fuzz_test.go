@@ -21,6 +21,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // fuzzMaxBytes bounds how far a fuzzed layer may expand, so that an input
@@ -34,7 +35,7 @@ const fuzzMaxAlloc = 1 << 30
 
 // FuzzOpen opens arbitrary bytes as a layer file and walks every layer,
 // reading every content, twice. It must not panic or hang; errors must be
-// *layer.Error; entries must keep the promises of layer.Entry.
+// *layer.Error; entries must keep the promises of tree.Entry.
 func FuzzOpen(f *testing.F) {
 	for _, seed := range fuzzOpenSeeds(f) {
 		f.Add(seed)
@@ -84,10 +85,10 @@ func fuzzOpen(t *testing.T, data []byte) {
 // a line per entry.
 func walkAll(t *testing.T, l layer.Layer) ([]string, error) {
 	var seen []string
-	err := l.Walk(func(e *layer.Entry) error {
+	err := l.Walk(func(e *tree.Entry) error {
 		checkEntry(t, e)
 		n := int64(0)
-		if e.Type == layer.TypeReg && e.Content != nil {
+		if e.Type == tree.TypeReg && e.Content != nil {
 			rc, err := e.Content.Open()
 			if err != nil {
 				t.Fatalf("%q: opening content: %v", e.Path, err)
@@ -118,11 +119,11 @@ func checkLayerError(t *testing.T, err error) {
 	}
 }
 
-// checkEntry checks what layer.Entry promises.
-func checkEntry(t *testing.T, e *layer.Entry) {
+// checkEntry checks what tree.Entry promises.
+func checkEntry(t *testing.T, e *tree.Entry) {
 	t.Helper()
 	if e.Path == "." {
-		if e.Type != layer.TypeDir {
+		if e.Type != tree.TypeDir {
 			t.Fatalf("the root is a %s", e.Type)
 		}
 	} else if msg := unclean(e.Path); msg != "" {
@@ -132,26 +133,26 @@ func checkEntry(t *testing.T, e *layer.Entry) {
 		t.Fatalf("%q: mode %o has type bits", e.Path, e.Mode)
 	}
 	switch e.Type {
-	case layer.TypeReg:
+	case tree.TypeReg:
 		if e.Size < 0 || e.Size > fuzzMaxBytes {
 			t.Fatalf("%q: size %d", e.Path, e.Size)
 		}
 		if e.Size > 0 && e.Content == nil {
 			t.Fatalf("%q: %d bytes without content", e.Path, e.Size)
 		}
-	case layer.TypeHardlink:
+	case tree.TypeHardlink:
 		if msg := unclean(e.Linkname); msg != "" {
 			t.Fatalf("%q: hardlink target %q: %s", e.Path, e.Linkname, msg)
 		}
-	case layer.TypeSymlink:
+	case tree.TypeSymlink:
 		if e.Linkname == "" || strings.IndexByte(e.Linkname, 0) >= 0 || len(e.Linkname) > 4095 {
 			t.Fatalf("%q: symlink target %q", e.Path, e.Linkname)
 		}
-	case layer.TypeDir, layer.TypeChar, layer.TypeBlock, layer.TypeFIFO:
+	case tree.TypeDir, tree.TypeChar, tree.TypeBlock, tree.TypeFIFO:
 	default:
 		t.Fatalf("%q: type %d", e.Path, e.Type)
 	}
-	if !slices.IsSortedFunc(e.Xattrs, func(a, b layer.Xattr) int { return strings.Compare(a.Name, b.Name) }) {
+	if !slices.IsSortedFunc(e.Xattrs, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) }) {
 		t.Fatalf("%q: xattrs not sorted", e.Path)
 	}
 	for _, x := range e.Xattrs {
@@ -161,7 +162,7 @@ func checkEntry(t *testing.T, e *layer.Entry) {
 	}
 }
 
-// unclean says what is wrong with p as a path of layer.Entry, or "".
+// unclean says what is wrong with p as a path of tree.Entry, or "".
 func unclean(p string) string {
 	switch {
 	case p == "":

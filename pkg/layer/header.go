@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 const (
@@ -23,19 +25,19 @@ const (
 // TypeRegA, deprecated as a name to write, still found in old layers).
 const typeRegA = '\x00'
 
-func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
+func fromHeader(h *tar.Header, keepRoot bool) (*tree.Entry, error) {
 	t, err := entryType(h.Typeflag)
 	if t == 0 || err != nil {
 		return nil, err
 	}
-	e := &Entry{Type: t}
+	e := &tree.Entry{Type: t}
 
 	p, err := cleanPath(h.Name)
 	if err != nil {
 		return nil, err
 	}
 	if p == "" {
-		if e.Type != TypeDir {
+		if e.Type != tree.TypeDir {
 			return nil, fmt.Errorf("the layer root must be a directory, not a %s", e.Type)
 		}
 		if !keepRoot {
@@ -46,7 +48,7 @@ func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
 	e.Path = p
 
 	switch e.Type {
-	case TypeHardlink:
+	case tree.TypeHardlink:
 		l, err := cleanPath(h.Linkname)
 		if err != nil {
 			return nil, fmt.Errorf("hardlink target: %w", err)
@@ -55,17 +57,17 @@ func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
 			return nil, fmt.Errorf("hardlink to the layer root")
 		}
 		e.Linkname = l
-	case TypeSymlink:
+	case tree.TypeSymlink:
 		if err := checkSymlinkTarget(h.Linkname); err != nil {
 			return nil, err
 		}
 		e.Linkname = h.Linkname
-	case TypeChar, TypeBlock:
+	case tree.TypeChar, tree.TypeBlock:
 		if h.Devmajor < 0 || h.Devmajor > math.MaxUint32 || h.Devminor < 0 || h.Devminor > math.MaxUint32 {
 			return nil, fmt.Errorf("device number %d,%d out of range", h.Devmajor, h.Devminor)
 		}
 		e.Major, e.Minor = uint32(h.Devmajor), uint32(h.Devminor)
-	case TypeReg:
+	case tree.TypeReg:
 		if h.Size < 0 {
 			return nil, fmt.Errorf("negative size %d", h.Size)
 		}
@@ -89,22 +91,22 @@ func fromHeader(h *tar.Header, keepRoot bool) (*Entry, error) {
 // entryType returns the type of entry a tar type flag stands for; 0, nil
 // for the flags of headers that carry no file (PAX global headers, volume
 // labels).
-func entryType(flag byte) (Type, error) {
+func entryType(flag byte) (tree.EntryType, error) {
 	switch flag {
 	case tar.TypeReg, typeRegA, tar.TypeCont, tar.TypeGNUSparse:
-		return TypeReg, nil
+		return tree.TypeReg, nil
 	case tar.TypeDir, 'D': // 'D': GNU dump directory
-		return TypeDir, nil
+		return tree.TypeDir, nil
 	case tar.TypeSymlink:
-		return TypeSymlink, nil
+		return tree.TypeSymlink, nil
 	case tar.TypeLink:
-		return TypeHardlink, nil
+		return tree.TypeHardlink, nil
 	case tar.TypeChar:
-		return TypeChar, nil
+		return tree.TypeChar, nil
 	case tar.TypeBlock:
-		return TypeBlock, nil
+		return tree.TypeBlock, nil
 	case tar.TypeFifo:
-		return TypeFIFO, nil
+		return tree.TypeFIFO, nil
 	case tar.TypeXGlobalHeader, 'V': // 'V': GNU volume label
 		return 0, nil
 	}
@@ -129,12 +131,12 @@ func isSparse(h *tar.Header) bool {
 // name. SCHILY.xattr.NAME holds the raw value; LIBARCHIVE.xattr.NAME has a
 // URL-escaped name and a base64 value (libarchive writes it unpadded). If
 // both give the same name, the SCHILY record wins.
-func xattrsFromPAX(recs map[string]string) ([]Xattr, error) {
-	var xs []Xattr
+func xattrsFromPAX(recs map[string]string) ([]tree.Xattr, error) {
+	var xs []tree.Xattr
 	seen := map[string]bool{}
 	for k, v := range recs {
 		if name, ok := strings.CutPrefix(k, schilyXattr); ok {
-			xs = append(xs, Xattr{Name: name, Value: []byte(v)})
+			xs = append(xs, tree.Xattr{Name: name, Value: []byte(v)})
 			seen[name] = true
 		}
 	}
@@ -154,7 +156,7 @@ func xattrsFromPAX(recs map[string]string) ([]Xattr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PAX record %q: bad base64 value: %w", k, err)
 		}
-		xs = append(xs, Xattr{Name: name, Value: val})
+		xs = append(xs, tree.Xattr{Name: name, Value: val})
 		seen[name] = true
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/pkg/tree"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -274,15 +275,15 @@ func writeFile(t testing.TB, dir, name string, b []byte) string {
 
 // got is an entry as walked, with its content read after Walk returned.
 type got struct {
-	Entry
+	tree.Entry
 	data string
 }
 
 // walkAll walks l and then reads every content.
 func walkAll(t testing.TB, l Layer) []got {
 	t.Helper()
-	var es []*Entry
-	if err := l.Walk(func(e *Entry) error {
+	var es []*tree.Entry
+	if err := l.Walk(func(e *tree.Entry) error {
 		es = append(es, e)
 		return nil
 	}); err != nil {
@@ -291,7 +292,7 @@ func walkAll(t testing.TB, l Layer) []got {
 	out := make([]got, len(es))
 	for i, e := range es {
 		out[i] = got{Entry: *e}
-		if e.Type == TypeReg {
+		if e.Type == tree.TypeReg {
 			if e.Content == nil {
 				t.Fatalf("%s: regular file without content", e.Path)
 			}
@@ -305,7 +306,7 @@ func walkAll(t testing.TB, l Layer) []got {
 }
 
 // readContent reads c whole.
-func readContent(t testing.TB, c Content) string {
+func readContent(t testing.TB, c tree.Content) string {
 	t.Helper()
 	return string(testkit.ReadAll(t, c))
 }
@@ -313,7 +314,7 @@ func readContent(t testing.TB, c Content) string {
 // want is an expected entry.
 type want struct {
 	path     string
-	typ      Type
+	typ      tree.EntryType
 	mode     uint32
 	uid, gid uint32
 	mtime    int64
@@ -321,7 +322,7 @@ type want struct {
 	link     string
 	major    uint32
 	minor    uint32
-	xattrs   []Xattr
+	xattrs   []tree.Xattr
 	data     string
 }
 
@@ -351,7 +352,7 @@ func compare(t testing.TB, gs []got, ws []want) {
 		if g.data != w.data {
 			t.Errorf("entry %s: content %q, want %q", e.Path, trunc(g.data), trunc(w.data))
 		}
-		if e.Type == TypeReg && e.Size != int64(len(w.data)) {
+		if e.Type == tree.TypeReg && e.Size != int64(len(w.data)) {
 			t.Errorf("entry %s: size %d, want %d", e.Path, e.Size, len(w.data))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // ociDescriptor is a descriptor of an OCI image, as written in test code.
@@ -157,7 +158,7 @@ func TestLimitsApplyToImageLayers(t *testing.T) {
 				t.Fatalf("%d layers", len(ls))
 			}
 			n := 0
-			err = ls[0].Walk(func(e *layer.Entry) error { n++; return nil })
+			err = ls[0].Walk(func(e *tree.Entry) error { n++; return nil })
 			if !errors.Is(err, c.want) {
 				t.Fatalf("walk: %v, want %v", err, c.want)
 			}

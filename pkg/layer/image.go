@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // maxJSON bounds the size of the JSON documents of an image (index,
@@ -238,13 +240,13 @@ func imageArchiveMember(p string, typ byte) bool {
 // compressed "docker save | gzip", or a marker past the members scanArchive
 // reads): it returns the error refusing the layer, or nil. index.json and
 // blobs/ mark it together; *index and *blobs keep what was seen.
-func imageMarker(e *Entry, index, blobs *bool) error {
+func imageMarker(e *tree.Entry, index, blobs *bool) error {
 	switch {
-	case e.Path == "manifest.json" && e.Type == TypeReg:
+	case e.Path == "manifest.json" && e.Type == tree.TypeReg:
 		return fmt.Errorf("%w: a top-level manifest.json marks a docker image archive (docker save, skopeo or podman docker-archive), which kiln cannot read as one (it is compressed, or holds files no image archive has); refusing to merge it as a root filesystem", ErrFormat)
-	case e.Path == "oci-layout" && e.Type == TypeReg:
+	case e.Path == "oci-layout" && e.Type == tree.TypeReg:
 		return fmt.Errorf("%w: a top-level oci-layout marks an OCI image archive, which kiln cannot read as one (it is compressed, or holds files no image archive has); refusing to merge it as a root filesystem", ErrFormat)
-	case e.Path == "index.json" && e.Type == TypeReg:
+	case e.Path == "index.json" && e.Type == tree.TypeReg:
 		*index = true
 	case e.Path == "blobs" || strings.HasPrefix(e.Path, "blobs/"):
 		*blobs = true

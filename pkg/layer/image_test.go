@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // Two small layers and what they hold.
@@ -19,16 +20,16 @@ var (
 		return buildTar(t, dirE("./", 0o755), dirE("etc/", 0o755), fileE("etc/one", "one\n", 0o644), linkE("etc/link", "one", tar.TypeSymlink))
 	}
 	wantOne = []want{
-		{path: "etc", typ: TypeDir, mode: 0o755, mtime: mt},
-		{path: "etc/one", typ: TypeReg, mode: 0o644, mtime: mt, data: "one\n"},
-		{path: "etc/link", typ: TypeSymlink, mode: 0o777, mtime: mt, link: "one"},
+		{path: "etc", typ: tree.TypeDir, mode: 0o755, mtime: mt},
+		{path: "etc/one", typ: tree.TypeReg, mode: 0o644, mtime: mt, data: "one\n"},
+		{path: "etc/link", typ: tree.TypeSymlink, mode: 0o777, mtime: mt, link: "one"},
 	}
 	tarTwo = func(t testing.TB) []byte {
 		return buildTar(t, fileE("etc/.wh.one", "", 0o644), fileE("etc/two", "two\n", 0o600))
 	}
 	wantTwo = []want{
-		{path: "etc/.wh.one", typ: TypeReg, mode: 0o644, mtime: mt},
-		{path: "etc/two", typ: TypeReg, mode: 0o600, mtime: mt, data: "two\n"},
+		{path: "etc/.wh.one", typ: tree.TypeReg, mode: 0o644, mtime: mt},
+		{path: "etc/two", typ: tree.TypeReg, mode: 0o600, mtime: mt, data: "two\n"},
 	}
 )
 
@@ -428,8 +429,8 @@ func TestDockerArchive(t *testing.T) {
 		}
 		checkImage(t, ls, []string{path + "@sha256:" + ids[0], path + "@sha256:" + ids[1]})
 		// The uncompressed layer is read in place, from the archive.
-		var c Content
-		ls[0].Walk(func(e *Entry) error {
+		var c tree.Content
+		ls[0].Walk(func(e *tree.Entry) error {
 			if e.Path == "etc/one" {
 				c = e.Content
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 const mt = 1700000000
@@ -68,27 +69,27 @@ func fixture(p string) ([]tarEntry, []want) {
 		fileE(p+"last", "end", 0o644),
 	}
 	reg := func(path, data string, mode uint32) want {
-		return want{path: path, typ: TypeReg, mode: mode, mtime: mt, data: data}
+		return want{path: path, typ: tree.TypeReg, mode: mode, mtime: mt, data: data}
 	}
 	ws := []want{
-		{path: "etc", typ: TypeDir, mode: 0o755, mtime: mt},
+		{path: "etc", typ: tree.TypeDir, mode: 0o755, mtime: mt},
 		reg("etc/hostname", "kiln\n", 0o644),
-		{path: "usr/bin/su", typ: TypeReg, mode: 0o4755, uid: 3000000, gid: 70000, mtime: mt, data: "su-binary"},
-		{path: "tmp", typ: TypeDir, mode: 0o1777, mtime: mt},
+		{path: "usr/bin/su", typ: tree.TypeReg, mode: 0o4755, uid: 3000000, gid: 70000, mtime: mt, data: "su-binary"},
+		{path: "tmp", typ: tree.TypeDir, mode: 0o1777, mtime: mt},
 		reg(longName, "long", 0o644),
 		reg(deepName, "deep", 0o644),
-		{path: "bin", typ: TypeSymlink, mode: 0o777, mtime: mt, link: "usr/bin"},
-		{path: "etc/abs", typ: TypeSymlink, mode: 0o777, mtime: mt, link: "/etc/hostname"},
-		{path: "usr/bin/sudo", typ: TypeHardlink, mode: 0o777, mtime: mt, link: "usr/bin/su"},
-		{path: "dev/null", typ: TypeChar, mode: 0o666, mtime: mt, major: 1, minor: 3},
-		{path: "dev/sda", typ: TypeBlock, mode: 0o660, gid: 6, mtime: mt, major: 8},
-		{path: "run/fifo", typ: TypeFIFO, mode: 0o600, mtime: mt},
-		{path: "usr/bin/ping", typ: TypeReg, mode: 0o755, mtime: mt, data: "ping", xattrs: []Xattr{
-			{"security.capability", []byte(capValue)}, {"user.a=b", []byte("v1")}, {"user.z", []byte("zz")},
+		{path: "bin", typ: tree.TypeSymlink, mode: 0o777, mtime: mt, link: "usr/bin"},
+		{path: "etc/abs", typ: tree.TypeSymlink, mode: 0o777, mtime: mt, link: "/etc/hostname"},
+		{path: "usr/bin/sudo", typ: tree.TypeHardlink, mode: 0o777, mtime: mt, link: "usr/bin/su"},
+		{path: "dev/null", typ: tree.TypeChar, mode: 0o666, mtime: mt, major: 1, minor: 3},
+		{path: "dev/sda", typ: tree.TypeBlock, mode: 0o660, gid: 6, mtime: mt, major: 8},
+		{path: "run/fifo", typ: tree.TypeFIFO, mode: 0o600, mtime: mt},
+		{path: "usr/bin/ping", typ: tree.TypeReg, mode: 0o755, mtime: mt, data: "ping", xattrs: []tree.Xattr{
+			{Name: "security.capability", Value: []byte(capValue)}, {Name: "user.a=b", Value: []byte("v1")}, {Name: "user.z", Value: []byte("zz")},
 		}},
 		reg(".wh.gone", "", 0o644),
 		reg("etc/.wh..wh..opq", "", 0o644),
-		{path: "etc/nsec", typ: TypeReg, mode: 0o644, mtime: mt, nsec: 123456789, data: "ns"},
+		{path: "etc/nsec", typ: tree.TypeReg, mode: 0o644, mtime: mt, nsec: 123456789, data: "ns"},
 		reg("empty", "", 0o600),
 		reg("big", bigData, 0o644),
 		reg("old", "old\n", 0o644),
@@ -146,7 +147,7 @@ func TestFormats(t *testing.T) {
 				t.Errorf("spill directory holds %d files", len(left))
 			}
 			for _, g := range gs {
-				if g.Type != TypeReg || g.Size == 0 {
+				if g.Type != tree.TypeReg || g.Size == 0 {
 					continue
 				}
 				c, ok := g.Content.(sectionContent)
@@ -171,9 +172,9 @@ func TestKeepRoot(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "l", buildTar(t, dirE("./", 0o700), fileE("a", "x", 0o644)))
 	for _, keep := range []bool{false, true} {
 		gs := walkAll(t, openOne(t, path, Options{KeepRoot: keep}))
-		ws := []want{{path: "a", typ: TypeReg, mode: 0o644, mtime: mt, data: "x"}}
+		ws := []want{{path: "a", typ: tree.TypeReg, mode: 0o644, mtime: mt, data: "x"}}
 		if keep {
-			ws = append([]want{{path: ".", typ: TypeDir, mode: 0o700, mtime: mt}}, ws...)
+			ws = append([]want{{path: ".", typ: tree.TypeDir, mode: 0o700, mtime: mt}}, ws...)
 		}
 		compare(t, gs, ws)
 	}
@@ -190,7 +191,7 @@ func TestCallbackError(t *testing.T) {
 		path := writeFile(t, t.TempDir(), "l", c.make(t, buildTar(t, ents...)))
 		stop := errors.New("stop")
 		n := 0
-		err := openOne(t, path, Options{}).Walk(func(*Entry) error { n++; return stop })
+		err := openOne(t, path, Options{}).Walk(func(*tree.Entry) error { n++; return stop })
 		if err != stop || n != 1 {
 			t.Errorf("%s: walk returned %v after %d entries, want the callback's error after 1", c.name, err, n)
 		}
@@ -204,8 +205,8 @@ func TestConcurrentContent(t *testing.T) {
 	raw := buildTar(t, ents...)
 	dir := t.TempDir()
 	for _, path := range []string{writeFile(t, dir, "plain", raw), writeFile(t, dir, "gz", gz(t, raw))} {
-		var es []*Entry
-		if err := openOne(t, path, Options{TempDir: t.TempDir()}).Walk(func(e *Entry) error { es = append(es, e); return nil }); err != nil {
+		var es []*tree.Entry
+		if err := openOne(t, path, Options{TempDir: t.TempDir()}).Walk(func(e *tree.Entry) error { es = append(es, e); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -215,7 +216,7 @@ func TestConcurrentContent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i, e := range es {
-					if e.Type != TypeReg {
+					if e.Type != tree.TypeReg {
 						continue
 					}
 					rc, err := e.Content.Open()
@@ -246,8 +247,8 @@ func TestSpillClose(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{writeFile(t, dir, "plain", raw), writeFile(t, dir, "gz", gz(t, raw))} {
 		sp := NewSpill(t.TempDir())
-		var c Content
-		if err := openOne(t, path, Options{Spill: sp}).Walk(func(e *Entry) error { c = e.Content; return nil }); err != nil {
+		var c tree.Content
+		if err := openOne(t, path, Options{Spill: sp}).Walk(func(e *tree.Entry) error { c = e.Content; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if got := readContent(t, c); got != "data" {
@@ -315,8 +316,8 @@ func openWalk(path string, o Options) error {
 		return err
 	}
 	for _, l := range ls {
-		if err := l.Walk(func(e *Entry) error {
-			if e.Type == TypeReg {
+		if err := l.Walk(func(e *tree.Entry) error {
+			if e.Type == tree.TypeReg {
 				rc, err := e.Content.Open()
 				if err != nil {
 					return err

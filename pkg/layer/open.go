@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // Options control how layers are opened.
@@ -23,7 +25,7 @@ type Options struct {
 	// documentation.
 	DirModes DirModes
 	// DirChmod sets the mode (permission bits, setuid, setgid, sticky:
-	// 07777) of entries of a directory layer, by path as Entry.Path has
+	// 07777) of entries of a directory layer, by path as tree.Entry.Path has
 	// it ("." for the root), after DirModes. A path the layer does not
 	// have is an error of its walk; DirChmod on a layer that is not a
 	// directory is an error of Open.
@@ -98,7 +100,7 @@ type Layer interface {
 	// (directory layers: a sorted walk). An error of fn stops the walk and
 	// is returned as is; any other error is an *Error. Walk may be called
 	// again; it reads the layer anew.
-	Walk(fn func(e *Entry) error) error
+	Walk(fn func(e *tree.Entry) error) error
 }
 
 // Open detects the format of path by its bytes, not by its name, and

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // Spill holds what the Contents of layers refer to: the spill files that
@@ -99,7 +101,7 @@ func (w *spillWriter) buffer() []byte {
 }
 
 // copy appends exactly size bytes of r and returns them as a Content.
-func (w *spillWriter) copy(r io.Reader, size int64) (Content, error) {
+func (w *spillWriter) copy(r io.Reader, size int64) (tree.Content, error) {
 	if w.f == nil {
 		f, err := w.s.create()
 		if err != nil {

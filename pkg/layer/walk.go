@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/kiln-build/kiln/internal/xz"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // region is a byte range of an open file (or of anything with ReadAt):
@@ -82,7 +83,7 @@ func (l *tarLayer) errorf(entry string, format string, a ...any) error {
 }
 
 // Walk reads the archive from its start; it may be called more than once.
-func (l *tarLayer) Walk(fn func(e *Entry) error) error {
+func (l *tarLayer) Walk(fn func(e *tree.Entry) error) error {
 	head, err := readHead(l.src.ra, l.src.off, l.src.size)
 	if err != nil {
 		return l.errorf("", "reading: %w", err)
@@ -174,7 +175,7 @@ func (l *tarLayer) key() (string, error) {
 // (entry), the limit its data must stay within (limit) and the region of
 // the stream that holds that data (content); at the end, the rest of the
 // stream and its digests (finish).
-func (l *tarLayer) walk(fn func(e *Entry) error, k kind, cw *cacheWriter) error {
+func (l *tarLayer) walk(fn func(e *tree.Entry) error, k kind, cw *cacheWriter) error {
 	if l.srcDigest != "" {
 		l.info.Digest = "sha256:" + l.srcDigest
 	}
@@ -334,7 +335,7 @@ type tarWalk struct {
 }
 
 // entries calls fn for each entry of the archive, up to its end.
-func (w *tarWalk) entries(fn func(e *Entry) error) error {
+func (w *tarWalk) entries(fn func(e *tree.Entry) error) error {
 	for {
 		h, err := w.next()
 		if err != nil || h == nil {
@@ -347,7 +348,7 @@ func (w *tarWalk) entries(fn func(e *Entry) error) error {
 		if e == nil {
 			continue
 		}
-		if e.Type == TypeReg {
+		if e.Type == tree.TypeReg {
 			if err := w.limit(h, e); err != nil {
 				return err
 			}
@@ -400,7 +401,7 @@ func (w *tarWalk) next() (*tar.Header, error) {
 // entry returns the entry h describes, by its type flag, or nil for a
 // header that carries no file. A rootfs tar is refused if it turns out
 // to be an image archive.
-func (w *tarWalk) entry(h *tar.Header) (*Entry, error) {
+func (w *tarWalk) entry(h *tar.Header) (*tree.Entry, error) {
 	e, err := fromHeader(h, w.l.keepRoot)
 	if err != nil {
 		return nil, w.l.errorf(h.Name, "%w", err)
@@ -421,7 +422,7 @@ func (w *tarWalk) entry(h *tar.Header) (*Entry, error) {
 // budget, before any of it is spilled. A sparse entry counts its whole
 // size (its holes are spilled as zeros); the data of a plain tar read in
 // place was counted with the file, but for a cache entry's.
-func (w *tarWalk) limit(h *tar.Header, e *Entry) error {
+func (w *tarWalk) limit(h *tar.Header, e *tree.Entry) error {
 	var err error
 	switch {
 	case isSparse(h):
@@ -438,7 +439,7 @@ func (w *tarWalk) limit(h *tar.Header, e *Entry) error {
 // content returns the data of the regular file e: a region of the layer
 // file when it is read in place, of the cache entry being stored, or else
 // a spill copy.
-func (w *tarWalk) content(h *tar.Header, e *Entry) (Content, error) {
+func (w *tarWalk) content(h *tar.Header, e *tree.Entry) (tree.Content, error) {
 	switch {
 	case e.Size == 0:
 		return emptyContent{}, nil
@@ -459,7 +460,7 @@ func (w *tarWalk) content(h *tar.Header, e *Entry) (Content, error) {
 
 // inPlaceContent returns e's data as the region of the layer file at the
 // stream's position.
-func (w *tarWalk) inPlaceContent(h *tar.Header, e *Entry) (Content, error) {
+func (w *tarWalk) inPlaceContent(h *tar.Header, e *tree.Entry) (tree.Content, error) {
 	l := w.l
 	pos := w.s.cnt.n
 	if pos+e.Size > l.src.size {
@@ -470,7 +471,7 @@ func (w *tarWalk) inPlaceContent(h *tar.Header, e *Entry) (Content, error) {
 
 // cacheContent reads e's data, which goes to the cache entry as
 // archive/tar reads it, and returns that region of the entry.
-func (w *tarWalk) cacheContent(h *tar.Header, e *Entry) (Content, error) {
+func (w *tarWalk) cacheContent(h *tar.Header, e *tree.Entry) (tree.Content, error) {
 	pos := w.s.cnt.n
 	if _, err := io.CopyBuffer(discard{}, w.tr, w.sw.buffer()); err != nil {
 		if errors.Is(err, ErrTooLarge) {

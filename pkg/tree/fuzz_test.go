@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -52,12 +51,12 @@ func FuzzMerge(f *testing.F) {
 // fuzzLayer is a layer made of entries in memory.
 type fuzzLayer struct {
 	name    string
-	entries []layer.Entry
+	entries []tree.Entry
 }
 
 func (l *fuzzLayer) Name() string { return l.name }
 
-func (l *fuzzLayer) Walk(fn func(e *layer.Entry) error) error {
+func (l *fuzzLayer) Walk(fn func(e *tree.Entry) error) error {
 	for _, e := range l.entries {
 		if err := fn(&e); err != nil {
 			return err
@@ -94,32 +93,32 @@ func decodeLayers(data []byte) []*fuzzLayer {
 	ls := []*fuzzLayer{{name: "layer1"}}
 	for i < len(data) {
 		op := next()
-		e := layer.Entry{Mode: uint32(next()) << 4 & 0o7777, Mtime: fuzzEpoch - 100 + int64(next()), UID: uint32(op >> 4)}
+		e := tree.Entry{Mode: uint32(next()) << 4 & 0o7777, Mtime: fuzzEpoch - 100 + int64(next()), UID: uint32(op >> 4)}
 		switch op % 10 {
 		case 0:
 			ls = append(ls, &fuzzLayer{name: fmt.Sprintf("layer%d", len(ls)+1)})
 			continue
 		case 1:
-			e.Type, e.Path = layer.TypeReg, path()
+			e.Type, e.Path = tree.TypeReg, path()
 			e.Size = int64(next() % 4)
 			e.Content = fuzzContent(bytes.Repeat([]byte{byte(op)}, int(e.Size)))
 		case 2:
-			e.Type, e.Path = layer.TypeDir, path()
+			e.Type, e.Path = tree.TypeDir, path()
 		case 3:
-			e.Type, e.Path, e.Linkname = layer.TypeSymlink, path(), pick(fuzzTargets)
+			e.Type, e.Path, e.Linkname = tree.TypeSymlink, path(), pick(fuzzTargets)
 		case 4:
-			e.Type, e.Path, e.Linkname = layer.TypeHardlink, path(), path()
+			e.Type, e.Path, e.Linkname = tree.TypeHardlink, path(), path()
 		case 5:
-			e.Type, e.Path = layer.TypeChar, path()
+			e.Type, e.Path = tree.TypeChar, path()
 			e.Major, e.Minor = uint32(op), uint32(next())
 		case 6:
-			e.Type, e.Path = layer.TypeFIFO, path()
+			e.Type, e.Path = tree.TypeFIFO, path()
 		case 7:
-			e.Type, e.Path = layer.TypeReg, path()+"/.wh."+pick(fuzzNames)
+			e.Type, e.Path = tree.TypeReg, path()+"/.wh."+pick(fuzzNames)
 		case 8:
-			e.Type, e.Path = layer.TypeReg, path()+"/.wh..wh..opq"
+			e.Type, e.Path = tree.TypeReg, path()+"/.wh..wh..opq"
 		case 9:
-			e.Type, e.Path = layer.TypeDir, "." // the layer's root
+			e.Type, e.Path = tree.TypeDir, "." // the layer's root
 		}
 		l := ls[len(ls)-1]
 		l.entries = append(l.entries, e)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-
-	"github.com/kiln-build/kiln/pkg/layer"
 )
 
 // Whiteout names of the OCI image layer specification.
@@ -69,13 +67,13 @@ func (m *Merger) Tree() *Tree { return m.t }
 // Layer is what the merge needs of a layer (pkg/layer's layers are ones).
 type Layer interface {
 	Name() string
-	Walk(fn func(e *layer.Entry) error) error
+	Walk(fn func(e *Entry) error) error
 }
 
 // Apply merges one layer on top of the layers applied before it.
 func (m *Merger) Apply(l Layer) error {
 	m.n++
-	return l.Walk(func(e *layer.Entry) error {
+	return l.Walk(func(e *Entry) error {
 		if err := m.apply(e); err != nil {
 			var te *Error
 			if errors.As(err, &te) {
@@ -94,11 +92,11 @@ func (m *Merger) clamp(sec int64, nsec uint32) (int64, uint32) {
 	return sec, nsec
 }
 
-func (m *Merger) apply(e *layer.Entry) error {
+func (m *Merger) apply(e *Entry) error {
 	p := e.Path
 	if p == "" || p == "." {
 		// The layer describes the root directory itself.
-		if e.Type != layer.TypeDir {
+		if e.Type != TypeDir {
 			return fmt.Errorf("the root must be a directory, not a %s", e.Type)
 		}
 		m.setMeta(m.t.Root, e)
@@ -122,7 +120,7 @@ func (m *Merger) apply(e *layer.Entry) error {
 	}
 	old := parent.children[base]
 
-	if e.Type == layer.TypeHardlink {
+	if e.Type == TypeHardlink {
 		target, err := m.resolveLink(e.Linkname)
 		if err != nil {
 			return err
@@ -131,35 +129,35 @@ func (m *Merger) apply(e *layer.Entry) error {
 		return nil
 	}
 
-	if e.Type == layer.TypeDir && old != nil && old.inode.Kind == Dir {
+	if e.Type == TypeDir && old != nil && old.inode.Kind == Dir {
 		m.setMeta(old.inode, e)
 		old.stamp = m.n
 		return nil
 	}
 	n := &Inode{}
 	switch e.Type {
-	case layer.TypeReg:
+	case TypeReg:
 		n.Kind = Regular
 		n.Size = e.Size
 		n.Content = e.Content
 		if e.Size > 0 && e.Content == nil {
 			return fmt.Errorf("BUG: file of %d bytes without content", e.Size)
 		}
-	case layer.TypeDir:
+	case TypeDir:
 		n.Kind = Dir
 		n.children = map[string]*link{}
-	case layer.TypeSymlink:
+	case TypeSymlink:
 		n.Kind = Symlink
 		n.Target = e.Linkname
 		n.Size = int64(len(e.Linkname))
 		if e.Linkname == "" {
 			return fmt.Errorf("symlink with an empty target")
 		}
-	case layer.TypeChar:
+	case TypeChar:
 		n.Kind = CharDev
-	case layer.TypeBlock:
+	case TypeBlock:
 		n.Kind = BlockDev
-	case layer.TypeFIFO:
+	case TypeFIFO:
 		n.Kind = FIFO
 	default:
 		return fmt.Errorf("unsupported entry type %d", e.Type)
@@ -172,14 +170,14 @@ func (m *Merger) apply(e *layer.Entry) error {
 	return nil
 }
 
-func (m *Merger) setMeta(n *Inode, e *layer.Entry) {
+func (m *Merger) setMeta(n *Inode, e *Entry) {
 	n.Mode = e.Mode & 0o7777
 	n.UID, n.GID = e.UID, e.GID
 	n.Mtime, n.Nsec = m.clamp(e.Mtime, e.Nsec)
 	n.Major, n.Minor = e.Major, e.Minor
 	n.Xattrs = nil
 	if len(e.Xattrs) > 0 {
-		n.Xattrs = append([]layer.Xattr(nil), e.Xattrs...)
+		n.Xattrs = append([]Xattr(nil), e.Xattrs...)
 	}
 }
 

@@ -9,17 +9,16 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/testkit"
-	"github.com/kiln-build/kiln/pkg/layer"
 )
 
 // sliceLayer is a layer made in test code.
 type sliceLayer struct {
 	name    string
-	entries []layer.Entry
+	entries []Entry
 }
 
 func (l sliceLayer) Name() string { return l.name }
-func (l sliceLayer) Walk(fn func(*layer.Entry) error) error {
+func (l sliceLayer) Walk(fn func(*Entry) error) error {
 	for i := range l.entries {
 		e := l.entries[i]
 		if err := fn(&e); err != nil {
@@ -29,19 +28,19 @@ func (l sliceLayer) Walk(fn func(*layer.Entry) error) error {
 	return nil
 }
 
-func file(p, data string) layer.Entry {
-	return layer.Entry{Path: p, Type: layer.TypeReg, Mode: 0o644, Size: int64(len(data)), Content: testkit.String(data), Mtime: 100}
+func file(p, data string) Entry {
+	return Entry{Path: p, Type: TypeReg, Mode: 0o644, Size: int64(len(data)), Content: testkit.String(data), Mtime: 100}
 }
-func dir(p string) layer.Entry {
-	return layer.Entry{Path: p, Type: layer.TypeDir, Mode: 0o755, Mtime: 100}
+func dir(p string) Entry {
+	return Entry{Path: p, Type: TypeDir, Mode: 0o755, Mtime: 100}
 }
-func symlink(p, target string) layer.Entry {
-	return layer.Entry{Path: p, Type: layer.TypeSymlink, Linkname: target, Mode: 0o777, Mtime: 100}
+func symlink(p, target string) Entry {
+	return Entry{Path: p, Type: TypeSymlink, Linkname: target, Mode: 0o777, Mtime: 100}
 }
-func hardlink(p, target string) layer.Entry {
-	return layer.Entry{Path: p, Type: layer.TypeHardlink, Linkname: target}
+func hardlink(p, target string) Entry {
+	return Entry{Path: p, Type: TypeHardlink, Linkname: target}
 }
-func wh(p string) layer.Entry { return layer.Entry{Path: p, Type: layer.TypeReg, Mode: 0o644} }
+func wh(p string) Entry { return Entry{Path: p, Type: TypeReg, Mode: 0o644} }
 
 // render lists the tree as "path kind [content|target]" lines, in walk order.
 func render(t *testing.T, tr *Tree) string {
@@ -70,7 +69,7 @@ func render(t *testing.T, tr *Tree) string {
 	return strings.Join(lines, "\n")
 }
 
-func merge(t *testing.T, layers ...[]layer.Entry) (*Tree, error) {
+func merge(t *testing.T, layers ...[]Entry) (*Tree, error) {
 	t.Helper()
 	m := NewMerger(1000)
 	for i, es := range layers {
@@ -82,7 +81,7 @@ func merge(t *testing.T, layers ...[]layer.Entry) (*Tree, error) {
 }
 
 func TestMerge(t *testing.T) {
-	base := []layer.Entry{
+	base := []Entry{
 		dir("etc"), file("etc/passwd", "root"), file("etc/hosts", "h1"),
 		dir("var"), dir("var/cache"), file("var/cache/a", "A"), file("var/cache/b", "B"),
 		dir("opt"), dir("opt/d"), file("opt/d/x", "X"),
@@ -91,29 +90,29 @@ func TestMerge(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		upper []layer.Entry
+		upper []Entry
 		want  []string // lines that must be present
 		gone  []string // paths that must be absent
 	}{
-		{"later file wins", []layer.Entry{file("etc/hosts", "h2")}, []string{"/etc/hosts file h2", "/etc/passwd file root"}, nil},
-		{"whiteout file", []layer.Entry{wh("etc/.wh.hosts")}, []string{"/etc/passwd file root"}, []string{"/etc/hosts"}},
-		{"whiteout dir subtree", []layer.Entry{wh("var/.wh.cache")}, []string{"/var dir"}, []string{"/var/cache", "/var/cache/a"}},
-		{"whiteout of missing is a no-op", []layer.Entry{wh("nope/.wh.x"), wh(".wh.nothing")}, []string{"/data file D"}, []string{"/nope"}},
-		{"whiteout spares same-layer entry after it", []layer.Entry{wh("etc/.wh.hosts"), file("etc/hosts", "new")}, []string{"/etc/hosts file new"}, nil},
-		{"whiteout spares same-layer entry before it", []layer.Entry{file("etc/hosts", "new"), wh("etc/.wh.hosts")}, []string{"/etc/hosts file new"}, nil},
-		{"whiteout of a dir keeps this layer's children", []layer.Entry{file("var/cache/c", "C"), wh("var/.wh.cache")}, []string{"/var/cache/c file C"}, []string{"/var/cache/a", "/var/cache/b"}},
-		{"opaque dir", []layer.Entry{dir("var/cache"), wh("var/cache/.wh..wh..opq"), file("var/cache/n", "N")}, []string{"/var/cache/n file N"}, []string{"/var/cache/a", "/var/cache/b"}},
-		{"opaque marker after entries", []layer.Entry{file("var/cache/n", "N"), wh("var/cache/.wh..wh..opq")}, []string{"/var/cache/n file N"}, []string{"/var/cache/a"}},
-		{"file replaces dir", []layer.Entry{file("opt/d", "now a file")}, []string{"/opt/d file now a file"}, []string{"/opt/d/x"}},
-		{"dir replaces file", []layer.Entry{dir("data"), file("data/in", "I")}, []string{"/data dir", "/data/in file I"}, nil},
-		{"dir over dir keeps children", []layer.Entry{dir("etc")}, []string{"/etc/passwd file root"}, nil},
-		{"write through in-tree symlink", []layer.Entry{file("bin/sh", "SH")}, []string{"/usr/bin/sh file SH", "/bin symlink ->usr/bin"}, []string{"/bin/sh"}},
-		{"symlink replaced by file", []layer.Entry{file("bin", "F")}, []string{"/bin file F", "/usr/bin dir"}, nil},
-		{"hostile symlink clamps to root", []layer.Entry{symlink("evil", "../../../../etc"), file("evil/shadow", "S")}, []string{"/etc/shadow file S"}, nil},
-		{"absolute symlink resolves in tree", []layer.Entry{symlink("abs", "/opt/d"), file("abs/y", "Y")}, []string{"/opt/d/y file Y"}, nil},
-		{"hardlink to lower layer", []layer.Entry{hardlink("etc/pw2", "etc/passwd")}, []string{"/etc/pw2 file root"}, nil},
-		{"hardlink survives target whiteout", []layer.Entry{hardlink("keep", "data"), wh(".wh.data")}, []string{"/keep file D"}, []string{"/data"}},
-		{"implicit parents", []layer.Entry{file("new/deep/f", "F")}, []string{"/new dir", "/new/deep dir", "/new/deep/f file F"}, nil},
+		{"later file wins", []Entry{file("etc/hosts", "h2")}, []string{"/etc/hosts file h2", "/etc/passwd file root"}, nil},
+		{"whiteout file", []Entry{wh("etc/.wh.hosts")}, []string{"/etc/passwd file root"}, []string{"/etc/hosts"}},
+		{"whiteout dir subtree", []Entry{wh("var/.wh.cache")}, []string{"/var dir"}, []string{"/var/cache", "/var/cache/a"}},
+		{"whiteout of missing is a no-op", []Entry{wh("nope/.wh.x"), wh(".wh.nothing")}, []string{"/data file D"}, []string{"/nope"}},
+		{"whiteout spares same-layer entry after it", []Entry{wh("etc/.wh.hosts"), file("etc/hosts", "new")}, []string{"/etc/hosts file new"}, nil},
+		{"whiteout spares same-layer entry before it", []Entry{file("etc/hosts", "new"), wh("etc/.wh.hosts")}, []string{"/etc/hosts file new"}, nil},
+		{"whiteout of a dir keeps this layer's children", []Entry{file("var/cache/c", "C"), wh("var/.wh.cache")}, []string{"/var/cache/c file C"}, []string{"/var/cache/a", "/var/cache/b"}},
+		{"opaque dir", []Entry{dir("var/cache"), wh("var/cache/.wh..wh..opq"), file("var/cache/n", "N")}, []string{"/var/cache/n file N"}, []string{"/var/cache/a", "/var/cache/b"}},
+		{"opaque marker after entries", []Entry{file("var/cache/n", "N"), wh("var/cache/.wh..wh..opq")}, []string{"/var/cache/n file N"}, []string{"/var/cache/a"}},
+		{"file replaces dir", []Entry{file("opt/d", "now a file")}, []string{"/opt/d file now a file"}, []string{"/opt/d/x"}},
+		{"dir replaces file", []Entry{dir("data"), file("data/in", "I")}, []string{"/data dir", "/data/in file I"}, nil},
+		{"dir over dir keeps children", []Entry{dir("etc")}, []string{"/etc/passwd file root"}, nil},
+		{"write through in-tree symlink", []Entry{file("bin/sh", "SH")}, []string{"/usr/bin/sh file SH", "/bin symlink ->usr/bin"}, []string{"/bin/sh"}},
+		{"symlink replaced by file", []Entry{file("bin", "F")}, []string{"/bin file F", "/usr/bin dir"}, nil},
+		{"hostile symlink clamps to root", []Entry{symlink("evil", "../../../../etc"), file("evil/shadow", "S")}, []string{"/etc/shadow file S"}, nil},
+		{"absolute symlink resolves in tree", []Entry{symlink("abs", "/opt/d"), file("abs/y", "Y")}, []string{"/opt/d/y file Y"}, nil},
+		{"hardlink to lower layer", []Entry{hardlink("etc/pw2", "etc/passwd")}, []string{"/etc/pw2 file root"}, nil},
+		{"hardlink survives target whiteout", []Entry{hardlink("keep", "data"), wh(".wh.data")}, []string{"/keep file D"}, []string{"/data"}},
+		{"implicit parents", []Entry{file("new/deep/f", "F")}, []string{"/new dir", "/new/deep dir", "/new/deep/f file F"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,22 +145,22 @@ func TestMerge(t *testing.T) {
 }
 
 func TestMergeErrors(t *testing.T) {
-	base := []layer.Entry{dir("d"), file("d/f", "x")}
+	base := []Entry{dir("d"), file("d/f", "x")}
 	tests := []struct {
 		name  string
-		upper []layer.Entry
+		upper []Entry
 		want  string
 		entry string
 	}{
-		{"bare whiteout prefix", []layer.Entry{wh("d/.wh.")}, "malformed whiteout", "d/.wh."},
-		{"whiteout of dot", []layer.Entry{wh("d/.wh..")}, "malformed whiteout", "d/.wh.."},
-		{"whiteout of dotdot", []layer.Entry{wh("d/.wh...")}, "malformed whiteout", "d/.wh..."},
-		{"other .wh..wh. name", []layer.Entry{wh("d/.wh..wh.foo")}, "malformed whiteout", "d/.wh..wh.foo"},
-		{"whiteout as a directory", []layer.Entry{file("d/.wh.x/y", "y")}, "malformed whiteout", "d/.wh.x/y"},
-		{"hardlink to missing", []layer.Entry{hardlink("l", "nope")}, "does not exist", "l"},
-		{"hardlink to dir", []layer.Entry{hardlink("l", "d")}, "is a directory", "l"},
-		{"root as a file", []layer.Entry{{Path: ".", Type: layer.TypeReg}}, "root must be a directory", "."},
-		{"symlink loop", []layer.Entry{symlink("a", "b"), symlink("b", "a"), file("a/x", "")}, "too many levels", "a/x"},
+		{"bare whiteout prefix", []Entry{wh("d/.wh.")}, "malformed whiteout", "d/.wh."},
+		{"whiteout of dot", []Entry{wh("d/.wh..")}, "malformed whiteout", "d/.wh.."},
+		{"whiteout of dotdot", []Entry{wh("d/.wh...")}, "malformed whiteout", "d/.wh..."},
+		{"other .wh..wh. name", []Entry{wh("d/.wh..wh.foo")}, "malformed whiteout", "d/.wh..wh.foo"},
+		{"whiteout as a directory", []Entry{file("d/.wh.x/y", "y")}, "malformed whiteout", "d/.wh.x/y"},
+		{"hardlink to missing", []Entry{hardlink("l", "nope")}, "does not exist", "l"},
+		{"hardlink to dir", []Entry{hardlink("l", "d")}, "is a directory", "l"},
+		{"root as a file", []Entry{{Path: ".", Type: TypeReg}}, "root must be a directory", "."},
+		{"symlink loop", []Entry{symlink("a", "b"), symlink("b", "a"), file("a/x", "")}, "too many levels", "a/x"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,11 +182,11 @@ func TestMergeMetadataAndClamp(t *testing.T) {
 	e.UID, e.GID = 70000, 70001
 	e.Mtime = 5000 // later than the epoch (1000): clamped
 	e.Nsec = 7
-	e.Xattrs = []layer.Xattr{{Name: "security.capability", Value: []byte{1, 2}}, {Name: "user.a", Value: []byte("b")}}
+	e.Xattrs = []Xattr{{Name: "security.capability", Value: []byte{1, 2}}, {Name: "user.a", Value: []byte("b")}}
 	old := file("old", "o")
 	old.Mtime, old.Nsec = 10, 5 // earlier than the epoch: kept
-	dev := layer.Entry{Path: "null", Type: layer.TypeChar, Mode: 0o666, Major: 1, Minor: 3}
-	tr, err := merge(t, []layer.Entry{e, old, dev, {Path: ".", Type: layer.TypeDir, Mode: 0o700, Mtime: 1}})
+	dev := Entry{Path: "null", Type: TypeChar, Mode: 0o666, Major: 1, Minor: 3}
+	tr, err := merge(t, []Entry{e, old, dev, {Path: ".", Type: TypeDir, Mode: 0o700, Mtime: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +207,8 @@ func TestMergeMetadataAndClamp(t *testing.T) {
 
 func TestHardlinkIdentity(t *testing.T) {
 	tr, err := merge(t,
-		[]layer.Entry{file("a", "1"), hardlink("b", "a")},
-		[]layer.Entry{hardlink("c", "a"), file("a", "2")},
+		[]Entry{file("a", "1"), hardlink("b", "a")},
+		[]Entry{hardlink("c", "a"), file("a", "2")},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +221,7 @@ func TestHardlinkIdentity(t *testing.T) {
 
 func TestWalkIsSorted(t *testing.T) {
 	// Entries in reverse order must still walk in byte order.
-	var es []layer.Entry
+	var es []Entry
 	for _, n := range []string{"z", "b", "a", "B", "a0", "_"} {
 		es = append(es, file(n, n))
 	}
@@ -238,7 +237,7 @@ func TestWalkIsSorted(t *testing.T) {
 }
 
 func TestDetach(t *testing.T) {
-	tr, err := merge(t, []layer.Entry{dir("boot"), dir("boot/efi"), file("boot/efi/EFI", "e"), file("boot/vmlinuz", "k"), file("f", "")})
+	tr, err := merge(t, []Entry{dir("boot"), dir("boot/efi"), file("boot/efi/EFI", "e"), file("boot/vmlinuz", "k"), file("f", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,14 @@
 // and a sorted, deterministic walk for the filesystem writers.
 //
 // File data is never held here: a regular file's Inode references its
-// content (layer.Content). Hardlinks are several directory entries that
+// content (Content). Hardlinks are several directory entries that
 // point to the same *Inode.
+//
+// The package also owns the types that describe a file on its way into
+// the tree: Entry (a layer's record, which pkg/layer yields and Merger
+// applies), Content and Xattr. It must not import pkg/layer, so that the
+// filesystem writers, which take a Tree, do not depend on how layers are
+// read.
 //
 // Resolve and Glob are kiln's one symlink resolver: paths are looked up
 // inside the tree as in a chroot, never on the host.
@@ -13,8 +19,6 @@ package tree
 import (
 	"sort"
 	"strings"
-
-	"github.com/kiln-build/kiln/pkg/layer"
 )
 
 // Kind is the type of an inode.
@@ -55,11 +59,11 @@ type Inode struct {
 	Mtime    int64  // seconds since the Unix epoch, clamped to the build epoch
 	Nsec     uint32 // nanoseconds of Mtime
 	Size     int64  // regular files: content length; symlinks: len(Target)
-	Content  layer.Content
+	Content  Content
 	Target   string // symlink target, verbatim
 	Major    uint32 // device numbers
 	Minor    uint32
-	Xattrs   []layer.Xattr // sorted by Name
+	Xattrs   []Xattr // sorted by Name
 
 	children map[string]*link // Dir only
 }

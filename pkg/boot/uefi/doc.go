@@ -60,7 +60,7 @@
 //
 // The UKI is never held in memory whole: only the stub is (tens of KiB);
 // BuildUKI streams it, then the kernel and initrd straight from their
-// layer.Content, and InstallUKI puts a Content in the tree that does the
+// tree.Content, and InstallUKI puts a Content in the tree that does the
 // same each time it is opened.
 //
 // # Determinism and hostile input

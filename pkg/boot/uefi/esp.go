@@ -8,7 +8,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -17,7 +16,7 @@ import (
 // tree. Content must give exactly Size bytes each time it is opened; this
 // package checks that it does.
 type File struct {
-	Content layer.Content
+	Content tree.Content
 	Size    int64
 }
 

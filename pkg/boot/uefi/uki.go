@@ -291,7 +291,7 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// Open streams the UKI (it makes a *ukiImage a layer.Content).
+// Open streams the UKI (it makes a *ukiImage a tree.Content).
 func (img *ukiImage) Open() (io.ReadCloser, error) { return img.reader(), nil }
 
 func (img *ukiImage) reader() *ukiReader { return &ukiReader{parts: img.parts} }
