@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/testkit"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -211,7 +210,7 @@ func eaInodesImage(t *testing.T) (*sparseImg, ReadOptions) {
 	a, z := rtMkdir(tr, "/a"), rtMkdir(tr, "/z")
 	for i := 0; i < n; i++ {
 		f := rtFile(0o644, nil)
-		f.Xattrs = []layer.Xattr{{Name: "user.a", Value: []byte("x")}}
+		f.Xattrs = []tree.Xattr{{Name: "user.a", Value: []byte("x")}}
 		a.SetChild(fmt.Sprintf("f%04d", i), f)
 		z.SetChild(fmt.Sprintf("v%04d", i), rtFile(0o644, []byte("v")))
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -98,7 +97,7 @@ func featureTree(t *testing.T) (*tree.Tree, map[string][]byte) {
 	}
 	addFile("/bin/sh", 0o755, pseudoRandom(100_000, 1))
 	ping := addFile("/bin/ping", 0o4755, pseudoRandom(5000, 2))
-	ping.Xattrs = []layer.Xattr{{Name: "security.capability", Value: capability}}
+	ping.Xattrs = []tree.Xattr{{Name: "security.capability", Value: capability}}
 	addFile("/usr/bin/sudo", 0o4711, pseudoRandom(3000, 3))
 	addFile("/usr/bin/wall", 0o2755, pseudoRandom(3000, 4)).GID = 5
 	mkdirAll(t, tr, "/tmp").Mode = 0o1777
@@ -148,17 +147,17 @@ func featureTree(t *testing.T) (*tree.Tree, map[string][]byte) {
 	put(t, tr, "/dev/sda", dev(tree.BlockDev, 0o660, 8, 0))
 	put(t, tr, "/dev/initctl", dev(tree.FIFO, 0o600, 0, 0))
 
-	put(t, tr, "/xattr/inode", file(0o644, nil)).Xattrs = []layer.Xattr{
+	put(t, tr, "/xattr/inode", file(0o644, nil)).Xattrs = []tree.Xattr{
 		{Name: "trusted.t", Value: []byte("t")}, {Name: "user.a", Value: []byte("1")}, {Name: "user.b", Value: []byte("22")}}
 	contents["/xattr/inode"] = nil
-	put(t, tr, "/xattr/block", file(0o644, nil)).Xattrs = []layer.Xattr{
+	put(t, tr, "/xattr/block", file(0o644, nil)).Xattrs = []tree.Xattr{
 		{Name: "security.selinux", Value: []byte("system_u:object_r:etc_t:s0\x00")},
 		{Name: "user.big", Value: pseudoRandom(500, 9)},
 		{Name: "user.empty", Value: []byte{}}}
 	contents["/xattr/block"] = nil
 	acl := mkdirAll(t, tr, "/xattr/acl")
-	acl.Xattrs = []layer.Xattr{{Name: "system.posix_acl_access", Value: posixACL}, {Name: "system.posix_acl_default", Value: posixACL}}
-	put(t, tr, "/xattr/symlink", symlink("target")).Xattrs = []layer.Xattr{{Name: "trusted.big", Value: pseudoRandom(200, 10)}} // user.* is for files and directories only
+	acl.Xattrs = []tree.Xattr{{Name: "system.posix_acl_access", Value: posixACL}, {Name: "system.posix_acl_default", Value: posixACL}}
+	put(t, tr, "/xattr/symlink", symlink("target")).Xattrs = []tree.Xattr{{Name: "trusted.big", Value: pseudoRandom(200, 10)}} // user.* is for files and directories only
 
 	many := mkdirAll(t, tr, "/many")
 	for i := 0; i < 300; i++ {

@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/testkit"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -71,7 +70,7 @@ func rtCheckTree(t *testing.T, tr *tree.Tree, perFile, total int64) {
 		if n.Nsec > 999999999 {
 			return fmt.Errorf("%s: nsec %d", p, n.Nsec)
 		}
-		if !slices.IsSortedFunc(n.Xattrs, func(a, b layer.Xattr) int { return strings.Compare(a.Name, b.Name) }) {
+		if !slices.IsSortedFunc(n.Xattrs, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) }) {
 			return fmt.Errorf("%s: xattrs not sorted", p)
 		}
 		for i := 1; i < len(n.Xattrs); i++ {
@@ -122,10 +121,10 @@ func rtSeedImages(t *testing.T) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	tr := tree.New(rtEpoch)
-	tr.Root.Xattrs = []layer.Xattr{{Name: "user.r", Value: []byte("1")}}
-	rtPut(tr, "/f", rtFile(0o4755, []byte("data\n"))).Xattrs = []layer.Xattr{{Name: "security.capability", Value: rtCapability}}
-	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []layer.Xattr{{Name: "user.big", Value: bytes.Repeat([]byte("v"), 200)}}
-	rtPut(tr, "/acl", tree.NewDir(0o755, 70000, 5, rtEpoch)).Xattrs = []layer.Xattr{{Name: "system.posix_acl_access", Value: rtACL}}
+	tr.Root.Xattrs = []tree.Xattr{{Name: "user.r", Value: []byte("1")}}
+	rtPut(tr, "/f", rtFile(0o4755, []byte("data\n"))).Xattrs = []tree.Xattr{{Name: "security.capability", Value: rtCapability}}
+	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []tree.Xattr{{Name: "user.big", Value: bytes.Repeat([]byte("v"), 200)}}
+	rtPut(tr, "/acl", tree.NewDir(0o755, 70000, 5, rtEpoch)).Xattrs = []tree.Xattr{{Name: "system.posix_acl_access", Value: rtACL}}
 	rtPut(tr, "/d/h", rtPut(tr, "/d/g", rtFile(0o600, []byte("linked"))))
 	rtPut(tr, "/s", rtSymlink("f"))
 	rtPut(tr, "/slow", rtSymlink(strings.Repeat("p/", 40)))

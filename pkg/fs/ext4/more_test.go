@@ -14,7 +14,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -400,7 +399,7 @@ func TestACLToDisk(t *testing.T) {
 	}
 }
 
-type layerXattr = layer.Xattr
+type layerXattr = tree.Xattr
 
 // TestDeviceNumberLimits writes the largest device numbers ext4 holds,
 // and ones on each side of the old 8:8 encoding, and reads them back.

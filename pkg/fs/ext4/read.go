@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -222,9 +221,9 @@ type fsReader struct {
 	xattrBytes int64    // bytes of xattr values kept, at most maxXattrBytes
 	entries    int      // directory entries read
 
-	byIno   map[uint32]*tree.Inode   // inodes already in the tree
-	xblocks map[uint64][]layer.Xattr // parsed xattr blocks, which inodes share
-	eaVals  map[uint32][]byte        // values of ea_inode inodes, which xattrs share
+	byIno   map[uint32]*tree.Inode  // inodes already in the tree
+	xblocks map[uint64][]tree.Xattr // parsed xattr blocks, which inodes share
+	eaVals  map[uint32][]byte       // values of ea_inode inodes, which xattrs share
 }
 
 // problem records a checksum mismatch: an error unless Lenient.
@@ -342,7 +341,7 @@ func (rd *fsReader) readSuper() error {
 	rd.backupBGs = [2]uint32{le.Uint32(sb[sbBackupBGs:]), le.Uint32(sb[sbBackupBGs+4:])}
 	rd.budget = min(int64(rd.blocks)+16, maxMetaBytes/bs)
 	rd.byIno = map[uint32]*tree.Inode{}
-	rd.xblocks = map[uint64][]layer.Xattr{}
+	rd.xblocks = map[uint64][]tree.Xattr{}
 	rd.eaVals = map[uint32][]byte{}
 	return nil
 }
@@ -1217,8 +1216,8 @@ const (
 // xattrs reads an inode's extended attributes, in-inode and in its block,
 // sorted by name. The system.data attribute (inline data) is returned
 // apart: nil if the inode has none.
-func (rd *fsReader) xattrs(raw *rawInode) ([]layer.Xattr, []byte, error) {
-	var out []layer.Xattr
+func (rd *fsReader) xattrs(raw *rawInode) ([]tree.Xattr, []byte, error) {
+	var out []tree.Xattr
 	var inline []byte
 	rd.verity = false
 	defer func() {
@@ -1269,7 +1268,7 @@ func (rd *fsReader) xattrs(raw *rawInode) ([]layer.Xattr, []byte, error) {
 		}
 		out = append(slices.Clone(out), xs...)
 	}
-	slices.SortFunc(out, func(a, b layer.Xattr) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b tree.Xattr) int { return cmp.Compare(a.Name, b.Name) })
 	for i := 1; i < len(out); i++ {
 		if out[i].Name == out[i-1].Name {
 			return nil, nil, fmt.Errorf("inode %d: xattr %q twice", raw.ino, out[i].Name)
@@ -1284,8 +1283,8 @@ func (rd *fsReader) xattrs(raw *rawInode) ([]layer.Xattr, []byte, error) {
 // parseXattrs decodes the entries of an xattr area b from entOff; value
 // offsets count from b[base] (the first entry in an inode, the block's
 // start in a block). The system.data value goes to *inline.
-func (rd *fsReader) parseXattrs(b []byte, entOff, base int, inline *[]byte) ([]layer.Xattr, error) {
-	var out []layer.Xattr
+func (rd *fsReader) parseXattrs(b []byte, entOff, base int, inline *[]byte) ([]tree.Xattr, error) {
+	var out []tree.Xattr
 	for off := entOff; ; {
 		if off+4 > len(b) {
 			return nil, errors.New("entries run past the end of the area")
@@ -1341,7 +1340,7 @@ func (rd *fsReader) parseXattrs(b []byte, entOff, base int, inline *[]byte) ([]l
 			}
 			value = v
 		}
-		out = append(out, layer.Xattr{Name: full, Value: value})
+		out = append(out, tree.Xattr{Name: full, Value: value})
 	}
 	return out, nil
 }

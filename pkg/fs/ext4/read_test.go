@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -126,7 +125,7 @@ var rtCapability = []byte{0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 // rtFeatureTree has every kind of inode and attribute ext4 stores.
 func rtFeatureTree() *tree.Tree {
 	tr := tree.New(rtEpoch)
-	tr.Root.Xattrs = []layer.Xattr{{Name: "user.root", Value: []byte("r")}}
+	tr.Root.Xattrs = []tree.Xattr{{Name: "user.root", Value: []byte("r")}}
 	rtPut(tr, "/empty", rtFile(0o644, nil))
 	rtPut(tr, "/small", rtFile(0o644, []byte("hello\n")))
 	rtPut(tr, "/sizes/4095", rtFile(0o644, rtRandom(4095, 1)))
@@ -168,7 +167,7 @@ func rtFeatureTree() *tree.Tree {
 	rtPut(tr, "/dev/fifo", &tree.Inode{Kind: tree.FIFO, Mode: 0o600, Mtime: rtEpoch})
 
 	ping := rtPut(tr, "/bin/ping", rtFile(0o4755, rtRandom(5000, 6)))
-	ping.Xattrs = []layer.Xattr{{Name: "security.capability", Value: rtCapability}}
+	ping.Xattrs = []tree.Xattr{{Name: "security.capability", Value: rtCapability}}
 	rtPut(tr, "/bin/wall", rtFile(0o2755, rtRandom(100, 7))).GID = 5
 	rtMkdir(tr, "/tmp").Mode = 0o1777
 	sg := rtMkdir(tr, "/var/mail")
@@ -188,15 +187,15 @@ func rtFeatureTree() *tree.Tree {
 	d := rtMkdir(tr, "/times/dir")
 	d.Mtime, d.Nsec = 1234567890, 987654321
 
-	rtPut(tr, "/xattr/inode", rtFile(0o644, []byte("x"))).Xattrs = []layer.Xattr{
+	rtPut(tr, "/xattr/inode", rtFile(0o644, []byte("x"))).Xattrs = []tree.Xattr{
 		{Name: "trusted.t", Value: []byte("t")}, {Name: "user.a", Value: []byte("1")}, {Name: "user.empty", Value: []byte{}}}
-	rtPut(tr, "/xattr/block", rtFile(0o644, nil)).Xattrs = []layer.Xattr{
+	rtPut(tr, "/xattr/block", rtFile(0o644, nil)).Xattrs = []tree.Xattr{
 		{Name: "security.capability", Value: rtCapability},
 		{Name: "security.selinux", Value: []byte("system_u:object_r:etc_t:s0\x00")},
 		{Name: "user.big", Value: rtRandom(1500, 8)}}
 	acl := rtMkdir(tr, "/xattr/acl")
-	acl.Xattrs = []layer.Xattr{{Name: "system.posix_acl_access", Value: rtACL}, {Name: "system.posix_acl_default", Value: rtACL}}
-	rtPut(tr, "/xattr/symlink", rtSymlink("target")).Xattrs = []layer.Xattr{{Name: "trusted.big", Value: rtRandom(300, 9)}}
+	acl.Xattrs = []tree.Xattr{{Name: "system.posix_acl_access", Value: rtACL}, {Name: "system.posix_acl_default", Value: rtACL}}
+	rtPut(tr, "/xattr/symlink", rtSymlink("target")).Xattrs = []tree.Xattr{{Name: "trusted.big", Value: rtRandom(300, 9)}}
 
 	// An htree directory, hardlinks among its entries.
 	big := rtMkdir(tr, "/big")
@@ -220,7 +219,7 @@ func rtFeatureTree() *tree.Tree {
 }
 
 // rtSum returns the sha256 of content c, failing unless it has size bytes.
-func rtSum(t *testing.T, p string, c layer.Content, size int64) string {
+func rtSum(t *testing.T, p string, c tree.Content, size int64) string {
 	t.Helper()
 	h := sha256.New()
 	if size > 0 {
@@ -346,7 +345,7 @@ func rtShort(v []byte) string {
 	return fmt.Sprintf("%d bytes sha256 %x", len(v), sha256.Sum256(v))
 }
 
-func rtXattrNames(xs []layer.Xattr) []string {
+func rtXattrNames(xs []tree.Xattr) []string {
 	var out []string
 	for _, x := range xs {
 		out = append(out, x.Name)
@@ -610,7 +609,7 @@ func TestReadTreeCorrupt(t *testing.T) {
 	tr := tree.New(rtEpoch)
 	rtPut(tr, "/dir/file", rtFile(0o644, rtRandom(3*blockSize, 1)))
 	rtPut(tr, "/dir/link", rtSymlink(strings.Repeat("t", 100)))
-	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []layer.Xattr{{Name: "user.big", Value: rtRandom(300, 2)}}
+	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []tree.Xattr{{Name: "user.big", Value: rtRandom(300, 2)}}
 	for i := 0; i < 6; i++ { // six extents: an extent tree block
 		s := &rtSparse{size: 12 * blockSize, parts: map[int64][]byte{}}
 		for j := 0; j < 6; j++ {
@@ -815,7 +814,7 @@ func TestReadTreeEAInode(t *testing.T) {
 	tr := tree.New(rtEpoch)
 	value := rtRandom(6000, 1)
 	rtPut(tr, "/value", rtFile(0o600, value))
-	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []layer.Xattr{{Name: "user.big", Value: rtRandom(300, 2)}}
+	rtPut(tr, "/x", rtFile(0o644, nil)).Xattrs = []tree.Xattr{{Name: "user.big", Value: rtRandom(300, 2)}}
 	f := rtWrite(t, tr, 0)
 	m, err := io.ReadAll(io.NewSectionReader(f, 0, rtSize(t, f)))
 	if err != nil {
@@ -856,7 +855,7 @@ func TestReadTreeEAInode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := rtWithLostFound(tree.New(rtEpoch))
-	rtPut(want, "/x", rtFile(0o644, nil)).Xattrs = []layer.Xattr{{Name: "user.big", Value: value}}
+	rtPut(want, "/x", rtFile(0o644, nil)).Xattrs = []tree.Xattr{{Name: "user.big", Value: value}}
 	rtCompare(t, want, got)
 
 	// A value inode named in a directory is an error.

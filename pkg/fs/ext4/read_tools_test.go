@@ -15,7 +15,6 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 
 	"github.com/kiln-build/kiln/internal/testkit"
@@ -209,14 +208,14 @@ func rtScanHost(t *testing.T, dir string) *tree.Tree {
 	return &tree.Tree{Root: scan(dir)}
 }
 
-func rtHostXattrs(t *testing.T, p string) []layer.Xattr {
+func rtHostXattrs(t *testing.T, p string) []tree.Xattr {
 	t.Helper()
 	buf := make([]byte, 1<<16)
 	n, err := syscall.Listxattr(p, buf)
 	if err != nil {
 		t.Fatalf("listxattr %s: %v", p, err)
 	}
-	var out []layer.Xattr
+	var out []tree.Xattr
 	for _, name := range strings.Split(string(buf[:n]), "\x00") {
 		if name == "" {
 			continue
@@ -226,9 +225,9 @@ func rtHostXattrs(t *testing.T, p string) []layer.Xattr {
 		if err != nil {
 			t.Fatalf("getxattr %s %s: %v", p, name, err)
 		}
-		out = append(out, layer.Xattr{Name: name, Value: v[:k]})
+		out = append(out, tree.Xattr{Name: name, Value: v[:k]})
 	}
-	slices.SortFunc(out, func(a, b layer.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

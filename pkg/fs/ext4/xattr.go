@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kiln-build/kiln/pkg/layer"
+	"github.com/kiln-build/kiln/pkg/tree"
 )
 
 // Extended attributes. Each entry (struct ext4_xattr_entry) is
@@ -63,7 +63,7 @@ func pad4(n int) int { return (n + 3) &^ 3 }
 
 // prepareXattrs converts a tree's attributes into on-disk form, sorted as
 // the kernel keeps block entries: by index, name length, name.
-func prepareXattrs(in []layer.Xattr) ([]xattr, error) {
+func prepareXattrs(in []tree.Xattr) ([]xattr, error) {
 	out := make([]xattr, 0, len(in))
 	for _, a := range in {
 		x := xattr{index: 0}
