@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs vet lint fuzz clean bench
+.PHONY: all build test test-short deps demo demo-debs e2fsprogs-tests vet lint fuzz clean bench
 
 all: build
 
@@ -36,8 +36,14 @@ lint: vet
 # .ci/run sets) turns a skip for a missing judge into a failure.
 # TESTFLAGS='-run TestX' narrows the run.
 FUZZTIME ?= 15s
-test: deps build lint demo-debs
-	KILN_DEBS=$(CURDIR)/.cache/debs GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
+test: deps build lint demo-debs e2fsprogs-tests
+	KILN_DEBS=$(CURDIR)/.cache/debs KILN_E2FSPROGS_TESTS=$(CURDIR)/.cache/e2fsprogs/tests \
+		GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
+
+# e2fsprogs' own test images, which the ext4 reader must read as blkid and
+# debugfs do: fetched once with apt-get source into .cache/e2fsprogs.
+e2fsprogs-tests:
+	scripts/fetch-e2fsprogs-tests.sh .cache/e2fsprogs
 
 # Every fuzz target (layer reader, merge, spec parser, partition tables,
 # image formats, ext4 and FAT readers) for FUZZTIME each; make test runs

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,7 @@ func hasOpen(pid int, paths ...string) bool {
 // signal to the exit are logged (no timing assertion).
 func TestInterruptConvertDiff(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
-		t.Skip("needs /proc to see what kiln is doing")
+		testkit.Missing(t, "/proc, to see what kiln is doing")
 	}
 	src := t.TempDir()
 	raw := filepath.Join(src, "big.raw")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -26,7 +27,7 @@ import (
 func TestE2fsprogsTestImages(t *testing.T) {
 	dir := os.Getenv("KILN_E2FSPROGS_TESTS")
 	if dir == "" {
-		t.Skip("set KILN_E2FSPROGS_TESTS to e2fsprogs' tests/ folder to read its images")
+		testkit.Missing(t, "e2fsprogs' test images: set KILN_E2FSPROGS_TESTS to the folder scripts/fetch-e2fsprogs-tests.sh prints (make test does)")
 	}
 	judge.Need(t, "e2fsck", "debugfs", "blkid")
 	imgs, err := filepath.Glob(filepath.Join(dir, "*", "image.gz"))
