@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Opener is file content that can be opened: what layer.Content (and so
+// Opener is file content that can be opened: what tree.Content (and so
 // tree.Inode.Content) asks for.
 type Opener interface {
 	Open() (io.ReadCloser, error)
