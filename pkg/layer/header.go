@@ -18,13 +18,14 @@ const (
 	maxXattrValue   = 65536 // XATTR_SIZE_MAX
 )
 
-// fromHeader converts a tar header into an entry. It returns nil, nil for
-// headers that carry no file (the root unless keepRoot, PAX global
-// headers, volume labels). Content is left for the caller to fill in.
 // typeRegA is the regular-file flag of pre-POSIX tars, NUL (archive/tar's
 // TypeRegA, deprecated as a name to write, still found in old layers).
 const typeRegA = '\x00'
 
+// fromHeader converts a tar header, with the PAX and GNU extended headers
+// before it applied, into an entry. It returns nil, nil for headers that
+// carry no file (the root unless keepRoot, PAX global headers, volume
+// labels). Content is left for the caller to fill in.
 func fromHeader(h *tar.Header, keepRoot bool) (*tree.Entry, error) {
 	t, err := entryType(h.Typeflag)
 	if t == 0 || err != nil {
