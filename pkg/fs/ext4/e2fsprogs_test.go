@@ -13,7 +13,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -250,7 +249,7 @@ func TestReadBigallocSymlinkWithXattr(t *testing.T) {
 // without it, and the problems say so.
 func TestReadVerityXattr(t *testing.T) {
 	tr := tree.New(rtEpoch)
-	rtPut(tr, "/file", rtFile(0o644, []byte("verity data\n"))).Xattrs = []layer.Xattr{{Name: "user.v", Value: []byte("0123456789abcdef")}}
+	rtPut(tr, "/file", rtFile(0o644, []byte("verity data\n"))).Xattrs = []tree.Xattr{{Name: "user.v", Value: []byte("0123456789abcdef")}}
 	f := rtWrite(t, tr, 0)
 	rd := rtOpen(t, f, true)
 	ino := rtLookup(t, rd, "/file")
