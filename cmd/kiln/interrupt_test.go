@@ -145,6 +145,21 @@ func hasTempOutput(dir string) bool {
 	return false
 }
 
+// committingOutput reports whether a staged output (qcow2, vmdk, dynamic
+// vhd) is being committed: its temporary image, empty until then, has
+// bytes.
+func committingOutput(dir string) bool {
+	ents, _ := os.ReadDir(filepath.Join(dir, "out"))
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".kiln-tmp-") {
+			if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func TestInterrupt(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		testkit.Missing(t, "/proc, to see what the build is doing")
@@ -158,18 +173,23 @@ func TestInterrupt(t *testing.T) {
 		// when tells that the build reached the stage to interrupt.
 		when  func(pid int, dir string) bool
 		stage string
-		cache bool // with a layer cache in the build folder, else none
+		cache bool     // with a layer cache in the build folder, else none
+		args  []string // more build flags
 	}{
 		{"sigint-while-merging", syscall.SIGINT, func(pid int, dir string) bool { return hasOpenSpill(pid) && !hasTempOutput(dir) },
-			"a spill file is open and the image not yet begun", false},
+			"a spill file is open and the image not yet begun", false, nil},
 		{"sigint-while-caching", syscall.SIGINT, func(pid int, dir string) bool { return hasCachePart(dir) && !hasTempOutput(dir) },
-			"a cache entry is being written and the image not yet begun", true},
-		{"sigterm-while-writing", syscall.SIGTERM, func(_ int, dir string) bool { return hasTempOutput(dir) }, "the temporary image exists", false},
+			"a cache entry is being written and the image not yet begun", true, nil},
+		{"sigterm-while-writing", syscall.SIGTERM, func(_ int, dir string) bool { return hasTempOutput(dir) }, "the temporary image exists", false, nil},
+		// The qcow2 is compressed and written in the commit, after every
+		// filesystem: before, the build ran it to its end.
+		{"sigint-while-committing", syscall.SIGINT, func(_ int, dir string) bool { return committingOutput(dir) },
+			"the qcow2 is being compressed into its temporary file", false, []string{"--format", "qcow2", "--compression", "zlib"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := interruptDir(t, shared)
-			cmd := exec.Command(kilnBin, "build", "--tmpdir", "spill")
+			cmd := exec.Command(kilnBin, append([]string{"build", "--tmpdir", "spill"}, c.args...)...)
 			cmd.Dir = dir
 			cacheEnv := "KILN_CACHE=off"
 			if c.cache {

@@ -260,7 +260,7 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := out.Commit(); err != nil {
+	if err := out.CommitContext(ctx); err != nil {
 		return nil, err
 	}
 	lap(&res.Timings.Commit)
