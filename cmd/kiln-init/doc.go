@@ -29,4 +29,9 @@
 // run unless it is PID 1. The files: cmdline.go parses the command line,
 // modules.go loads modules, root.go finds the root device, switch.go
 // mounts it and execs init, main.go strings them together.
+//
+// It imports only pkg/disk (to read partition tables and find the root by
+// PARTUUID) and the
+// standard library: it is built static, without cgo, and its bytes are
+// image bytes.
 package main

@@ -1,5 +1,3 @@
-// Command kiln assembles bootable, byte-reproducible disk images from
-// root-filesystem layers, offline and without root.
 package main
 
 import (

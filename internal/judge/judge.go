@@ -1,9 +1,3 @@
-// Package judge runs the real tools that judge kiln's output in tests:
-// e2fsck, debugfs, fsck.vfat, mtools, sgdisk, sfdisk. Only tests import it.
-//
-// A missing tool skips the test on a developer's machine, but fails it
-// under CI (CI=true) or with KILN_REQUIRE_JUDGES=1: `make test` installs
-// every judge, so a skip there would hide a failure.
 package judge
 
 import (

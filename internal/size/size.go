@@ -1,5 +1,3 @@
-// Package size writes byte counts for messages, the one way kiln's
-// packages write them: "64 GiB", "1.5 MiB", "300 bytes".
 package size
 
 import (

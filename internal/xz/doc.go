@@ -23,4 +23,6 @@
 // the other BCJ filters (ARM, PowerPC, ...: ErrUnsupported), or hashing
 // the compressed bytes (a caller that needs their digest hashes them
 // itself).
+//
+// It imports only internal/size; pkg/layer and pkg/initramfs use it.
 package xz

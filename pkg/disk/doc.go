@@ -23,4 +23,7 @@
 // Disk Layout"; the Discoverable Partitions Specification
 // (https://uapi-group.org/specifications/specs/discoverable_partitions_specification/);
 // util-linux libfdisk (dos.c, gpt.c) for the CHS conventions of the MBR.
+//
+// It imports only pkg/repro: partition layout knows nothing of filesystems,
+// layers or image formats.
 package disk

@@ -111,4 +111,7 @@
 // References: QEMU docs/interop/qcow2.txt and block/qcow2*.c, vmdk.c,
 // vpc.c; VMware Virtual Disk Format 5.0; Microsoft Virtual Hard Disk Image
 // Format Specification 1.0.
+//
+// It imports only pkg/repro: an image format holds a virtual disk and knows
+// nothing of what is on it.
 package imgfmt

@@ -56,4 +56,7 @@
 // The archive is compressed with xz (the default; with a CRC32 check, the
 // only one the kernel's decompressor accepts besides none), gzip (no name,
 // mtime 0), zstd, or not at all.
+//
+// It imports pkg/tree and internal/xz; it must not import pkg/layer,
+// pkg/spec or pkg/build.
 package initramfs

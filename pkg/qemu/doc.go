@@ -3,4 +3,7 @@
 // BIOS), the command line, the serial console, and waiting for a marker.
 //
 // It is not on the build path: nothing here contributes bytes to an image.
+//
+// It imports nothing of kiln: kiln run and the boot tests hand it an image
+// path and a format.
 package qemu

@@ -1,12 +1,3 @@
-// Package spec loads, defaults and validates kiln's YAML build spec.
-//
-// It owns the spec's syntax and the checks that need nothing but the spec
-// (unknown keys, sizes, names, mounts, types); every error names the file
-// and the line of the key it is about. Every value is parsed here, once,
-// into the typed fields marked "parsed values" (SizeBytes, GUIDValue,
-// VolumeIDValue, ...), which are what pkg/build reads; the YAML strings
-// stay as written, for the spec's digest. It does not open layers or
-// compute layouts.
 package spec
 
 import (

@@ -59,4 +59,7 @@
 // setadv.c (the ADV), mtools/syslinux.c (the installer), core/diskboot.inc,
 // core/diskstart.inc, core/init.inc, lzo/prepcore.c and
 // core/fs/lib/loadconfig.c (where syslinux.cfg is looked for).
+//
+// It imports pkg/tree, pkg/disk and pkg/fs/fat (the filesystem it installs
+// into); it must not import pkg/layer, pkg/spec or pkg/build.
 package syslinux

@@ -76,4 +76,7 @@
 // References: Microsoft PE/COFF specification (sections 2-4); systemd's
 // src/ukify/ukify.py; the UAPI Boot Loader Specification; systemd-boot(7),
 // loader.conf(5) and kernel-install(8) of systemd 252.
+//
+// It imports only pkg/tree; it must not import pkg/layer, pkg/spec or
+// pkg/build.
 package uefi

@@ -36,4 +36,8 @@
 // ReadTree reads an ext4 (or ext2/3) filesystem, kiln's or another maker's,
 // back into a tree, for kiln diff and checks; the image is hostile input:
 // every size is checked against the image and every walk is bounded.
+//
+// It imports pkg/tree (what it writes and reads back) and pkg/repro; it
+// must not import pkg/layer, pkg/spec, pkg/disk or pkg/build: a filesystem
+// writer takes a merged tree and a window of the image, whatever made them.
 package ext4

@@ -27,4 +27,8 @@
 // ReadTree reads a FAT volume, kiln's or another maker's, back into a
 // tree, for kiln diff and checks; the image is hostile input: cluster
 // chains are bounded and loops are errors.
+//
+// It imports pkg/tree (what it writes and reads back) and pkg/repro; it
+// must not import pkg/layer, pkg/spec, pkg/disk or pkg/build: a filesystem
+// writer takes a merged tree and a window of the image, whatever made them.
 package fat
