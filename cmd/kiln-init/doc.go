@@ -31,7 +31,6 @@
 // mounts it and execs init, main.go strings them together.
 //
 // It imports only pkg/disk (to read partition tables and find the root by
-// PARTUUID) and the
-// standard library: it is built static, without cgo, and its bytes are
-// image bytes.
+// PARTUUID) and the standard library: it is built static, without cgo, and
+// its bytes are image bytes.
 package main
