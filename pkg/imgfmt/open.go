@@ -243,25 +243,11 @@ func openFile(f *os.File) (Image, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	switch {
-	case n >= 4 && string(head[:4]) == "QFI\xfb":
-		return openQcow2(f, fsize)
-	case n >= 4 && string(head[:4]) == vmdkMagic:
-		return openVMDK(f, fsize)
-	case n >= 8 && string(head[:8]) == vhdCookie:
-		return openVHD(f, fsize)
-	case bytes.HasPrefix(head[:n], []byte("# Disk DescriptorFile")):
-		return nil, errors.New("vmdk descriptor files with separate extents are not supported")
+	ff, err := detectFormat(head[:n], f, fsize)
+	if err != nil {
+		return nil, err
 	}
-	if tailIs(f, fsize, 512, vhdCookie) {
-		return openVHD(f, fsize)
-	}
-	for _, ff := range foreign {
-		if ff.match(head[:n], f, fsize) {
-			return nil, &UnsupportedFormatError{Format: ff.name}
-		}
-	}
-	return &rawImage{f: f, size: fsize}, nil
+	return ff.open(f, fsize)
 }
 
 // rawImage is a raw disk: the file is the disk.

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/kiln-build/kiln/pkg/repro"
@@ -69,121 +67,48 @@ type Options struct {
 // AzureSize is size rounded up to the whole MiB that Azure wants of a VHD.
 func AzureSize(size int64) int64 { return (size + 1<<20 - 1) &^ (1<<20 - 1) }
 
-// Formats are the format names Create accepts.
-var Formats = []string{"raw", "qcow2", "vmdk", "vhd"}
-
-// Create starts an image of the given format and virtual size at path:
-// "raw" (or ""), "qcow2", "vmdk" (streamOptimized) or "vhd". The disk reads
-// as zeros until written; WriteAt and ReadAt may come in any order, and
-// the image is produced at Commit. At most one Options may be given.
-//
-// The same writes give the same image, byte for byte, whatever their
-// order, the number of CPUs or the time: see doc.go.
-func Create(path, format string, size int64, opts ...Options) (Output, error) {
-	if len(opts) > 1 {
-		return nil, fmt.Errorf("image %s: %d Options given, want at most one", path, len(opts))
-	}
-	var o Options
-	if len(opts) == 1 {
-		o = opts[0]
-	}
-	if err := o.check(format, size); err != nil {
-		return nil, fmt.Errorf("image %s: %w", path, err)
-	}
-	switch format {
-	case "raw", "":
-		return createRaw(path, size)
-	case "qcow2":
-		cs := o.ClusterSize
-		if cs == 0 {
-			cs = 64 << 10
-		}
-		comp := o.Compression
-		if comp == "" {
-			comp = "none"
-		}
-		return createStaged(path, size, &qcow2Writer{size: size, clusterBits: uint(bits.TrailingZeros64(uint64(cs))), compression: comp})
-	case "vmdk":
-		if name := filepath.Base(path); strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
-			return nil, fmt.Errorf("image %s: vmdk: the file name cannot go in the descriptor's extent line", path)
-		}
-		return createStaged(path, size, &vmdkWriter{size: size, extentName: filepath.Base(path), id: o.ID})
-	case "vhd":
-		p := vhdParams{size: size, epoch: o.Epoch, id: o.ID}
-		if o.Subformat == "fixed" || (o.Azure && o.Subformat == "") {
-			return createVHDFixed(path, p)
-		}
-		return createStaged(path, size, &vhdDynamicWriter{p})
-	}
-	return nil, fmt.Errorf("BUG: image format %q passed validation", format)
-}
-
-// check validates the options for a format and a size.
-func (o *Options) check(format string, size int64) error {
-	switch format {
-	case "raw", "":
-		if size < 0 {
-			return fmt.Errorf("raw: virtual size %d is negative", size)
-		}
-		return o.only(format)
-	case "qcow2", "vmdk", "vhd":
+// checkQcow2 checks a qcow2's compression and cluster size, and that its
+// L1 table stays within what qemu reads.
+func checkQcow2(o *Options, size int64) error {
+	switch o.Compression {
+	case "", "none", "zlib", "zstd":
 	default:
-		return fmt.Errorf("image format %q is not supported (use one of %s)", format, strings.Join(Formats, ", "))
+		return fmt.Errorf("qcow2: compression %q is not one of none, zlib, zstd", o.Compression)
 	}
-	if size <= 0 || size%512 != 0 {
-		return fmt.Errorf("%s: virtual size %d is not a positive multiple of 512 bytes", format, size)
+	if cs := o.ClusterSize; cs != 0 && (cs < 1<<qcow2MinClusterBits || cs > 1<<qcow2MaxClusterBits || cs&(cs-1) != 0) {
+		return fmt.Errorf("qcow2: cluster size %d is not a power of two from 512 bytes to 2 MiB", cs)
 	}
-	switch format {
-	case "qcow2":
-		switch o.Compression {
-		case "", "none", "zlib", "zstd":
-		default:
-			return fmt.Errorf("qcow2: compression %q is not one of none, zlib, zstd", o.Compression)
-		}
-		if cs := o.ClusterSize; cs != 0 && (cs < 1<<qcow2MinClusterBits || cs > 1<<qcow2MaxClusterBits || cs&(cs-1) != 0) {
-			return fmt.Errorf("qcow2: cluster size %d is not a power of two from 512 bytes to 2 MiB", cs)
-		}
-		cs := o.ClusterSize
-		if cs == 0 {
-			cs = 64 << 10
-		}
-		if l1 := ((size+cs-1)/cs + cs/8 - 1) / (cs / 8); l1*8 > qcow2MaxL1Bytes {
-			return fmt.Errorf("qcow2: a %d-byte disk needs an L1 table of %d bytes with %d-byte clusters, more than qemu's %d", size, l1*8, cs, qcow2MaxL1Bytes)
-		}
-		return o.only(format, "Compression", "ClusterSize")
-	case "vmdk":
-		if o.Compression != "" {
-			return fmt.Errorf("vmdk: compression %q: streamOptimized grains are always deflated", o.Compression)
-		}
-		if size/512 > vmdkMaxSectors {
-			return fmt.Errorf("vmdk: virtual size %d is over 2 TiB", size)
-		}
-		return o.only(format)
-	case "vhd":
-		switch o.Subformat {
-		case "", "dynamic", "fixed":
-		default:
-			return fmt.Errorf("vhd: subformat %q is not one of dynamic, fixed", o.Subformat)
-		}
-		if o.Azure {
-			if o.Subformat == "dynamic" {
-				return fmt.Errorf("vhd: Azure takes fixed VHDs only, not dynamic")
-			}
-			if size%(1<<20) != 0 {
-				return fmt.Errorf("vhd: Azure wants a virtual size that is a whole MiB; %d is not (plan %d)", size, AzureSize(size))
-			}
-		}
-		if size > vhdMaxSize {
-			return fmt.Errorf("vhd: virtual size %d is over 2040 GiB", size)
-		}
-		return o.only(format, "Subformat", "Azure")
+	cs := o.ClusterSize
+	if cs == 0 {
+		cs = 64 << 10
+	}
+	if l1 := ((size+cs-1)/cs + cs/8 - 1) / (cs / 8); l1*8 > qcow2MaxL1Bytes {
+		return fmt.Errorf("qcow2: a %d-byte disk needs an L1 table of %d bytes with %d-byte clusters, more than qemu's %d", size, l1*8, cs, qcow2MaxL1Bytes)
 	}
 	return nil
 }
 
-// only rejects the format-specific settings that format does not have.
-// Epoch and ID apply to every format: they are used where the format has
-// a time stamp or an identity, so a build can always pass them.
+// checkVHD checks a VHD's subformat, the Azure rules and its size.
+func checkVHD(o *Options, size int64) error {
+	switch o.Subformat {
+	case "", "dynamic", "fixed":
+	default:
+		return fmt.Errorf("vhd: subformat %q is not one of dynamic, fixed", o.Subformat)
+	}
+	if o.Azure {
+		if o.Subformat == "dynamic" {
+			return fmt.Errorf("vhd: Azure takes fixed VHDs only, not dynamic")
+		}
+		if size%(1<<20) != 0 {
+			return fmt.Errorf("vhd: Azure wants a virtual size that is a whole MiB; %d is not (plan %d)", size, AzureSize(size))
+		}
+	}
+	if size > vhdMaxSize {
+		return fmt.Errorf("vhd: virtual size %d is over 2040 GiB", size)
+	}
+	return nil
+}
+
 func (o *Options) only(format string, allowed ...string) error {
 	for _, f := range []struct {
 		name string
