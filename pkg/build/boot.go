@@ -222,19 +222,29 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 		}
 		post.syslinux, post.sources = img, in.syslinux
 		parts[esp].bootable = true
+		parts[esp].locate = append(parts[esp].locate, syslinux.LDLinuxPath)
 	}
 	return post, nil
 }
 
 // finishBoot runs after the filesystems are written: syslinux's patches
-// to its FAT and the MBR boot code.
-func finishBoot(post *bootPost, layout *disk.Layout, img readWriterAt) error {
+// to its FAT, where the FAT writer reported ldlinux.sys to be, and the MBR
+// boot code.
+func finishBoot(post *bootPost, parts []*part, layout *disk.Layout, img readWriterAt) error {
 	if post == nil || post.syslinux == nil {
 		return nil
 	}
 	lp := layout.Partitions[post.esp]
+	written := parts[post.esp].written
+	if written == nil {
+		return fmt.Errorf("BUG: boot: the ESP %s was not written", parts[post.esp].spec.Name)
+	}
+	exts, ok := written.Extents[syslinux.LDLinuxPath]
+	if !ok {
+		return fmt.Errorf("BUG: boot: the writer of the ESP %s did not report %s", parts[post.esp].spec.Name, syslinux.LDLinuxPath)
+	}
 	win := &window{img, lp.Start}
-	if err := syslinux.Install(win, lp.Size, uint64(lp.Start/disk.SectorSize), post.syslinux); err != nil {
+	if err := syslinux.Install(win, lp.Size, uint64(lp.Start/disk.SectorSize), post.syslinux, exts); err != nil {
 		return fmt.Errorf("boot: syslinux: %w", err)
 	}
 	code, err := syslinux.MBRCode(layout, lp.Number, post.sources)

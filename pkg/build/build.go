@@ -18,8 +18,7 @@ import (
 	"time" // repro-ok: phase timings for the build summary, never image bytes
 
 	"github.com/kiln-build/kiln/pkg/disk"
-	"github.com/kiln-build/kiln/pkg/fs/ext4"
-	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/imgfmt"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/repro"
@@ -109,6 +108,9 @@ type part struct {
 	tree     *tree.Tree // nil without a filesystem
 	size     int64      // bytes; 0 for "rest" until planned
 	bootable bool       // set by the boot stage (MBR active flag, GPT legacy BIOS bootable)
+	fs       fs.Filesystem
+	locate   []string   // files whose extents the boot stage needs from the writer
+	written  *fs.Report // what the writer wrote
 }
 
 // Build assembles the image the spec describes.
@@ -177,16 +179,14 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fsOpts := make([]any, len(parts))
-	for i, p := range parts {
-		fsOpts[i], err = filesystemOptions(s, p.spec, seed, epoch)
-		if err != nil {
+	for _, p := range parts {
+		if p.fs, err = newFilesystem(p.spec, seed, epoch); err != nil {
 			return nil, err
 		}
 	}
 
 	// 4. Sizes and the partition plan.
-	layout, err := plan(s, parts, fsOpts, seed)
+	layout, err := plan(s, parts, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +198,6 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 			continue
 		}
 		fr := &FilesystemResult{Type: p.spec.Filesystem}
-		switch fo := fsOpts[i].(type) {
-		case ext4.Options:
-			fr.UUID, fr.Label = fo.UUID.String(), fo.Label
-		case fat.Options:
-			fr.UUID, fr.Label = fmt.Sprintf("%04X-%04X", fo.VolumeID>>16, fo.VolumeID&0xffff), fo.Label
-		}
 		fr.Files, fr.Bytes = dataOf(p.tree)
 		prog.WriteTotal.Add(fr.Bytes)
 		res.Filesystems[i] = fr
@@ -235,26 +229,23 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		}
 		lp := layout.Partitions[i]
 		win := io.NewOffsetWriter(w, lp.Start)
-		switch fo := fsOpts[i].(type) {
-		case ext4.Options:
-			err = ext4.Write(win, lp.Size, p.tree, fo)
-		case fat.Options:
-			fo.HiddenSectors = uint32(lp.Start / disk.SectorSize)
-			err = fat.Write(win, lp.Size, p.tree, fo)
-		default:
-			err = fmt.Errorf("BUG: no writer for %T", fo)
+		if p.fs == nil {
+			return nil, fmt.Errorf("BUG: partition %s has a tree but no filesystem writer", p.spec.Name)
 		}
+		rep, err := p.fs.Write(win, fs.Region{Size: lp.Size, DiskOffset: lp.Start, Locate: p.locate}, p.tree)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("partition %s (%s): %w", p.spec.Name, p.spec.Filesystem, err)
 		}
+		res.Filesystems[i].UUID, res.Filesystems[i].Label = rep.UUID, rep.Label
+		p.written = rep
 		logf("partition %s: %s, %d bytes at %d", p.spec.Name, p.spec.Filesystem, lp.Size, lp.Start)
 	}
 	lap(&res.Timings.Write)
 	prog.setPhase(PhaseCommit)
-	if err := finishBoot(post, layout, ctxRW{ctx, out}); err != nil {
+	if err := finishBoot(post, parts, layout, ctxRW{ctx, out}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -459,44 +450,6 @@ func splitTree(s *spec.Spec, t *tree.Tree, epoch int64) ([]*part, error) {
 	return parts, nil
 }
 
-// filesystemOptions derives a partition's filesystem identity: every ID
-// from the seed unless the spec gives it (parsed by pkg/spec).
-func filesystemOptions(s *spec.Spec, p *spec.Partition, seed string, epoch int64) (any, error) {
-	id := func(given *repro.UUID, purpose string) repro.UUID {
-		if given != nil {
-			return *given
-		}
-		return repro.Derive(seed, "partition/"+p.Name+"/"+purpose)
-	}
-	switch p.Filesystem {
-	case "ext4":
-		label := p.Label
-		if label == "" {
-			label = truncate(p.Name, 16)
-		}
-		return ext4.Options{
-			Label:       label,
-			UUID:        id(p.UUIDValue, "fs-uuid"),
-			HashSeed:    id(p.HashSeedValue, "hash-seed"),
-			JournalUUID: id(p.JournalUUIDValue, "journal-uuid"),
-			Epoch:       epoch,
-		}, nil
-	case "vfat":
-		label := p.Label
-		if label == "" {
-			label = strings.ToUpper(truncate(p.Name, 11))
-		}
-		vid := repro.Derive32(seed, "partition/"+p.Name+"/volume-id")
-		if p.VolumeIDValue != nil {
-			vid = *p.VolumeIDValue
-		}
-		return fat.Options{Label: label, VolumeID: vid, Epoch: epoch}, nil
-	case "none":
-		return nil, nil
-	}
-	return nil, fmt.Errorf("BUG: filesystem %q passed validation", p.Filesystem)
-}
-
 // keyLine is the line of a partition's key, else of the partition.
 func keyLine(p *spec.Partition, key string) int {
 	if l, ok := p.KeyLines[key]; ok {
@@ -505,15 +458,8 @@ func keyLine(p *spec.Partition, key string) int {
 	return p.Line
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 // plan sizes auto partitions from their content and places all of them.
-func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout, error) {
+func plan(s *spec.Spec, parts []*part, seed string) (*disk.Layout, error) {
 	table := s.Disk.TableValue
 	autoDisk := s.Disk.SizeBytes == 0
 	specs := make([]disk.PartitionSpec, len(parts))
@@ -526,7 +472,10 @@ func plan(s *spec.Spec, parts []*part, fsOpts []any, seed string) (*disk.Layout,
 			if p.tree == nil {
 				return nil, &spec.Error{File: s.File, Line: keyLine(sp, "size"), Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
 			}
-			n, err := minSize(p.tree, fsOpts[i])
+			if p.fs == nil {
+				return nil, fmt.Errorf("BUG: partition %s has a tree but no filesystem writer", sp.Name)
+			}
+			n, err := p.fs.MinSize(p.tree)
 			if err != nil {
 				return nil, fmt.Errorf("partition %s: sizing: %w", sp.Name, err)
 			}
@@ -582,16 +531,6 @@ func partUUID(s *spec.Spec, idx int, seed string) string {
 		return fmt.Sprintf("%08x-%02x", diskSignature(s, seed), idx+1)
 	}
 	return partitionGUID(&s.Disk.Partitions[idx], seed).String()
-}
-
-func minSize(t *tree.Tree, fo any) (int64, error) {
-	switch o := fo.(type) {
-	case ext4.Options:
-		return ext4.MinSize(t, o)
-	case fat.Options:
-		return fat.MinSize(t, o)
-	}
-	return 0, fmt.Errorf("BUG: no size for %T", fo)
 }
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }

@@ -72,11 +72,12 @@ func bootImage(t *testing.T, table disk.Table, fatType int) string {
 	}
 	part := l.Partitions[0]
 	w := window{f, part.Start}
-	if err := fat.Write(w, part.Size, esp, fat.Options{Label: "ESP", VolumeID: 0x4b494c4e,
-		HiddenSectors: uint32(part.FirstLBA()), FATType: fatType, Epoch: testEpoch}); err != nil {
+	exts, err := fat.WriteLocate(w, part.Size, esp, fat.Options{Label: "ESP", VolumeID: 0x4b494c4e,
+		HiddenSectors: uint32(part.FirstLBA()), FATType: fatType, Epoch: testEpoch}, []string{LDLinuxPath})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Install(w, part.Size, uint64(part.FirstLBA()), img); err != nil {
+	if err := Install(w, part.Size, uint64(part.FirstLBA()), img, exts[LDLinuxPath]); err != nil {
 		t.Fatal(err)
 	}
 	code, err := MBRCode(l, part.Number, src)

@@ -39,7 +39,9 @@
 // followed by the two ADV sectors, exactly the bytes the installer copies
 // in), /ldlinux.c32 and /syslinux.cfg to the ESP's tree, plus the kernel
 // and initrd when given. Install runs after the FAT is written to the
-// partition: it finds ldlinux.sys's sectors (fat.FileExtents), patches the
+// partition: it takes ldlinux.sys's extents from what the FAT writer
+// reported (fs.Report.Extents for LDLinuxPath), checks that they hold the
+// bytes Prepare put there, patches the
 // image as syslinux_patch does (sector extents, ADV sector addresses,
 // sector counts, checksum; the first sector's address into the boot
 // sector) and writes syslinux's boot code into the volume's boot sector,

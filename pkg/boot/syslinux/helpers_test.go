@@ -8,6 +8,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
+	"github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -45,6 +46,18 @@ func writeFAT(t testing.TB, size int64, tr *tree.Tree, o fat.Options) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// writeESP is writeFAT for a tree Prepare filled: it also returns the
+// extents of /ldlinux.sys the FAT writer reports, for Install.
+func writeESP(t testing.TB, size int64, tr *tree.Tree, o fat.Options) (string, []fs.Extent) {
+	t.Helper()
+	f := testkit.SparseFile(t, "fat.img", size)
+	exts, err := fat.WriteLocate(f, size, tr, o, []string{LDLinuxPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Name(), exts[LDLinuxPath]
 }
 
 // copyFile copies src to a new file in a temporary folder.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 )
 
@@ -21,10 +22,15 @@ const (
 	bpbBkBootSec = 0x32 // backup boot sector (FAT32)
 )
 
+// LDLinuxPath is the file of the ESP whose extents Install needs: ask the
+// FAT writer for them (fs.Region.Locate, fat.WriteLocate).
+const LDLinuxPath = "/" + ldlinuxSys
+
 // Install makes the FAT volume in part (size bytes, starting at sector
 // partStartLBA of its disk) boot syslinux, after it was written from the
-// tree Prepare filled with img: it finds /ldlinux.sys, checks that it holds
-// what Prepare put there, patches its first sectors for where it lies and
+// tree Prepare filled with img: ldlinux are the extents of /ldlinux.sys
+// (LDLinuxPath) as the FAT writer reported them, in bytes from the
+// volume's start. It checks that they hold what Prepare put there, patches its first sectors for where it lies and
 // writes syslinux's code into the boot sector, keeping the BPB. On FAT32 it
 // writes the same boot sector to the backup boot sector if that was a copy
 // of the boot sector before (fat.Write makes it one). Install writes nothing
@@ -33,7 +39,7 @@ const (
 // The BPB's hidden-sector count must be partStartLBA (fat.Options
 // .HiddenSectors): the boot sector adds it to every sector it loads when
 // no MBR code tells it where its partition is.
-func Install(part ReadWriterAt, size int64, partStartLBA uint64, img *Image) error {
+func Install(part ReadWriterAt, size int64, partStartLBA uint64, img *Image, ldlinux []fs.Extent) error {
 	if img == nil || len(img.LDLinux) == 0 {
 		return errors.New("syslinux: install: no image")
 	}
@@ -55,22 +61,13 @@ func Install(part ReadWriterAt, size int64, partStartLBA uint64, img *Image) err
 		return fmt.Errorf("syslinux: install: the FAT's boot sector: %w", err)
 	}
 
-	exts, fsize, err := fat.FileExtents(part, size, "/"+ldlinuxSys)
-	if err != nil {
-		return fmt.Errorf("syslinux: install: %w", err)
-	}
 	want := img.FileBytes()
-	if fsize != int64(len(want)) {
-		return fmt.Errorf("syslinux: install: /%s is %d bytes, not the %d Prepare put there", ldlinuxSys, fsize, len(want))
-	}
-	var sectors []uint64
-	for _, e := range exts {
-		for i := uint64(0); i < e.Count; i++ {
-			sectors = append(sectors, e.Sector+i)
-		}
+	sectors, err := extentSectors(ldlinux, int64(len(want)), size)
+	if err != nil {
+		return fmt.Errorf("syslinux: install: /%s: %w", ldlinuxSys, err)
 	}
 	if len(sectors) != img.sectorCount() {
-		return fmt.Errorf("BUG: syslinux: install: %d sectors for a %d-byte file", len(sectors), fsize)
+		return fmt.Errorf("BUG: syslinux: install: %d sectors for a %d-byte file", len(sectors), len(want))
 	}
 	got := make([]byte, len(want))
 	for i, s := range sectors {
@@ -117,4 +114,29 @@ func Install(part ReadWriterAt, size int64, partStartLBA uint64, img *Image) err
 		}
 	}
 	return nil
+}
+
+// extentSectors turns a file's extents, byte ranges of a volume of size
+// bytes, into the sectors that hold its data, checking that they cover
+// exactly want bytes, start on sector boundaries and lie in the volume.
+func extentSectors(exts []fs.Extent, want, size int64) ([]uint64, error) {
+	var (
+		sectors []uint64
+		total   int64
+	)
+	for _, e := range exts {
+		if e.Length <= 0 || e.Offset < 0 || e.Offset%sectorSize != 0 || e.Offset > size-e.Length {
+			return nil, fmt.Errorf("extent of %d bytes at %d is not a sector-aligned range of the %d-byte volume", e.Length, e.Offset, size)
+		}
+		if total += e.Length; total > want {
+			return nil, fmt.Errorf("the extents hold more than the %d bytes Prepare put there", want)
+		}
+		for s := e.Offset / sectorSize; s < (e.Offset+e.Length+sectorSize-1)/sectorSize; s++ {
+			sectors = append(sectors, uint64(s))
+		}
+	}
+	if total != want {
+		return nil, fmt.Errorf("the extents hold %d bytes, not the %d Prepare put there", total, want)
+	}
+	return sectors, nil
 }

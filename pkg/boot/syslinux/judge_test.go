@@ -132,14 +132,14 @@ func TestInstall(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				p := writeFAT(t, tc.size, esp, fat.Options{FATType: tc.typ, VolumeID: 0x1234abcd, HiddenSectors: start, Label: "ESP"})
+				p, exts := writeESP(t, tc.size, esp, fat.Options{FATType: tc.typ, VolumeID: 0x1234abcd, HiddenSectors: start, Label: "ESP"})
 				before := copyFile(t, p)
 				f, err := os.OpenFile(p, os.O_RDWR, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				if err := Install(f, tc.size, start, img); err != nil {
+				if err := Install(f, tc.size, start, img, exts); err != nil {
 					t.Fatal(err)
 				}
 				return p, before, img

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
@@ -429,23 +431,35 @@ func TestInstallErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := writeFAT(t, size, esp, fat.Options{HiddenSectors: start})
+	good, exts := writeESP(t, size, esp, fat.Options{HiddenSectors: start})
 	sysData, sectors := fatFile(t, good, "/ldlinux.sys")
 	if !bytes.Equal(sysData, img.FileBytes()) {
 		t.Fatal("the FAT does not hold what Prepare put in the tree")
 	}
+	// The writer's report and a read of the volume agree.
+	if len(exts) != 1 || exts[0].Offset != int64(sectors[0])*sectorSize || exts[0].Length != int64(len(sysData)) {
+		t.Fatalf("the FAT writer reports %v; the volume has /ldlinux.sys at sectors %d.. (%d bytes)", exts, sectors[0], len(sysData))
+	}
 	plain := writeFAT(t, size, newTree(), fat.Options{HiddenSectors: start})
+	e := exts[0]
+	half := e.Length / 2 / sectorSize * sectorSize
 	for _, tc := range []struct {
 		name  string
 		img   string
 		start uint64
+		exts  []fs.Extent
 		edit  func(f *os.File)
 		want  string
 	}{
-		{"start", good, 4096, nil, "starts at sector 2048"},
-		{"no ldlinux.sys", plain, start, nil, "ldlinux.sys\" not found"},
-		{"changed", good, start, func(f *os.File) { f.WriteAt([]byte{1}, int64(sectors[3])*sectorSize+9) }, "not the one of this image"},
-		{"media", good, start, func(f *os.File) { f.WriteAt([]byte{0x12}, 0x15) }, "media"},
+		{"start", good, 4096, exts, nil, "starts at sector 2048"},
+		{"no ldlinux.sys", plain, start, nil, nil, "the extents hold 0 bytes"},
+		{"short", good, start, []fs.Extent{{Offset: e.Offset, Length: half}}, nil, "not the " + strconv.Itoa(len(sysData))},
+		{"long", good, start, []fs.Extent{{Offset: e.Offset, Length: e.Length + 1}}, nil, "more than"},
+		{"unaligned", good, start, []fs.Extent{{Offset: e.Offset + 1, Length: e.Length}}, nil, "not a sector-aligned range"},
+		{"outside", good, start, []fs.Extent{{Offset: size - half, Length: e.Length}}, nil, "not a sector-aligned range"},
+		{"elsewhere", good, start, []fs.Extent{{Offset: e.Offset + sectorSize, Length: e.Length}}, nil, "not the one of this image"},
+		{"changed", good, start, exts, func(f *os.File) { f.WriteAt([]byte{1}, int64(sectors[3])*sectorSize+9) }, "not the one of this image"},
+		{"media", good, start, exts, func(f *os.File) { f.WriteAt([]byte{0x12}, 0x15) }, "media"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := copyFile(t, tc.img)
@@ -458,7 +472,7 @@ func TestInstallErrors(t *testing.T) {
 				tc.edit(f)
 			}
 			before := judge.SHA256File(t, p)
-			testkit.ErrContains(t, Install(f, size, tc.start, img), tc.want)
+			testkit.ErrContains(t, Install(f, size, tc.start, img, tc.exts), tc.want)
 			if judge.SHA256File(t, p) != before {
 				t.Fatal("a failed Install wrote to the volume")
 			}

@@ -42,29 +42,39 @@ const (
 // Write only writes what is not zero. A tree that does not fit gives an
 // error wrapping ErrNoSpace.
 func Write(w io.WriterAt, size int64, t *tree.Tree, o Options) error {
+	_, _, err := write(w, size, t, o)
+	return err
+}
+
+// write is Write, returning the plan and layout it wrote, from which
+// files' places are known.
+func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*plan, *layout, error) {
 	if size <= 0 || size%sectorSize != 0 {
-		return fmt.Errorf("fat: size %d is not a positive multiple of %d", size, sectorSize)
+		return nil, nil, fmt.Errorf("fat: size %d is not a positive multiple of %d", size, sectorSize)
 	}
 	if size/sectorSize > math.MaxUint32 {
-		return fmt.Errorf("fat: size %d is larger than FAT allows (2 TiB)", size)
+		return nil, nil, fmt.Errorf("fat: size %d is larger than FAT allows (2 TiB)", size)
 	}
 	label, err := checkLabel(o.Label)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	p, err := newPlan(t, label)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	l, err := newLayout(uint32(size/sectorSize), o.FATType, uint32(p.root().slots))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	used, err := p.allocate(l)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return p.write(w, l, &o, used)
+	if err := p.write(w, l, &o, used); err != nil {
+		return nil, nil, err
+	}
+	return p, l, nil
 }
 
 func (p *plan) write(w io.WriterAt, l *layout, o *Options, used uint32) error {
