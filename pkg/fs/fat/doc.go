@@ -26,9 +26,17 @@
 //
 // ReadTree reads a FAT volume, kiln's or another maker's, back into a
 // tree, for kiln diff and checks; the image is hostile input: cluster
-// chains are bounded and loops are errors.
+// chains are bounded and loops are errors. FileExtents finds where one
+// file of such a volume lies, with the same directory and long-name
+// decoding (parseEntries: one LFN codec, with appendLFN its encoder).
 //
-// It imports pkg/tree (what it writes and reads back) and pkg/repro; it
+// New adapts the writer to pkg/fs (fs.Filesystem, for pkg/build's table):
+// its Write reports the volume ID, the label and, through WriteLocate,
+// where the files a boot loader patches lie, so that nothing reads back the
+// volume it just wrote.
+//
+// It imports pkg/tree (what it writes and reads back), pkg/fs and
+// pkg/repro; it
 // must not import pkg/layer, pkg/spec, pkg/disk or pkg/build: a filesystem
 // writer takes a merged tree and a window of the image, whatever made them.
 package fat

@@ -183,6 +183,18 @@ func TestFileExtentsDamaged(t *testing.T) {
 			testkit.ErrContains(t, err, tc.want)
 		})
 	}
+	t.Run("long chain", func(t *testing.T) {
+		// The chain goes on past the file's last cluster: ReadTree
+		// refuses that, and so does FileExtents, which reads
+		// directories and chains with ReadTree's code.
+		b := bytes.Clone(clean)
+		last := 3 + (10_000+in.ClusterSize-1)/in.ClusterSize - 1
+		binary.LittleEndian.PutUint32(b[fat+last*4:], uint32(last+1))
+		_, _, err := FileExtents(bytes.NewReader(b), size, "/f")
+		testkit.ErrContains(t, err, "runs past")
+		_, err = ReadTree(bytes.NewReader(b), size)
+		testkit.ErrContains(t, err, "runs past")
+	})
 	t.Run("directory loop", func(t *testing.T) {
 		b := bytes.Clone(clean)
 		binary.LittleEndian.PutUint32(b[fat+2*4:], 2) // the root points to itself

@@ -79,23 +79,48 @@ func ReadTreeOptions(r io.ReaderAt, size int64, o ReadOptions) (*tree.Tree, erro
 	if err != nil {
 		return nil, err
 	}
-	v := newVolume(r, in)
-	tr := &treeReader{
-		v:      v,
-		o:      o,
-		budget: int64(in.TotalClusters),
-		dirs:   map[uint32]bool{},
-		cache:  map[int64][]byte{},
-	}
+	tr := newTreeReader(r, in, o)
 	root := tree.NewDir(0o755, 0, 0, 0)
-	start := uint32(0)
-	if in.FATType == 32 {
-		start = in.RootCluster
-	}
-	if err := tr.readDir("/", dirRef{root: true, cluster: start}, root, 0); err != nil {
+	if err := tr.readDir("/", tr.rootRef(), root, 0); err != nil {
 		return nil, fmt.Errorf("fat: read: %w", err)
 	}
 	return &tree.Tree{Root: root}, nil
+}
+
+// volume reads files and directories of a probed FAT volume.
+type volume struct {
+	fatReader
+	dataSector uint64 // first sector of cluster 2
+	rootSector uint64 // FAT12/16: first sector of the fixed root directory
+	spc        uint64 // sectors per cluster
+	eoc        uint32 // the least end-of-chain value
+}
+
+func newVolume(r io.ReaderAt, in *Info) *volume {
+	bps := uint64(in.SectorSize)
+	root := uint64(in.ReservedSectors) + uint64(in.NumFATs)*uint64(in.FATSectors)
+	rootSecs := (uint64(in.RootEntries)*dirEntrySize + bps - 1) / bps
+	v := &volume{
+		fatReader:  fatReader{r: r, in: in, off: int64(in.ReservedSectors) * int64(bps)},
+		rootSector: root,
+		dataSector: root + rootSecs,
+		spc:        uint64(in.ClusterSize) / bps,
+	}
+	switch in.FATType {
+	case 12:
+		v.eoc = 0xFF8
+	case 16:
+		v.eoc = 0xFFF8
+	default:
+		v.eoc = 0x0FFFFFF8
+	}
+	return v
+}
+
+// dirRef is a directory: the root, or the one starting at a cluster.
+type dirRef struct {
+	root    bool
+	cluster uint32
 }
 
 // treeReader holds the state of one ReadTree.
@@ -109,6 +134,25 @@ type treeReader struct {
 	entries  int             // directory entries read
 	dirs     map[uint32]bool // first clusters of the directories read
 	cache    map[int64][]byte
+}
+
+func newTreeReader(r io.ReaderAt, in *Info, o ReadOptions) *treeReader {
+	return &treeReader{
+		v:      newVolume(r, in),
+		o:      o,
+		budget: int64(in.TotalClusters),
+		dirs:   map[uint32]bool{},
+		cache:  map[int64][]byte{},
+	}
+}
+
+// rootRef is the root directory.
+func (tr *treeReader) rootRef() dirRef {
+	d := dirRef{root: true}
+	if tr.v.in.FATType == 32 {
+		d.cluster = tr.v.in.RootCluster
+	}
+	return d
 }
 
 // fatEntry reads FAT entry c through a cache of FAT chunks.
@@ -225,8 +269,10 @@ func (tr *treeReader) walkChain(c uint32, need, limit int) ([]byteRun, error) {
 
 // readEntry is one directory entry as read.
 type readEntry struct {
-	index       int // of the short entry in its directory
-	name        string
+	index       int    // of the short entry in its directory
+	name        string // the long name if there is a valid one, else the short name
+	short       shortName
+	nt          uint8 // the short name's NT case bits
 	attr        uint8
 	cluster     uint32
 	size        uint32
@@ -276,28 +322,36 @@ func (tr *treeReader) readDir(p string, d dirRef, n *tree.Inode, depth int) erro
 		if e.attr&attrReadOnly != 0 {
 			f.Mode = 0o444
 		}
-		if e.size == 0 {
-			if e.cluster != 0 {
-				return fmt.Errorf("%s: empty file with a cluster chain from cluster %d", cp, e.cluster)
-			}
-		} else {
-			cb := int64(tr.v.in.ClusterSize)
-			need := (int64(e.size) + cb - 1) / cb
-			if e.cluster == 0 {
-				return fmt.Errorf("%s: %d bytes but no first cluster", cp, e.size)
-			}
-			if need > int64(tr.v.in.TotalClusters) {
-				return fmt.Errorf("%s: %d bytes need %d clusters, the volume has %d", cp, e.size, need, tr.v.in.TotalClusters)
-			}
-			runs, err := tr.walkChain(e.cluster, int(need), 0)
-			if err != nil {
-				return fmt.Errorf("%s: %w", cp, err)
-			}
+		runs, err := tr.fileRuns(e)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cp, err)
+		}
+		if runs != nil {
 			f.Content = &chainContent{r: tr.v.r, size: f.Size, runs: runs}
 		}
 		n.SetChild(e.name, f)
 	}
 	return nil
+}
+
+// fileRuns checks the entry of a file and walks its cluster chain, which
+// must have exactly the clusters its size needs; an empty file has none.
+func (tr *treeReader) fileRuns(e readEntry) ([]byteRun, error) {
+	if e.size == 0 {
+		if e.cluster != 0 {
+			return nil, fmt.Errorf("empty file with a cluster chain from cluster %d", e.cluster)
+		}
+		return nil, nil
+	}
+	cb := int64(tr.v.in.ClusterSize)
+	need := (int64(e.size) + cb - 1) / cb
+	if e.cluster == 0 {
+		return nil, fmt.Errorf("%d bytes but no first cluster", e.size)
+	}
+	if need > int64(tr.v.in.TotalClusters) {
+		return nil, fmt.Errorf("%d bytes need %d clusters, the volume has %d", e.size, need, tr.v.in.TotalClusters)
+	}
+	return tr.walkChain(e.cluster, int(need), 0)
 }
 
 // dirData reads a directory's entries: the fixed root of FAT12/16, or a
@@ -396,6 +450,8 @@ func parseEntries(b []byte, fatType int) ([]readEntry, error) {
 		}
 		re := readEntry{
 			index:   e / dirEntrySize,
+			short:   sn,
+			nt:      ent[12],
 			attr:    ent[11],
 			cluster: uint32(ent[26]) | uint32(ent[27])<<8 | uint32(ent[20])<<16 | uint32(ent[21])<<24,
 			size:    uint32(ent[28]) | uint32(ent[29])<<8 | uint32(ent[30])<<16 | uint32(ent[31])<<24,

@@ -307,15 +307,17 @@ func rtEntry(t *testing.T, img []byte, path string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newVolume(bytes.NewReader(img), in)
+	r := bytes.NewReader(img)
+	tr := newTreeReader(r, in, ReadOptions{})
+	v := tr.v
 	dir, name := filepath.Split(path)
-	d := dirRef{root: true}
+	d := tr.rootRef()
 	var dirOffs []int64 // byte offsets of the directory's clusters
 	for _, el := range strings.Split(strings.Trim(dir, "/"), "/") {
 		if el == "" {
 			continue
 		}
-		e, err := v.find(d, el)
+		e, err := tr.find(d, el)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,19 +326,17 @@ func rtEntry(t *testing.T, img []byte, path string) int64 {
 	if d.root && in.FATType != 32 {
 		dirOffs = []int64{int64(v.rootSector) * int64(in.SectorSize)}
 	} else {
-		c := d.cluster
-		if d.root {
-			c = in.RootCluster
-		}
-		clus, err := v.chain(c, 0)
+		runs, err := newTreeReader(r, in, ReadOptions{}).walkChain(d.cluster, 0, maxDirEntries)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range clus {
-			dirOffs = append(dirOffs, int64(v.dataSector+uint64(k-2)*v.spc)*int64(in.SectorSize))
+		for _, run := range runs {
+			for o := int64(0); o < run.n; o += int64(in.ClusterSize) {
+				dirOffs = append(dirOffs, run.off+o)
+			}
 		}
 	}
-	b, err := v.dirBytes(d)
+	b, err := newTreeReader(r, in, ReadOptions{}).dirData(d)
 	if err != nil {
 		t.Fatal(err)
 	}
