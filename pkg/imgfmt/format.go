@@ -81,7 +81,7 @@ var formats = []*format{
 		},
 		create: func(path string, size int64, o Options) (Output, error) {
 			if name := filepath.Base(path); strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == '"' || r == 0x7f }) {
-				return nil, errors.New("vmdk: the file name cannot go in the descriptor's extent line")
+				return nil, fmt.Errorf("image %s: vmdk: the file name cannot go in the descriptor's extent line", path)
 			}
 			return createStaged(path, size, &vmdkWriter{size: size, extentName: filepath.Base(path), id: o.ID})
 		},
@@ -180,11 +180,9 @@ func Create(path, format string, size int64, opts ...Options) (Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", path, err)
 	}
-	out, err := f.create(path, size, o)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", path, err)
-	}
-	return out, nil
+	// create's errors name the path themselves (the temporary file they
+	// concern, mostly).
+	return f.create(path, size, o)
 }
 
 // check finds the format and checks the size and the options for it.
