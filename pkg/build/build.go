@@ -1,9 +1,3 @@
-// Package build is the orchestrator: spec → layers → merged tree →
-// partition plan → filesystems → image file. Each step is a function of
-// its inputs and the epoch; the step order is the order of this file.
-//
-// It owns no format: it calls pkg/layer, pkg/tree, pkg/disk, pkg/fs/* and
-// pkg/imgfmt, and derives every identifier through pkg/repro.
 package build
 
 import (
