@@ -9,8 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/disk"
-	"github.com/kiln-build/kiln/pkg/fs/ext4"
-	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/fs/all"
 	"github.com/kiln-build/kiln/pkg/imgfmt"
 )
 
@@ -140,23 +139,14 @@ func typeName(t disk.Type) string {
 	return t.Description
 }
 
-// probeFS recognises the filesystem at the start of a partition.
+// probeFS recognises the filesystem at the start of a partition, with
+// the filesystems kiln knows (pkg/fs/all).
 func probeFS(r io.ReaderAt, size int64) *fsReport {
-	if i, err := ext4.Probe(r); err == nil {
-		bs := int64(i.BlockSize)
-		typ := i.Type // as blkid names it: jbd, ext4dev, ext4, ext3, ext2
-		if typ == "" {
-			typ = "ext2 (needs recovery)"
-		}
-		return &fsReport{Type: typ, Label: i.Label, UUID: i.UUID.String(), Size: int64(i.Blocks) * bs, Used: int64(i.Blocks-i.FreeBlocks) * bs}
+	_, i, err := all.Probe(r, size)
+	if err != nil {
+		return nil
 	}
-	if i, err := fat.Probe(r, size); err == nil {
-		return &fsReport{
-			Type: "vfat", Label: i.Label, UUID: fmt.Sprintf("%04X-%04X", i.VolumeID>>16, i.VolumeID&0xffff),
-			Size: i.Size, Used: int64(i.TotalClusters-i.FreeClusters) * int64(i.ClusterSize),
-		}
-	}
-	return nil
+	return &fsReport{Type: i.Type, Label: i.Label, UUID: i.UUID, Size: i.Size, Used: i.Used}
 }
 
 func printReport(w io.Writer, r *report) {

@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"pkg/fs":            {"pkg/tree"},
 	"pkg/fs/ext4":       {"pkg/fs", "pkg/tree", "pkg/repro"},
 	"pkg/fs/fat":        {"pkg/fs", "pkg/tree", "pkg/repro"},
+	"pkg/fs/all":        {"pkg/fs", "pkg/fs/ext4", "pkg/fs/fat"}, // the one list of filesystems
 	"pkg/disk":          {"pkg/repro"},
 	"pkg/initramfs":     {"pkg/tree", "internal/xz"},
 	"pkg/boot/uefi":     {"pkg/tree"},
@@ -37,9 +38,9 @@ var allowed = map[string][]string{
 	"pkg/imgfmt":        {"pkg/repro"},
 
 	// The orchestrator and the tools over finished images.
-	"pkg/build": {"pkg/spec", "pkg/layer", "pkg/tree", "pkg/fs", "pkg/fs/ext4", "pkg/fs/fat", "pkg/disk",
+	"pkg/build": {"pkg/spec", "pkg/layer", "pkg/tree", "pkg/fs", "pkg/fs/all", "pkg/disk",
 		"pkg/initramfs", "pkg/boot/uefi", "pkg/boot/syslinux", "pkg/imgfmt", "pkg/repro", "internal/size"},
-	"pkg/diff":   {"pkg/imgfmt", "pkg/disk", "pkg/fs", "pkg/fs/ext4", "pkg/fs/fat", "pkg/tree"},
+	"pkg/diff":   {"pkg/imgfmt", "pkg/disk", "pkg/fs", "pkg/fs/all", "pkg/tree"},
 	"pkg/verify": {"pkg/spec"},
 
 	// Commands.

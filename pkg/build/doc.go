@@ -6,7 +6,7 @@
 // pkg/imgfmt, and derives every identifier through pkg/repro.
 //
 // It is the only library package that may import every stage (pkg/spec,
-// pkg/layer, pkg/tree, pkg/fs and its writers, pkg/disk, pkg/boot/*,
+// pkg/layer, pkg/tree, pkg/fs and pkg/fs/all, pkg/disk, pkg/boot/*,
 // pkg/initramfs, pkg/imgfmt, pkg/repro); no library package imports it.
-// The filesystem writers are chosen through the table in filesystems.go.
+// The filesystem writers are those of pkg/fs/all, by the spec's value.
 package build

@@ -4,19 +4,15 @@ import (
 	"fmt"
 
 	"github.com/kiln-build/kiln/pkg/fs"
-	"github.com/kiln-build/kiln/pkg/fs/ext4"
-	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/fs/all"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/spec"
 )
 
 // filesystems are the filesystem writers, by the spec's filesystem: value
-// (spec.Filesystems, but "none"). Adding a filesystem is a package under
-// pkg/fs and a line here.
-var filesystems = fs.Registry{
-	"ext4": ext4.New,
-	"vfat": fat.New,
-}
+// (spec.Filesystems, but "none"): those of pkg/fs/all, where a filesystem
+// is registered.
+var filesystems = all.Writers()
 
 // filesystemParams is a partition's filesystem identity: every ID from the
 // seed unless the spec gives it (parsed by pkg/spec), derived as

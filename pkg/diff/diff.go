@@ -12,8 +12,8 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/disk"
-	"github.com/kiln-build/kiln/pkg/fs/ext4"
-	"github.com/kiln-build/kiln/pkg/fs/fat"
+	"github.com/kiln-build/kiln/pkg/fs"
+	"github.com/kiln-build/kiln/pkg/fs/all"
 	"github.com/kiln-build/kiln/pkg/imgfmt"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -208,40 +208,29 @@ func tableFields(a, b *disk.Layout) []Field {
 	return fs
 }
 
-// compareFS fills pd with the filesystem's field and file differences.
+// compareFS fills pd with the filesystem's field and file differences:
+// when both sides hold the same filesystem (pkg/fs/all recognises it), its
+// header fields by name and its file trees; else which filesystems they
+// are.
 func compareFS(pd *Partition, a, b io.ReaderAt, sizeA, sizeB int64) {
-	_, ea := ext4.Probe(a)
-	_, eb := ext4.Probe(b)
-	if ea == nil && eb == nil {
-		pd.Filesystem = "ext4"
-		pd.Fields = rawFields(a, b, 1024, ext4Fields)
-		ta, errA := ext4.ReadTree(a, sizeA)
-		tb, errB := ext4.ReadTree(b, sizeB)
+	ka, _, ea := all.Probe(a, sizeA)
+	kb, _, eb := all.Probe(b, sizeB)
+	if ea == nil && eb == nil && ka.Name == kb.Name {
+		pd.Filesystem = ka.Name
+		pd.Fields = rawFields(a, b, ka.HeaderOffset, ka.Fields)
+		ta, errA := ka.ReadTree(a, sizeA)
+		tb, errB := kb.ReadTree(b, sizeB)
 		compareTrees(pd, ta, tb, errA, errB)
 		return
 	}
-	_, fa := fat.Probe(a, sizeA)
-	_, fb := fat.Probe(b, sizeB)
-	if fa == nil && fb == nil {
-		pd.Filesystem = "vfat"
-		pd.Fields = rawFields(a, b, 0, fatFields)
-		ta, errA := fat.ReadTree(a, sizeA)
-		tb, errB := fat.ReadTree(b, sizeB)
-		compareTrees(pd, ta, tb, errA, errB)
-		return
-	}
-	kind := func(e4, f error) string {
-		switch {
-		case e4 == nil:
-			return "ext4"
-		case f == nil:
-			return "vfat"
+	kind := func(k fs.Kind, err error) string {
+		if err != nil {
+			return "unknown"
 		}
-		return "unknown"
+		return k.Name
 	}
-	ka, kb := kind(ea, fa), kind(eb, fb)
-	if ka != kb {
-		pd.Fields = append(pd.Fields, Field{"filesystem", ka, kb})
+	if na, nb := kind(ka, ea), kind(kb, eb); na != nb {
+		pd.Fields = append(pd.Fields, Field{"filesystem", na, nb})
 	}
 }
 

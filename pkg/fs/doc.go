@@ -7,13 +7,17 @@
 // purpose), and Registry maps the spec's filesystem: value to a
 // constructor.
 //
+// The read side is Kind: a filesystem's name, its writer, and how kiln
+// inspect and kiln diff recognise it (Probe, giving Info as blkid shows
+// it), read it back (ReadTree) and compare its header (Fields).
+//
 // It owns those types and nothing else: no format, no ID derivation (the
 // caller's Params.UUID and Params.ID32 derive them), no list of
-// filesystems (the table is in pkg/build). It imports only pkg/tree; it
-// must not import pkg/layer, pkg/repro, pkg/spec, pkg/build or any writer
-// under it (pkg/fs/ext4 and pkg/fs/fat import it, not the reverse).
+// filesystems (that is pkg/fs/all). It imports only pkg/tree; it must not
+// import pkg/layer, pkg/repro, pkg/spec, pkg/build or any filesystem under
+// it (they import it, not the reverse).
 //
-// Adding a filesystem is a new package under pkg/fs with a New(Params)
-// that returns a Filesystem, and one line in pkg/build's filesystems table
-// (plus its name in pkg/spec's Filesystems, the values the spec accepts).
+// Adding a filesystem is a new package under pkg/fs that exports its Kind,
+// and one line in pkg/fs/all's Kinds (plus its name in pkg/spec's
+// Filesystems, the values the spec accepts, which a test keeps equal).
 package fs

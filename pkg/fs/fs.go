@@ -94,3 +94,45 @@ func (r Registry) Names() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Kind is one filesystem kiln knows: the spec's filesystem: value, its
+// writer, and how kiln inspect and kiln diff recognise it on a partition
+// and read it back. pkg/fs/all lists them; a filesystem package exports
+// its Kind, and that list is where it is registered.
+type Kind struct {
+	// Name is the spec's filesystem: value ("ext4", "vfat").
+	Name string
+	// New makes a writer; nil for a filesystem kiln only reads.
+	New New
+	// Probe says whether r (a partition of size bytes) holds this
+	// filesystem, with what inspect shows of it; an error means it does
+	// not. Hostile input: bounded, never a panic.
+	Probe func(r io.ReaderAt, size int64) (*Info, error)
+	// ReadTree reads the whole filesystem back as a tree, within the
+	// reader's bounds.
+	ReadTree func(r io.ReaderAt, size int64) (*tree.Tree, error)
+	// HeaderOffset is where the header that Fields describe starts (the
+	// ext4 superblock at 1024, the FAT boot sector at 0); kiln diff
+	// compares the 1024 bytes there field by field.
+	HeaderOffset int64
+	Fields       []HeaderField
+}
+
+// Info is what a Probe found, as inspect shows it.
+type Info struct {
+	Type  string // as blkid's TYPE ("ext4", "ext3", "jbd", "vfat", ...)
+	Label string // as blkid's LABEL
+	UUID  string // as blkid's UUID
+	Size  int64  // bytes the filesystem spans
+	Used  int64  // bytes in use
+}
+
+// HeaderField is a named field of a filesystem's header: Off and Size in
+// bytes from HeaderOffset (within its first 1024 bytes), and how to show
+// it: "u" (little-endian unsigned), "hex", "uuid", "str" or "sha" (the
+// sha256 of the bytes, for code).
+type HeaderField struct {
+	Name      string
+	Off, Size int
+	Show      string
+}
