@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -272,7 +271,7 @@ func TestCraftedHeadersPeakRSS(t *testing.T) {
 			}
 			var code int
 			var out, errOut strings.Builder
-			allocs := allocatedBy(func() { code = run(context.Background(), args, &out, &errOut) })
+			allocs := testkit.AllocatedBy(func() { code = run(context.Background(), args, &out, &errOut) })
 			t.Logf("kiln %s %s: exit %d, allocated %d KiB: %s", args[0], name, code, allocs>>10, strings.TrimSpace(errOut.String()))
 			if allocs > testkit.ReadBound {
 				t.Errorf("kiln %s %s allocated %d MiB", args[0], name, allocs>>20)
@@ -285,16 +284,6 @@ func TestCraftedHeadersPeakRSS(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
 		t.Errorf("convert wrote an output (%v)", err)
 	}
-}
-
-// allocatedBy is what fn allocates on the heap, in bytes.
-func allocatedBy(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	return s[0].Value.Uint64() - before
 }
 
 // TestRunFormat: kiln run gives QEMU the format imgfmt.Open finds, in

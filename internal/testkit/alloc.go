@@ -20,6 +20,14 @@ func allocated() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// AllocatedBy runs fn and returns the heap bytes the process allocated
+// meanwhile.
+func AllocatedBy(fn func()) uint64 {
+	before := allocated()
+	fn()
+	return allocated() - before
+}
+
 // BoundAlloc runs fn and fails t if it allocated more than limit bytes in
 // total on the heap: the fuzz harnesses of the image readers wrap each
 // input in it, so a header that makes a reader allocate gigabytes is a
@@ -28,9 +36,7 @@ func allocated() uint64 {
 // targets and t.Parallel-free tests are fine).
 func BoundAlloc(t testing.TB, limit uint64, fn func()) {
 	t.Helper()
-	before := allocated()
-	fn()
-	if got := allocated() - before; got > limit {
+	if got := AllocatedBy(fn); got > limit {
 		t.Fatalf("allocated %s reading one input, over the bound of %s", size.String(int64(got)), size.String(int64(limit)))
 	}
 }

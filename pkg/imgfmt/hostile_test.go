@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -136,7 +135,7 @@ func TestCraftedHeaders(t *testing.T) {
 				t.Fatal(err)
 			}
 			var err error
-			got := allocatedBy(func() { err = openAndRead(path) })
+			got := testkit.AllocatedBy(func() { err = openAndRead(path) })
 			t.Logf("%d-byte file: allocated %d KiB: %v", len(c.data), got>>10, err)
 			if got > testkit.ReadBound {
 				t.Fatalf("allocated %d MiB, over the bound of %d MiB", got>>20, testkit.ReadBound>>20)
@@ -178,16 +177,6 @@ func openAndRead(path string) error {
 	return nil
 }
 
-// allocatedBy is what fn allocates on the heap, in bytes.
-func allocatedBy(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	return s[0].Value.Uint64() - before
-}
-
 // TestZstdWindowBounded: a zstd frame whose header claims the format's
 // largest window (512 MiB, window log 29) with a one-byte RLE block
 // must not make the qcow2 reader allocate it: 512 MiB is the most the
@@ -206,7 +195,7 @@ func TestZstdWindowBounded(t *testing.T) {
 	defer d.close()
 	dst := make([]byte, 64<<10)
 	var derr error
-	got := allocatedBy(func() { derr = d.decompress(dst, frame) })
+	got := testkit.AllocatedBy(func() { derr = d.decompress(dst, frame) })
 	t.Logf("allocated %d KiB: %v", got>>10, derr)
 	if got > 64<<20 {
 		t.Fatalf("a 10-byte frame made the decoder allocate %d MiB", got>>20)
