@@ -14,6 +14,8 @@ declare -A pkg=(
   [qemu-system-x86_64]=qemu-system-x86
   [objdump]=binutils [cpio]=cpio
   [skopeo]=skopeo [podman]=podman
+  [fsck.erofs]=erofs-utils [mkfs.erofs]=erofs-utils [dump.erofs]=erofs-utils
+  [veritysetup]=cryptsetup-bin
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
