@@ -1,0 +1,596 @@
+// Package erofs writes EROFS, the Linux kernel's read-only filesystem, in
+// its plain uncompressed layout (block size 4096, no compression, no
+// chunks, no fragments, no deduplication), which every kernel since 5.4
+// mounts.
+//
+// The layout follows mkfs.erofs's: the superblock at byte 1024 of block 0
+// (with its crc32c checksum), then the inodes from byte 1152 (metadata
+// starts at block 0, so a nid is the inode's byte offset / 32), each
+// inode followed by its xattrs and, where the tail of its data fits in
+// the same block, that tail (FLAT_INLINE); whole blocks of data follow
+// the metadata (FLAT_PLAIN). Inodes are compact (32 bytes) unless a field
+// needs the extended (64-byte) form: uid or gid above 65535, size of 4 GiB
+// or more, more than 65535 links, or an mtime other than the epoch (the
+// superblock's build time, which compact inodes take): per-file mtimes
+// are kept, as mkfs.erofs keeps them by default.
+//
+// Xattrs are stored in the inode (ibody xattrs) under the name indexes
+// user., trusted., security., system.posix_acl_access and
+// system.posix_acl_default; shared xattrs are not written. An xattr of
+// another namespace is refused, since the kernel could not show it.
+//
+// Everything is laid out in the tree's sorted order: two writes of one
+// tree are byte-identical.
+//
+// It imports pkg/fs, pkg/tree and pkg/repro.
+package erofs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// On-disk constants, as erofs_fs.h names them.
+const (
+	blockSize   = 4096
+	blkszBits   = 12
+	superOffset = 1024
+	superSize   = 128
+	superMagic  = 0xE0F5E1E2
+
+	featureCompatSBChksum = 0x1
+
+	compactSize  = 32
+	extendedSize = 64
+
+	layoutFlatPlain  = 0
+	layoutFlatInline = 2
+
+	direntSize = 12
+
+	xattrHeaderSize = 12
+	xattrEntrySize  = 4
+
+	// metaStart is where the first inode goes: after the superblock,
+	// 32-byte aligned (nid 36, as mkfs.erofs).
+	metaStart = superOffset + superSize
+
+	// maxSymlink bounds a symlink's target (PATH_MAX less its NUL).
+	maxSymlink = 4095
+)
+
+// File types of a directory entry (EROFS_FT_*).
+const (
+	ftReg     = 1
+	ftDir     = 2
+	ftChr     = 3
+	ftBlk     = 4
+	ftFIFO    = 5
+	ftSymlink = 7
+)
+
+// Options are an EROFS filesystem's identity.
+type Options struct {
+	UUID  repro.UUID
+	Label string // at most 16 bytes
+	Epoch int64  // the build time: compact inodes' time
+}
+
+// node is one inode as laid out.
+type node struct {
+	in       *tree.Inode
+	path     string // its first name, for errors
+	ino      uint32
+	nlink    uint64
+	parent   *node
+	children []child // directories: sorted by name, with . and ..
+	dirBlks  [][]child
+
+	size     int64 // data bytes: content, target, or directory blocks
+	extended bool
+	xattrs   []byte // the ibody xattrs, or nil
+	layout   int
+	tail     int64 // bytes of data inline after the inode
+	nblocks  int64 // whole blocks of data in the data area
+	blkaddr  uint32
+	pos      int64 // the inode's byte offset: nid = pos/32
+}
+
+type child struct {
+	name string
+	n    *node
+}
+
+func (n *node) isize() int64 {
+	if n.extended {
+		return extendedSize
+	}
+	return compactSize
+}
+
+func (n *node) nid() uint64 { return uint64(n.pos / 32) }
+
+// layout is a tree laid out as EROFS.
+type layout struct {
+	nodes     []*node // in nid order; nodes[0] is the root
+	metaEnd   int64   // end of the metadata (inodes, xattrs, tails)
+	dataStart int64   // first data block
+	blocks    int64   // blocks in use
+}
+
+// MinSize returns the smallest size, a multiple of 1 MiB, that holds t.
+func MinSize(t *tree.Tree, o Options) (int64, error) {
+	l, err := plan(t, o)
+	if err != nil {
+		return 0, err
+	}
+	const mib = 1 << 20
+	return (l.blocks*blockSize + mib - 1) / mib * mib, nil
+}
+
+// Write writes t as an EROFS filesystem into [0,size) of w, which must
+// read as zeros beforehand.
+func Write(w io.WriterAt, size int64, t *tree.Tree, o Options) error {
+	_, err := write(w, size, t, o)
+	return err
+}
+
+func checkOptions(o Options) error {
+	if len(o.Label) > 16 {
+		return fmt.Errorf("erofs: label %q is longer than 16 bytes", o.Label)
+	}
+	return nil
+}
+
+// plan lays the tree out: inodes in the tree's sorted walk order, root
+// first, then the data blocks in the same order.
+func plan(t *tree.Tree, o Options) (*layout, error) {
+	if err := checkOptions(o); err != nil {
+		return nil, err
+	}
+	if t == nil || t.Root == nil || t.Root.Kind != tree.Dir {
+		return nil, errors.New("erofs: the tree has no root directory")
+	}
+	l := &layout{}
+	seen := map[*tree.Inode]*node{}
+	var visit func(p string, in *tree.Inode, parent *node) (*node, error)
+	visit = func(p string, in *tree.Inode, parent *node) (*node, error) {
+		if n := seen[in]; n != nil {
+			if in.Kind == tree.Dir {
+				return nil, fmt.Errorf("erofs: %s: a directory with two names", p)
+			}
+			n.nlink++
+			return n, nil
+		}
+		if len(l.nodes) >= math.MaxUint32-1 {
+			return nil, fmt.Errorf("erofs: %s: more than %d inodes", p, uint32(math.MaxUint32-1))
+		}
+		n := &node{in: in, path: p, ino: uint32(len(l.nodes) + 1), nlink: 1, parent: parent}
+		seen[in] = n
+		l.nodes = append(l.nodes, n)
+		if err := n.prepare(o); err != nil {
+			return nil, err
+		}
+		if in.Kind != tree.Dir {
+			return n, nil
+		}
+		if parent == nil {
+			n.parent = n
+		}
+		n.nlink = 2
+		prefix := p
+		if prefix != "/" {
+			prefix += "/"
+		}
+		kids := in.Children()
+		n.children = make([]child, 0, len(kids)+2)
+		n.children = append(n.children, child{".", n}, child{"..", n.parent})
+		for _, d := range kids {
+			if d.Name == "" || d.Name == "." || d.Name == ".." || len(d.Name) > 255 || strings.ContainsAny(d.Name, "/\x00") {
+				return nil, fmt.Errorf("erofs: %s: invalid name %q", p, d.Name)
+			}
+			if d.Inode == nil {
+				return nil, fmt.Errorf("erofs: %s%s: no inode", prefix, d.Name)
+			}
+			c, err := visit(prefix+d.Name, d.Inode, n)
+			if err != nil {
+				return nil, err
+			}
+			if d.Inode.Kind == tree.Dir {
+				n.nlink++
+			}
+			n.children = append(n.children, child{d.Name, c})
+		}
+		sort.Slice(n.children, func(i, j int) bool { return n.children[i].name < n.children[j].name })
+		n.size = n.packDir()
+		return n, nil
+	}
+	if _, err := visit("/", t.Root, nil); err != nil {
+		return nil, err
+	}
+
+	// Metadata: each inode, its xattrs and (where it fits) its data's
+	// tail, from byte 1152.
+	cur := int64(metaStart)
+	for _, n := range l.nodes {
+		if n.nlink > math.MaxUint16 {
+			n.extended = true
+		}
+		if n.extended {
+			if n.nlink > math.MaxUint32 {
+				return nil, fmt.Errorf("erofs: %s: %d links", n.path, n.nlink)
+			}
+		}
+		meta := n.isize() + int64(len(n.xattrs))
+		tail := n.size % blockSize
+		// headerOK: the inode itself never crosses a block (kernels
+		// before 5.7 cannot read one that does).
+		headerOK := func(c int64) bool { return c%blockSize+n.isize() <= blockSize }
+		inlineOK := func(c int64) bool { return headerOK(c) && (c+meta)%blockSize+tail <= blockSize }
+		next := (cur + blockSize - 1) / blockSize * blockSize
+		switch {
+		case tail > 0 && inlineOK(cur):
+			n.layout, n.tail = layoutFlatInline, tail
+		case tail > 0 && inlineOK(next):
+			cur = next
+			n.layout, n.tail = layoutFlatInline, tail
+		default:
+			n.layout = layoutFlatPlain
+			if !headerOK(cur) || (meta <= blockSize && cur%blockSize+meta > blockSize) || (meta > blockSize && cur%blockSize != 0) {
+				cur = next
+			}
+		}
+		n.pos = cur
+		if n.pos/32 > math.MaxUint32 || (n == l.nodes[0] && n.pos/32 > math.MaxUint16) {
+			return nil, fmt.Errorf("erofs: %s: the metadata is too large", n.path)
+		}
+		cur += meta + n.tail
+		cur = (cur + 31) / 32 * 32
+		n.nblocks = (n.size - n.tail + blockSize - 1) / blockSize
+	}
+	l.metaEnd = cur
+	l.dataStart = (cur + blockSize - 1) / blockSize
+	blk := l.dataStart
+	for _, n := range l.nodes {
+		if n.nblocks > 0 {
+			n.blkaddr = uint32(blk)
+			blk += n.nblocks
+			if blk > math.MaxUint32 {
+				return nil, fmt.Errorf("erofs: %s: the filesystem needs more than 2^32 blocks", n.path)
+			}
+		}
+	}
+	l.blocks = blk
+	return l, nil
+}
+
+// prepare checks an inode and works out its data size, inode form and
+// xattrs (directories' sizes come once their entries are known).
+func (n *node) prepare(o Options) error {
+	in := n.in
+	if in.Mode&^0o7777 != 0 {
+		return fmt.Errorf("erofs: %s: mode %o has bits beyond 07777", n.path, in.Mode)
+	}
+	switch in.Kind {
+	case tree.Regular:
+		if in.Size < 0 {
+			return fmt.Errorf("erofs: %s: negative size %d", n.path, in.Size)
+		}
+		if in.Size > 0 && in.Content == nil {
+			return fmt.Errorf("erofs: %s: no content for %d bytes", n.path, in.Size)
+		}
+		n.size = in.Size
+	case tree.Symlink:
+		if len(in.Target) == 0 || len(in.Target) > maxSymlink {
+			return fmt.Errorf("erofs: %s: symlink target of %d bytes (1 to %d)", n.path, len(in.Target), maxSymlink)
+		}
+		n.size = int64(len(in.Target))
+	case tree.Dir, tree.FIFO:
+	case tree.CharDev, tree.BlockDev:
+		if in.Major >= 1<<12 || in.Minor >= 1<<20 {
+			return fmt.Errorf("erofs: %s: device %d:%d does not fit 12:20 bits", n.path, in.Major, in.Minor)
+		}
+	default:
+		return fmt.Errorf("erofs: %s: unknown kind %v", n.path, in.Kind)
+	}
+	x, err := encodeXattrs(in.Xattrs)
+	if err != nil {
+		return fmt.Errorf("erofs: %s: %w", n.path, err)
+	}
+	n.xattrs = x
+	n.extended = in.UID > math.MaxUint16 || in.GID > math.MaxUint16 || n.size > math.MaxUint32 ||
+		in.Mtime != o.Epoch || in.Nsec != 0
+	return nil
+}
+
+// packDir splits a directory's sorted entries into blocks (each block's
+// dirents, then its names) and returns the directory's size: whole
+// blocks, and the bytes the last one uses.
+func (n *node) packDir() int64 {
+	used := 0
+	var blk []child
+	for _, c := range n.children {
+		need := direntSize + len(c.name)
+		if used+need > blockSize {
+			n.dirBlks = append(n.dirBlks, blk)
+			blk, used = nil, 0
+		}
+		blk = append(blk, c)
+		used += need
+	}
+	n.dirBlks = append(n.dirBlks, blk)
+	return int64(len(n.dirBlks)-1)*blockSize + int64(used)
+}
+
+// xattrPrefixes are the name indexes (EROFS_XATTR_INDEX_*) the kernel
+// lists; exact names for the POSIX ACLs.
+var xattrPrefixes = []struct {
+	prefix string
+	index  byte
+	exact  bool
+}{
+	{"system.posix_acl_access", 2, true},
+	{"system.posix_acl_default", 3, true},
+	{"user.", 1, false},
+	{"trusted.", 4, false},
+	{"security.", 6, false},
+}
+
+// encodeXattrs is the ibody xattrs: the header (no shared xattrs), then
+// each entry (name length, index, value size, name suffix, value), 4-byte
+// aligned, in the tree's order (sorted by name).
+func encodeXattrs(xs []tree.Xattr) ([]byte, error) {
+	if len(xs) == 0 {
+		return nil, nil
+	}
+	b := make([]byte, xattrHeaderSize)
+	for i, x := range xs {
+		if i > 0 && xs[i-1].Name >= x.Name {
+			return nil, fmt.Errorf("xattrs not sorted or repeated at %q", x.Name)
+		}
+		idx, suffix := byte(0), ""
+		for _, p := range xattrPrefixes {
+			if p.exact && x.Name == p.prefix {
+				idx = p.index
+				break
+			}
+			if !p.exact && strings.HasPrefix(x.Name, p.prefix) && len(x.Name) > len(p.prefix) {
+				idx, suffix = p.index, x.Name[len(p.prefix):]
+				break
+			}
+		}
+		if idx == 0 {
+			return nil, fmt.Errorf("xattr %q: EROFS stores only user., trusted., security. and POSIX ACLs", x.Name)
+		}
+		if len(suffix) > math.MaxUint8 || len(x.Value) > math.MaxUint16 {
+			return nil, fmt.Errorf("xattr %q: name or value too long (%d bytes of value)", x.Name, len(x.Value))
+		}
+		e := make([]byte, xattrEntrySize, xattrEntrySize+len(suffix)+len(x.Value)+3)
+		e[0] = byte(len(suffix))
+		e[1] = idx
+		binary.LittleEndian.PutUint16(e[2:], uint16(len(x.Value)))
+		e = append(e, suffix...)
+		e = append(e, x.Value...)
+		for len(e)%4 != 0 {
+			e = append(e, 0)
+		}
+		b = append(b, e...)
+		if (len(b)-xattrHeaderSize)/4+1 > math.MaxUint16 {
+			return nil, errors.New("xattrs take more than 256 KiB")
+		}
+	}
+	return b, nil
+}
+
+// write writes the laid-out tree and returns the layout (for extents).
+func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*layout, error) {
+	l, err := plan(t, o)
+	if err != nil {
+		return nil, err
+	}
+	if l.blocks*blockSize > size {
+		return nil, fmt.Errorf("erofs: the tree needs %d bytes, the filesystem has %d", l.blocks*blockSize, size)
+	}
+	meta := make([]byte, l.dataStart*blockSize)
+	buf := make([]byte, 1<<20)
+	for _, n := range l.nodes {
+		n.putInode(meta, o)
+		x := n.pos + n.isize()
+		copy(meta[x:], n.xattrs)
+		tail := meta[x+int64(len(n.xattrs)) : x+int64(len(n.xattrs))+n.tail]
+		data := int64(n.blkaddr) * blockSize
+		switch n.in.Kind {
+		case tree.Regular:
+			if err := n.copyContent(w, data, tail, buf); err != nil {
+				return nil, err
+			}
+		case tree.Symlink:
+			if n.tail > 0 {
+				copy(tail, n.in.Target)
+			} else if _, err := w.WriteAt([]byte(n.in.Target), data); err != nil {
+				return nil, fmt.Errorf("erofs: %s: %w", n.path, err)
+			}
+		case tree.Dir:
+			d := n.dirBytes()
+			if n.tail > 0 {
+				copy(tail, d[int64(len(d))-n.tail:])
+				d = d[:int64(len(d))-n.tail]
+			}
+			if len(d) > 0 {
+				if _, err := w.WriteAt(d, data); err != nil {
+					return nil, fmt.Errorf("erofs: %s: %w", n.path, err)
+				}
+			}
+		}
+	}
+	putSuper(meta, l, o)
+	if _, err := w.WriteAt(meta, 0); err != nil {
+		return nil, fmt.Errorf("erofs: writing the metadata: %w", err)
+	}
+	return l, nil
+}
+
+// putInode encodes n's inode at n.pos of meta.
+func (n *node) putInode(meta []byte, o Options) {
+	in := n.in
+	b := meta[n.pos : n.pos+n.isize()]
+	le := binary.LittleEndian
+	format := uint16(n.layout << 1)
+	if n.extended {
+		format |= 1
+	}
+	le.PutUint16(b[0:], format)
+	if len(n.xattrs) > 0 {
+		le.PutUint16(b[2:], uint16((len(n.xattrs)-xattrHeaderSize)/4+1))
+	}
+	le.PutUint16(b[4:], uint16(modeType(in.Kind)|in.Mode))
+	var iu uint32
+	switch in.Kind {
+	case tree.CharDev, tree.BlockDev:
+		iu = in.Minor&0xff | in.Major<<8 | (in.Minor&^0xff)<<12
+	default:
+		iu = n.blkaddr
+	}
+	le.PutUint32(b[16:], iu)
+	le.PutUint32(b[20:], n.ino)
+	if n.extended {
+		le.PutUint64(b[8:], uint64(n.size))
+		le.PutUint32(b[24:], in.UID)
+		le.PutUint32(b[28:], in.GID)
+		le.PutUint64(b[32:], uint64(in.Mtime))
+		le.PutUint32(b[40:], in.Nsec)
+		le.PutUint32(b[44:], uint32(n.nlink))
+		return
+	}
+	le.PutUint16(b[6:], uint16(n.nlink))
+	le.PutUint32(b[8:], uint32(n.size))
+	le.PutUint16(b[24:], uint16(in.UID))
+	le.PutUint16(b[26:], uint16(in.GID))
+}
+
+func modeType(k tree.Kind) uint32 {
+	switch k {
+	case tree.Regular:
+		return 0o100000
+	case tree.Dir:
+		return 0o040000
+	case tree.Symlink:
+		return 0o120000
+	case tree.CharDev:
+		return 0o020000
+	case tree.BlockDev:
+		return 0o060000
+	case tree.FIFO:
+		return 0o010000
+	}
+	return 0
+}
+
+func fileType(k tree.Kind) byte {
+	switch k {
+	case tree.Regular:
+		return ftReg
+	case tree.Dir:
+		return ftDir
+	case tree.Symlink:
+		return ftSymlink
+	case tree.CharDev:
+		return ftChr
+	case tree.BlockDev:
+		return ftBlk
+	case tree.FIFO:
+		return ftFIFO
+	}
+	return 0
+}
+
+// dirBytes encodes a directory's blocks: in each, the dirents (nid,
+// name offset, file type), then the names, unterminated.
+func (n *node) dirBytes() []byte {
+	out := make([]byte, n.size)
+	for i, blk := range n.dirBlks {
+		b := out[int64(i)*blockSize:]
+		off := direntSize * len(blk)
+		for j, c := range blk {
+			e := b[j*direntSize:]
+			binary.LittleEndian.PutUint64(e[0:], c.n.nid())
+			binary.LittleEndian.PutUint16(e[8:], uint16(off))
+			e[10] = fileType(c.n.in.Kind)
+			off += copy(b[off:], c.name)
+		}
+	}
+	return out
+}
+
+// copyContent streams a regular file's content: whole blocks to the data
+// area at data, the rest into tail (when inline).
+func (n *node) copyContent(w io.WriterAt, data int64, tail, buf []byte) error {
+	if n.size == 0 {
+		return nil
+	}
+	r, err := n.in.Content.Open()
+	if err != nil {
+		return fmt.Errorf("erofs: %s: %w", n.path, err)
+	}
+	defer r.Close()
+	plain := n.size - n.tail
+	var done int64
+	for done < plain {
+		k := int64(len(buf))
+		if plain-done < k {
+			k = plain - done
+		}
+		m, err := io.ReadFull(r, buf[:k])
+		if err != nil {
+			return fmt.Errorf("erofs: %s: content is %d bytes, want %d: %w", n.path, done+int64(m), n.size, err)
+		}
+		if _, err := w.WriteAt(buf[:k], data+done); err != nil {
+			return fmt.Errorf("erofs: %s: %w", n.path, err)
+		}
+		done += k
+	}
+	if m, err := io.ReadFull(r, tail); err != nil {
+		return fmt.Errorf("erofs: %s: content is %d bytes, want %d: %w", n.path, done+int64(m), n.size, err)
+	}
+	if m, _ := r.Read(buf[:1]); m != 0 {
+		return fmt.Errorf("erofs: %s: content is longer than its size %d", n.path, n.size)
+	}
+	return nil
+}
+
+// putSuper encodes the superblock and its checksum: crc32c (seed ~0, no
+// final inversion) of block 0 from byte 1024, the checksum field zero.
+func putSuper(meta []byte, l *layout, o Options) {
+	le := binary.LittleEndian
+	s := meta[superOffset : superOffset+superSize]
+	le.PutUint32(s[0:], superMagic)
+	le.PutUint32(s[8:], featureCompatSBChksum)
+	s[12] = blkszBits
+	le.PutUint16(s[14:], uint16(l.nodes[0].nid()))
+	le.PutUint64(s[16:], uint64(len(l.nodes)))
+	le.PutUint64(s[24:], uint64(o.Epoch))
+	le.PutUint32(s[36:], uint32(l.blocks))
+	// meta_blkaddr and xattr_blkaddr are 0: metadata starts at block 0,
+	// and there are no shared xattrs.
+	copy(s[48:64], o.UUID[:])
+	copy(s[64:80], o.Label)
+	le.PutUint32(s[4:], superChecksum(meta[superOffset:blockSize]))
+}
+
+// superChecksum is the superblock's checksum of block 0 from byte 1024
+// (b), whose checksum field is taken as zero.
+func superChecksum(b []byte) uint32 {
+	c := make([]byte, len(b))
+	copy(c, b)
+	binary.LittleEndian.PutUint32(c[4:], 0)
+	return ^crc32.Checksum(c, crc32.MakeTable(crc32.Castagnoli))
+}

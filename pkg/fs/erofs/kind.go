@@ -1,0 +1,144 @@
+package erofs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/fs"
+	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// Kind is EROFS as kiln's filesystems list it (pkg/fs/all): its writer,
+// how inspect and diff recognise it, and the superblock fields diff
+// compares. Reading a tree back is not implemented yet.
+var Kind = fs.Kind{
+	Name:         "erofs",
+	New:          New,
+	Probe:        Probe,
+	ReadTree:     ReadTree,
+	HeaderOffset: superOffset,
+	Fields:       superblockFields,
+}
+
+// New is the fs.New of EROFS: the label is p.Label, else the first 16
+// bytes of p.Name; the UUID is p.UUID("fs-uuid"); the build time is
+// p.Epoch.
+func New(p fs.Params) (fs.Filesystem, error) {
+	label := p.Label
+	if label == "" {
+		label = p.Name
+		if len(label) > 16 {
+			label = label[:16]
+		}
+	}
+	if p.UUID == nil {
+		return nil, errors.New("BUG: erofs: no UUID source")
+	}
+	o := Options{Label: label, UUID: repro.UUID(p.UUID("fs-uuid")), Epoch: p.Epoch}
+	if err := checkOptions(o); err != nil {
+		return nil, err
+	}
+	return filesystem{o}, nil
+}
+
+// filesystem is EROFS behind fs.Filesystem.
+type filesystem struct{ o Options }
+
+func (f filesystem) MinSize(t *tree.Tree) (int64, error) { return MinSize(t, f.o) }
+
+func (f filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report, error) {
+	l, err := write(w, r.Size, t, f.o)
+	if err != nil {
+		return nil, err
+	}
+	rep := &fs.Report{UUID: f.o.UUID.String(), Label: f.o.Label}
+	for _, p := range r.Locate {
+		if rep.Extents == nil {
+			rep.Extents = map[string][]fs.Extent{}
+		}
+		in := t.Lookup(p)
+		var n *node
+		for _, c := range l.nodes {
+			if c.in == in {
+				n = c
+				break
+			}
+		}
+		if in == nil || in.Kind != tree.Regular || n == nil {
+			return nil, fmt.Errorf("erofs: %s is not a regular file of the tree", p)
+		}
+		var ext []fs.Extent
+		if plain := n.size - n.tail; plain > 0 {
+			ext = append(ext, fs.Extent{Offset: int64(n.blkaddr) * blockSize, Length: plain})
+		}
+		if n.tail > 0 {
+			ext = append(ext, fs.Extent{Offset: n.pos + n.isize() + int64(len(n.xattrs)), Length: n.tail})
+		}
+		rep.Extents[p] = ext
+	}
+	return rep, nil
+}
+
+// ReadTree would read an EROFS filesystem back as a tree.
+func ReadTree(io.ReaderAt, int64) (*tree.Tree, error) {
+	return nil, errors.New("erofs: reading back is not implemented")
+}
+
+// Probe recognises an EROFS superblock on r (a partition of size bytes):
+// its magic, a 4 KiB block size, its checksum when it has one, and a
+// block count within the partition.
+func Probe(r io.ReaderAt, size int64) (*fs.Info, error) {
+	if size < blockSize {
+		return nil, errors.New("erofs: partition smaller than one block")
+	}
+	b := make([]byte, blockSize-superOffset)
+	if _, err := r.ReadAt(b, superOffset); err != nil {
+		return nil, fmt.Errorf("erofs: reading the superblock: %w", err)
+	}
+	le := binary.LittleEndian
+	if le.Uint32(b[0:]) != superMagic {
+		return nil, errors.New("erofs: no superblock magic")
+	}
+	if b[12] != blkszBits {
+		return nil, fmt.Errorf("erofs: superblock: block size 2^%d, kiln reads 4096", b[12])
+	}
+	if le.Uint32(b[8:])&featureCompatSBChksum != 0 {
+		if got, want := le.Uint32(b[4:]), superChecksum(b); got != want {
+			return nil, fmt.Errorf("erofs: superblock checksum %#08x, computed %#08x", got, want)
+		}
+	}
+	blocks := int64(le.Uint32(b[36:]))
+	if blocks*blockSize > size {
+		return nil, fmt.Errorf("erofs: superblock: %d blocks in a partition of %d bytes", blocks, size)
+	}
+	var u repro.UUID
+	copy(u[:], b[48:64])
+	return &fs.Info{
+		Type:  "erofs",
+		Label: strings.TrimRight(string(b[64:80]), "\x00"),
+		UUID:  u.String(),
+		Size:  blocks * blockSize,
+		Used:  blocks * blockSize,
+	}, nil
+}
+
+// superblockFields are the superblock's fields (offsets from byte 1024),
+// as erofs_fs.h names them.
+var superblockFields = []fs.HeaderField{
+	hf("magic", 0, 4, "hex"), hf("checksum", 4, 4, "hex"), hf("feature_compat", 8, 4, "hex"),
+	hf("blkszbits", 12, 1, "u"), hf("sb_extslots", 13, 1, "u"), hf("root_nid", 14, 2, "u"),
+	hf("inos", 16, 8, "u"), hf("build_time", 24, 8, "u"), hf("build_time_nsec", 32, 4, "u"),
+	hf("blocks", 36, 4, "u"), hf("meta_blkaddr", 40, 4, "u"), hf("xattr_blkaddr", 44, 4, "u"),
+	hf("uuid", 48, 16, "uuid"), hf("volume_name", 64, 16, "str"), hf("feature_incompat", 80, 4, "hex"),
+	hf("available_compr_algs", 84, 2, "hex"), hf("extra_devices", 86, 2, "u"), hf("devt_slotoff", 88, 2, "u"),
+	hf("dirblkbits", 90, 1, "u"), hf("packed_nid", 96, 8, "u"),
+}
+
+// hf is a HeaderField: name, offset, size, how to show it.
+func hf(name string, off, size int, show string) fs.HeaderField {
+	return fs.HeaderField{Name: name, Off: off, Size: size, Show: show}
+}
