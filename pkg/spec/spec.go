@@ -92,7 +92,7 @@ type Partition struct {
 	Mount       string `yaml:"mount" json:"mount,omitempty"`
 	Label       string `yaml:"label" json:"label,omitempty"`
 	GUID        string `yaml:"guid" json:"guid,omitempty"`           // partition unique GUID
-	UUID        string `yaml:"uuid" json:"uuid,omitempty"`           // ext4 filesystem UUID
+	UUID        string `yaml:"uuid" json:"uuid,omitempty"`           // ext4 or erofs filesystem UUID
 	HashSeed    string `yaml:"hash_seed" json:"hash_seed,omitempty"` // ext4 htree hash seed (a UUID)
 	JournalUUID string `yaml:"journal_uuid" json:"journal_uuid,omitempty"`
 	VolumeID    string `yaml:"volume_id" json:"volume_id,omitempty"` // FAT volume ID, 8 hex digits
@@ -351,7 +351,7 @@ func recordLines(s *Spec, top *yaml.Node) {
 // Filesystems, partition tables and formats the spec accepts.
 var (
 	Tables      = []string{"gpt", "mbr"}
-	Filesystems = []string{"ext4", "vfat", "none"}
+	Filesystems = []string{"ext4", "vfat", "erofs", "none"}
 	Formats     = []string{"raw", "qcow2", "vmdk", "vhd"}
 )
 
@@ -536,7 +536,7 @@ func (s *Spec) validate() error {
 			key, val, only string
 			to             **repro.UUID
 		}{
-			{"guid", p.GUID, "", &p.GUIDValue}, {"uuid", p.UUID, "ext4", &p.UUIDValue},
+			{"guid", p.GUID, "", &p.GUIDValue}, {"uuid", p.UUID, "ext4 erofs", &p.UUIDValue},
 			{"hash_seed", p.HashSeed, "ext4", &p.HashSeedValue}, {"journal_uuid", p.JournalUUID, "ext4", &p.JournalUUIDValue},
 		} {
 			if f.val == "" {
@@ -548,8 +548,8 @@ func (s *Spec) validate() error {
 				return s.errf(line, "%s.%s: %v", where, f.key, err)
 			}
 			*f.to = &u
-			if f.only != "" && p.Filesystem != f.only {
-				return s.errf(line, "%s.%s: only an %s filesystem has one (this partition's is %s)", where, f.key, f.only, p.Filesystem)
+			if only := strings.Fields(f.only); len(only) > 0 && !contains(only, p.Filesystem) {
+				return s.errf(line, "%s.%s: only an %s filesystem has one (this partition's is %s)", where, f.key, strings.Join(only, " or "), p.Filesystem)
 			}
 			if f.key == "guid" && d.Table != "gpt" {
 				return s.errf(line, "%s.guid: only a GPT partition has a GUID (disk.table is %s)", where, d.Table)
@@ -571,6 +571,9 @@ func (s *Spec) validate() error {
 		}
 		if p.Filesystem == "ext4" && len(p.Label) > 16 {
 			return s.errf(pline("label"), "%s.label: an ext4 label has at most 16 bytes", where)
+		}
+		if p.Filesystem == "erofs" && len(p.Label) > 16 {
+			return s.errf(pline("label"), "%s.label: an erofs label has at most 16 bytes", where)
 		}
 	}
 	if err := s.validateBoot(); err != nil {

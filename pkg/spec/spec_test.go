@@ -162,7 +162,7 @@ func TestParseIDs(t *testing.T) {
 		{"journal uuid", "      mount: /\n", "      mount: /\n      journal_uuid: x\n", `kiln.yaml:21: disk.partitions[1].journal_uuid: invalid UUID`},
 		{"disk guid", "  size: 1GiB\n", "  size: 1GiB\n  guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b70g\n", `kiln.yaml:10: disk.guid: invalid UUID`},
 		{"disk guid zero", "  size: 1GiB\n", "  size: 1GiB\n  guid: " + zero + "\n", `kiln.yaml:10: disk.guid: "` + zero},
-		{"uuid on vfat", "      mount: /boot/efi\n", "      mount: /boot/efi\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n", `kiln.yaml:16: disk.partitions[0].uuid: only an ext4 filesystem has one`},
+		{"uuid on vfat", "      mount: /boot/efi\n", "      mount: /boot/efi\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n", `kiln.yaml:16: disk.partitions[0].uuid: only an ext4 or erofs filesystem has one`},
 		{"volume_id on ext4", "      mount: /\n", "      mount: /\n      volume_id: 1234abcd\n", `kiln.yaml:21: disk.partitions[1].volume_id: only a vfat filesystem has one`},
 		{"partition guid on mbr", "      mount: /\n", "      mount: /\n      guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n", `only a GPT partition has a GUID`},
 	}
@@ -190,6 +190,18 @@ func TestParseIDs(t *testing.T) {
 	ok = strings.Replace(ok, "      mount: /\n", "      mount: /\n      uuid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b709\n      guid: 4f68bce3-e8cd-4db1-96e7-fbcaf984b70a\n", 1)
 	if _, err := Parse("kiln.yaml", []byte(ok)); err != nil {
 		t.Fatal(err)
+	}
+	// An erofs filesystem takes a uuid and a label of 16 bytes, not 17.
+	ero := strings.Replace(ok, "filesystem: ext4", "filesystem: erofs", 1)
+	if ero == ok {
+		t.Fatal("no ext4 partition to make erofs")
+	}
+	if _, err := Parse("kiln.yaml", []byte(ero)); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Replace(ero, "      mount: /\n", "      mount: /\n      label: 0123456789abcdefg\n", 1)
+	if _, err := Parse("kiln.yaml", []byte(long)); err == nil || !strings.Contains(err.Error(), "an erofs label has at most 16 bytes") {
+		t.Errorf("a 17-byte erofs label: %v", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/kiln-build/kiln/pkg/fs"
+	"github.com/kiln-build/kiln/pkg/fs/erofs"
 	"github.com/kiln-build/kiln/pkg/fs/ext4"
 	"github.com/kiln-build/kiln/pkg/fs/fat"
 )
@@ -20,6 +21,7 @@ import (
 var Kinds = []fs.Kind{
 	ext4.Kind,
 	fat.Kind,
+	erofs.Kind,
 }
 
 // Writers are the Kinds that have a writer, by the spec's filesystem:

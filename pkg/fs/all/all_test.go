@@ -11,10 +11,10 @@ import (
 	"github.com/kiln-build/kiln/internal/judge"
 )
 
-// TestProbe: filesystems made by mke2fs and mkfs.vfat are recognised as
+// TestProbe: filesystems made by mke2fs, mkfs.vfat and mkfs.erofs are recognised as
 // blkid names them, zeros as none; every Kind is whole.
 func TestProbe(t *testing.T) {
-	judge.Need(t, "mke2fs", "mkfs.vfat")
+	judge.Need(t, "mke2fs", "mkfs.vfat", "mkfs.erofs")
 	dir := t.TempDir()
 	ext := filepath.Join(dir, "ext.img")
 	judge.Run(t, nil, "truncate", "-s", "16M", ext)
@@ -25,11 +25,20 @@ func TestProbe(t *testing.T) {
 	if out, code := judge.Run(t, nil, "mkfs.vfat", "-i", "1a88398a", "-n", "ESP", "-C", vfat, "16384"); code != 0 {
 		t.Fatal(out)
 	}
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	erofs := filepath.Join(dir, "erofs.img")
+	if out, code := judge.Run(t, nil, "mkfs.erofs", "-T", "1000", "-U", "5c4a0d9e-61b3-4bd6-8a49-2f1e0c6f7a11", erofs, src); code != 0 {
+		t.Fatal(out)
+	}
 	for _, c := range []struct {
 		img, kind, typ, uuid, label string
 	}{
 		{ext, "ext4", "ext3", "0e2d01fe-d015-54f8-bacf-0062cbdd5c20", "lbl"},
 		{vfat, "vfat", "vfat", "1A88-398A", "ESP"},
+		{erofs, "erofs", "erofs", "5c4a0d9e-61b3-4bd6-8a49-2f1e0c6f7a11", ""}, // mkfs.erofs 1.5 sets no label
 	} {
 		f, err := os.Open(c.img)
 		if err != nil {
@@ -51,7 +60,7 @@ func TestProbe(t *testing.T) {
 			t.Errorf("kind %+v is incomplete", k.Name)
 		}
 	}
-	if names := Writers().Names(); !slices.Equal(names, []string{"ext4", "vfat"}) {
+	if names := Writers().Names(); !slices.Equal(names, []string{"erofs", "ext4", "vfat"}) {
 		t.Errorf("writers %v", names)
 	}
 }
