@@ -22,6 +22,9 @@
 // Everything is laid out in the tree's sorted order: two writes of one
 // tree are byte-identical.
 //
+// ReadTree reads the same layout back (and mkfs.erofs's uncompressed
+// images, shared xattrs included), bounded: images are hostile.
+//
 // It imports pkg/fs, pkg/tree and pkg/repro.
 package erofs
 

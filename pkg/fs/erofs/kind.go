@@ -14,7 +14,7 @@ import (
 
 // Kind is EROFS as kiln's filesystems list it (pkg/fs/all): its writer,
 // how inspect and diff recognise it, and the superblock fields diff
-// compares. Reading a tree back is not implemented yet.
+// compares.
 var Kind = fs.Kind{
 	Name:         "erofs",
 	New:          New,
@@ -81,11 +81,6 @@ func (f filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report,
 		rep.Extents[p] = ext
 	}
 	return rep, nil
-}
-
-// ReadTree would read an EROFS filesystem back as a tree.
-func ReadTree(io.ReaderAt, int64) (*tree.Tree, error) {
-	return nil, errors.New("erofs: reading back is not implemented")
 }
 
 // Probe recognises an EROFS superblock on r (a partition of size bytes):

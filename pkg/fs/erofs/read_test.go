@@ -1,0 +1,268 @@
+package erofs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/internal/testkit/trees"
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// sameTree reports how got differs from want: every name, kind, mode,
+// owner, time, size, target, device, xattr and content, and hardlinks
+// (names of one inode in want are one inode in got).
+func sameTree(t *testing.T, got, want *tree.Tree) {
+	t.Helper()
+	n := 0
+	byInode := map[*tree.Inode]*tree.Inode{}
+	if err := want.Walk(func(p string, d tree.Dirent) error {
+		n++
+		w, g := d.Inode, got.Lookup(p)
+		if g == nil {
+			t.Errorf("%s: missing", p)
+			return nil
+		}
+		if prev, ok := byInode[w]; ok && prev != g {
+			t.Errorf("%s: a hardlink read back as another inode", p)
+		}
+		byInode[w] = g
+		ws := fmt.Sprintf("%v %04o %d:%d %d.%d size %d %q %d,%d %q", w.Kind, w.Mode, w.UID, w.GID, w.Mtime, w.Nsec, w.Size, w.Target, w.Major, w.Minor, w.Xattrs)
+		gs := fmt.Sprintf("%v %04o %d:%d %d.%d size %d %q %d,%d %q", g.Kind, g.Mode, g.UID, g.GID, g.Mtime, g.Nsec, g.Size, g.Target, g.Major, g.Minor, g.Xattrs)
+		if w.Kind == tree.Dir {
+			ws, gs = strings.Replace(ws, fmt.Sprintf("size %d", w.Size), "", 1), strings.Replace(gs, fmt.Sprintf("size %d", g.Size), "", 1)
+		}
+		if gs != ws {
+			t.Errorf("%s:\n got %s\nwant %s", p, gs, ws)
+		}
+		if w.Kind == tree.Regular && g.Kind == tree.Regular && !bytes.Equal(trees.Read(t, g), trees.Read(t, w)) {
+			t.Errorf("%s: content differs", p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := 0
+	_ = got.Walk(func(string, tree.Dirent) error { m++; return nil })
+	if m != n {
+		t.Errorf("read back %d names, want %d", m, n)
+	}
+}
+
+// TestReadTree: what Write wrote reads back as the tree it was.
+func TestReadTree(t *testing.T) {
+	tr := everyKind()
+	trees.Put(tr, epoch, "/acl", trees.File(0o644, epoch, nil)).Xattrs = []tree.Xattr{{Name: "system.posix_acl_access", Value: posixACL}}
+	img := writeImage(t, tr, testOpts)
+	f, size := testkit.Open(t, img)
+	got, err := ReadTree(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, got, tr)
+}
+
+// TestReadMkfsErofs: ReadTree reads what mkfs.erofs makes of a folder
+// (shared xattrs included), so the reader does not only agree with
+// kiln's own writer.
+func TestReadMkfsErofs(t *testing.T) {
+	judge.Need(t, "mkfs.erofs", "dump.erofs")
+	testkit.NeedRoot(t, "the folder has owners, a fifo and trusted xattrs")
+	src := t.TempDir()
+	w := func(p string, data []byte, mode os.FileMode) string {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		return full
+	}
+	want := tree.New(0)
+	add := func(p string, data []byte, mode uint32) *tree.Inode {
+		full := w(p, data, 0o644)
+		if err := os.Chmod(full, os.FileMode(mode&0o777)|map[bool]os.FileMode{true: os.ModeSetuid}[mode&0o4000 != 0]); err != nil {
+			t.Fatal(err)
+		}
+		return trees.Put(want, 0, p, trees.File(mode, 0, data))
+	}
+	add("a", []byte("hello"), 0o644)
+	add("big", pattern("big", 3*4096+17), 0o755)
+	add("suid", []byte("x"), 0o4755)
+	for i := 0; i < 300; i++ {
+		add(fmt.Sprintf("many/%03d-%s", i, strings.Repeat("y", i%50)), []byte(fmt.Sprint(i)), 0o600)
+	}
+	own := add("owned", []byte("owned"), 0o640)
+	own.UID, own.GID = 1234, 5678
+	if err := os.Chown(filepath.Join(src, "owned"), 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	trees.Put(want, 0, "link", &tree.Inode{Kind: tree.Symlink, Mode: 0o777, Target: "a", Size: 1})
+	if err := syscall.Mkfifo(filepath.Join(src, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trees.Put(want, 0, "fifo", &tree.Inode{Kind: tree.FIFO, Mode: 0o600})
+	if err := os.Link(filepath.Join(src, "a"), filepath.Join(src, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	want.Root.SetChild("hard", want.Lookup("/a"))
+	// The same xattr on three files: mkfs.erofs shares it.
+	for _, p := range []string{"a", "big", "owned"} {
+		if err := syscall.Setxattr(filepath.Join(src, p), "trusted.shared", []byte("same value"), 0); err != nil {
+			testkit.Missing(t, "trusted xattrs in %s: %v", src, err)
+		}
+		want.Lookup(p).Xattrs = []tree.Xattr{{Name: "trusted.shared", Value: []byte("same value")}}
+	}
+	for _, d := range []string{"", "many"} {
+		if err := os.Chmod(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "ref.img")
+	if out, rc := judge.Run(t, nil, "mkfs.erofs", "-T", "0", "-x", "1", img, src); rc != 0 {
+		t.Fatalf("mkfs.erofs: exit %d\n%s", rc, out)
+	}
+	f, size := testkit.Open(t, img)
+	got, err := ReadTree(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 bytes of xattrs: the header and one shared xattr's id (inline,
+	// it would take 12+4+6+10 = 32).
+	if out, rc := judge.Run(t, nil, "dump.erofs", "--path=/a", img); rc != 0 || !strings.Contains(out, "Xattr size: 16") {
+		t.Fatalf("mkfs.erofs did not share the xattr of /a (exit %d):\n%s", rc, out)
+	}
+	sameTree(t, got, want)
+}
+
+// TestReadTreeRefuses: hostile images are errors naming what is wrong.
+func TestReadTreeRefuses(t *testing.T) {
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/d/f", trees.File(0o644, epoch, []byte("data")))
+	good, err := os.ReadFile(writeImage(t, tr, testOpts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := plan(tr, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := l.nodes[1] // /d
+	fix := func(b []byte) {
+		copy(b[1028:1032], []byte{0, 0, 0, 0})
+		s := superChecksum(b[1024:4096])
+		b[1028], b[1029], b[1030], b[1031] = byte(s), byte(s>>8), byte(s>>16), byte(s>>24)
+	}
+	dirData := d.pos + 32 // /d's entries, inline after its inode
+	for _, c := range []struct {
+		name string
+		edit func(b []byte)
+		want string
+	}{
+		{"checksum", func(b []byte) { b[1024+20] ^= 1 }, "superblock checksum"},
+		{"loop", func(b []byte) {
+			// /d's entry for f points at the root.
+			for i := 0; i < 4; i++ {
+				e := b[dirData+int64(i)*direntSize:]
+				if e[10] == ftReg {
+					copy(e[:8], []byte{36, 0, 0, 0, 0, 0, 0, 0})
+				}
+			}
+			fix(b)
+		}, "reached twice"},
+		{"nid beyond", func(b []byte) {
+			for i := 0; i < 4; i++ {
+				e := b[dirData+int64(i)*direntSize:]
+				if e[10] == ftReg {
+					copy(e[:8], []byte{0, 0, 0, 0, 0, 0, 0, 1})
+				}
+			}
+			fix(b)
+		}, "beyond the partition"},
+		{"compressed", func(b []byte) { b[l.nodes[2].pos] = 3 << 1; fix(b) }, "data layout 3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := bytes.Clone(good)
+			c.edit(b)
+			_, err := ReadTree(bytes.NewReader(b), int64(len(b)))
+			testkit.ErrContains(t, err, "erofs: read: ", c.want)
+		})
+	}
+}
+
+// FuzzReadTree feeds ReadTree hostile images: whatever the input, it
+// returns without a panic, within testkit.ReadBound of allocation, and a
+// tree it returns reads in full.
+func FuzzReadTree(f *testing.F) {
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/d/f", trees.File(0o644, epoch, []byte("data")))
+	trees.Put(tr, epoch, "/big", trees.File(0o644, epoch-1, pattern("b", 5000))).Xattrs = []tree.Xattr{{Name: "user.a", Value: []byte("v")}}
+	trees.Put(tr, epoch, "/l", &tree.Inode{Kind: tree.Symlink, Mode: 0o777, Mtime: epoch, Target: "d/f", Size: 3})
+	l, err := plan(tr, testOpts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var w bytesWriterAt
+	if err := Write(&w, 1<<20, tr, testOpts); err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(w[:l.blocks*blockSize]))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// As given, and with the superblock's checksum made right, so
+		// that mutations reach past it.
+		fixed := bytes.Clone(data)
+		if len(fixed) >= blockSize {
+			binary.LittleEndian.PutUint32(fixed[superOffset+4:], superChecksum(fixed[superOffset:blockSize]))
+		}
+		for _, data := range [][]byte{data, fixed} {
+			fuzzOne(t, data)
+		}
+	})
+}
+
+// fuzzOne reads one input: no panic, at most testkit.ReadBound
+// allocated, errors with the package's prefix, and a tree that reads in
+// full.
+func fuzzOne(t *testing.T, data []byte) {
+	testkit.BoundAlloc(t, testkit.ReadBound, func() {
+		got, err := ReadTree(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "erofs: read: ") {
+				t.Fatalf("error without the package's prefix: %v", err)
+			}
+			return
+		}
+		if got.Root == nil || got.Root.Kind != tree.Dir {
+			t.Fatal("no root directory")
+		}
+		_ = got.Walk(func(p string, d tree.Dirent) error {
+			if d.Inode.Kind == tree.Regular {
+				if b := trees.Read(t, d.Inode); int64(len(b)) != d.Inode.Size {
+					t.Fatalf("%s: %d bytes, size %d", p, len(b), d.Inode.Size)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// bytesWriterAt is an io.WriterAt into memory.
+type bytesWriterAt []byte
+
+func (b *bytesWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if need := off + int64(len(p)); need > int64(len(*b)) {
+		*b = append(*b, make([]byte, need-int64(len(*b)))...)
+	}
+	return copy((*b)[off:], p), nil
+}
