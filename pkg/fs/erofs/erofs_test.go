@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
+	kfs "github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/repro"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -408,4 +409,79 @@ func TestRefuses(t *testing.T) {
 	testkit.ErrContains(t, err, "needs", "has 1048576")
 	_, err = MinSize(tr, Options{Label: strings.Repeat("l", 17)})
 	testkit.ErrContains(t, err, "longer than 16 bytes")
+}
+
+// TestLocate: the extents Write reports for Region.Locate hold each
+// file's bytes (whole blocks, then an inline tail), and a path that is
+// not a regular file is an error.
+func TestLocate(t *testing.T) {
+	tr := everyKind()
+	f, err := Kind.New(kfs.Params{Name: "root", Epoch: epoch, UUID: func(string) [16]byte { return testOpts.UUID }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := f.MinSize(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := testkit.SparseFile(t, "img", size)
+	paths := []string{"/small", "/oneblock", "/blocks-tail", "/big", "/xattrs", "/hard/b"}
+	rep, err := f.Write(img, kfs.Region{Size: size, Locate: paths}, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.UUID != testOpts.UUID.String() || rep.Label != "root" {
+		t.Errorf("report %+v", rep)
+	}
+	for _, p := range paths {
+		var got []byte
+		for _, e := range rep.Extents[p] {
+			b := make([]byte, e.Length)
+			if _, err := img.ReadAt(b, e.Offset); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, b...)
+		}
+		if !bytes.Equal(got, trees.Read(t, tr.Lookup(p))) {
+			t.Errorf("%s: extents %v do not hold its content", p, rep.Extents[p])
+		}
+	}
+	if len(rep.Extents["/blocks-tail"]) != 2 || len(rep.Extents["/oneblock"]) != 1 {
+		t.Errorf("extents: /blocks-tail %v (want blocks and a tail), /oneblock %v (one block)", rep.Extents["/blocks-tail"], rep.Extents["/oneblock"])
+	}
+	_, err = f.Write(testkit.SparseFile(t, "img2", size), kfs.Region{Size: size, Locate: []string{"/dev"}}, tr)
+	testkit.ErrContains(t, err, "/dev is not a regular file")
+}
+
+// TestHugeDirectory: a directory of 60,000 names (more than 65535 links
+// with its subdirectories would need an extended inode: 70,000 of them
+// here) passes fsck.erofs and reads back.
+func TestHugeDirectory(t *testing.T) {
+	judge.Need(t, "fsck.erofs")
+	tr := tree.New(epoch)
+	for i := 0; i < 60000; i++ {
+		trees.Put(tr, epoch, fmt.Sprintf("/files/%06d", i), trees.File(0o644, epoch, nil))
+	}
+	for i := 0; i < 70000; i++ {
+		trees.Put(tr, epoch, fmt.Sprintf("/dirs/%06d", i), tree.NewDir(0o755, 0, 0, epoch))
+	}
+	img := writeImage(t, tr, testOpts)
+	if out, ok := fsckErofs(t, img); !ok {
+		t.Fatalf("fsck.erofs:\n%s", out)
+	}
+	out, rc := judge.Run(t, nil, "dump.erofs", "--path=/dirs", img)
+	if rc != 0 || !strings.Contains(out, "Links: 70002") || !strings.Contains(out, "Inode size: 64") {
+		t.Errorf("dump.erofs /dirs: want 70002 links in an extended inode (exit %d):\n%s", rc, out)
+	}
+	fh, size := testkit.Open(t, img)
+	got, err := ReadTree(fh, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got.Lookup("/files").NumChildren(); n != 60000 {
+		t.Errorf("/files: %d names read back", n)
+	}
+	if got.Lookup("/files/059999") == nil || got.Lookup("/dirs/069999") == nil {
+		t.Error("the last names are missing")
+	}
 }
