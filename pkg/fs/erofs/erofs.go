@@ -29,6 +29,7 @@
 package erofs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -403,13 +404,16 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*layout, error) 
 	if l.blocks*blockSize > size {
 		return nil, fmt.Errorf("erofs: the tree needs %d bytes, the filesystem has %d", l.blocks*blockSize, size)
 	}
-	meta := make([]byte, l.dataStart*blockSize)
+	mw := &metaWriter{w: w, buf: make([]byte, metaWindow)}
 	buf := make([]byte, 1<<20)
 	for _, n := range l.nodes {
-		n.putInode(meta, o)
-		x := n.pos + n.isize()
-		copy(meta[x:], n.xattrs)
-		tail := meta[x+int64(len(n.xattrs)) : x+int64(len(n.xattrs))+n.tail]
+		m, err := mw.at(n.pos, n.isize()+int64(len(n.xattrs))+n.tail)
+		if err != nil {
+			return nil, err
+		}
+		n.putInode(m[:n.isize()], o)
+		copy(m[n.isize():], n.xattrs)
+		tail := m[n.isize()+int64(len(n.xattrs)):]
 		data := int64(n.blkaddr) * blockSize
 		switch n.in.Kind {
 		case tree.Regular:
@@ -435,17 +439,73 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*layout, error) 
 			}
 		}
 	}
-	putSuper(meta, l, o)
-	if _, err := w.WriteAt(meta, 0); err != nil {
-		return nil, fmt.Errorf("erofs: writing the metadata: %w", err)
+	block0, err := mw.finish()
+	if err != nil {
+		return nil, err
+	}
+	putSuper(block0, l, o)
+	if _, err := w.WriteAt(block0, 0); err != nil {
+		return nil, fmt.Errorf("erofs: writing the superblock: %w", err)
 	}
 	return l, nil
 }
 
-// putInode encodes n's inode at n.pos of meta.
-func (n *node) putInode(meta []byte, o Options) {
+// metaWindow is how much metadata is held before it is written: more
+// than one inode's largest metadata (64 + 256 KiB of xattrs + a 4 KiB
+// tail) and a block.
+const metaWindow = 1 << 20
+
+// metaWriter writes the metadata area through a window that moves
+// forward (inodes are laid out in increasing offsets), so that memory
+// does not grow with the tree. Block 0 is kept to the end: the
+// superblock's checksum covers the inodes that share its block.
+type metaWriter struct {
+	w      io.WriterAt
+	base   int64  // the window's first byte, a block boundary
+	buf    []byte // [base, base+len(buf))
+	block0 []byte // block 0, once the window has left it
+}
+
+// at returns the n bytes at off of the metadata, to fill.
+func (m *metaWriter) at(off, n int64) ([]byte, error) {
+	if off < m.base || n+blockSize > int64(len(m.buf)) {
+		return nil, fmt.Errorf("BUG: erofs: metadata at %d (%d bytes) behind the window at %d", off, n, m.base)
+	}
+	if off+n > m.base+int64(len(m.buf)) {
+		next := off / blockSize * blockSize
+		done := m.buf[:next-m.base]
+		if m.base == 0 {
+			m.block0 = bytes.Clone(done[:blockSize])
+			done = done[blockSize:]
+			if _, err := m.w.WriteAt(done, blockSize); err != nil {
+				return nil, fmt.Errorf("erofs: writing the metadata: %w", err)
+			}
+		} else if _, err := m.w.WriteAt(done, m.base); err != nil {
+			return nil, fmt.Errorf("erofs: writing the metadata: %w", err)
+		}
+		k := copy(m.buf, m.buf[next-m.base:])
+		clear(m.buf[k:])
+		m.base = next
+	}
+	return m.buf[off-m.base : off-m.base+n], nil
+}
+
+// finish writes what the window holds, less block 0, which it returns.
+func (m *metaWriter) finish() ([]byte, error) {
+	rest, at := m.buf, m.base
+	if m.base == 0 {
+		m.block0 = bytes.Clone(m.buf[:blockSize])
+		rest, at = m.buf[blockSize:], blockSize
+	}
+	if _, err := m.w.WriteAt(bytes.TrimRight(rest, "\x00"), at); err != nil {
+		return nil, fmt.Errorf("erofs: writing the metadata: %w", err)
+	}
+	return m.block0, nil
+}
+
+// putInode encodes n's inode into b.
+func (n *node) putInode(b []byte, o Options) {
 	in := n.in
-	b := meta[n.pos : n.pos+n.isize()]
 	le := binary.LittleEndian
 	format := uint16(n.layout << 1)
 	if n.extended {

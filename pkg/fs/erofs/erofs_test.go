@@ -485,3 +485,34 @@ func TestHugeDirectory(t *testing.T) {
 		t.Error("the last names are missing")
 	}
 }
+
+// TestMetadataMemory: the metadata (here 20,000 inline tails of 3000
+// bytes, about 60 MB) is written through a window, not held whole.
+func TestMetadataMemory(t *testing.T) {
+	judge.Need(t, "fsck.erofs")
+	tr := tree.New(epoch)
+	data := pattern("tail", 3000)
+	for i := 0; i < 20000; i++ {
+		trees.Put(tr, epoch, fmt.Sprintf("/d%02d/f%05d", i/1000, i), trees.File(0o644, epoch, data))
+	}
+	l, err := plan(tr, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.metaEnd < 55<<20 {
+		t.Fatalf("only %d bytes of metadata: the test needs more than the bound", l.metaEnd)
+	}
+	size := (l.blocks*blockSize + 1<<20 - 1) &^ (1<<20 - 1)
+	f := testkit.SparseFile(t, "img", size)
+	got := testkit.AllocatedBy(func() {
+		if err := Write(f, size, tr, testOpts); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got > 30<<20 {
+		t.Errorf("Write allocated %d bytes for %d bytes of metadata", got, l.metaEnd)
+	}
+	if out, ok := fsckErofs(t, f.Name()); !ok {
+		t.Fatalf("fsck.erofs:\n%s", out)
+	}
+}
