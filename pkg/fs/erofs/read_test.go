@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,4 +266,86 @@ func (b *bytesWriterAt) WriteAt(p []byte, off int64) (int, error) {
 		*b = append(*b, make([]byte, need-int64(len(*b)))...)
 	}
 	return copy((*b)[off:], p), nil
+}
+
+// zeros is a Content of n zero bytes, made on the fly.
+type zeros int64
+
+func (z zeros) Open() (io.ReadCloser, error) {
+	return io.NopCloser(io.LimitReader(zeroReader{}, int64(z))), nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// sparseMem is an io.WriterAt and io.ReaderAt in memory that keeps only
+// the blocks holding something other than zeros.
+type sparseMem map[int64][]byte
+
+func (m sparseMem) WriteAt(p []byte, off int64) (int, error) {
+	for i := 0; i < len(p); {
+		blk, o := (off+int64(i))/blockSize, (off+int64(i))%blockSize
+		k := min(len(p)-i, int(blockSize-o))
+		b := m[blk]
+		if b == nil && bytes.Count(p[i:i+k], []byte{0}) == k {
+			i += k
+			continue
+		}
+		if b == nil {
+			b = make([]byte, blockSize)
+			m[blk] = b
+		}
+		copy(b[o:], p[i:i+k])
+		i += k
+	}
+	return len(p), nil
+}
+
+func (m sparseMem) ReadAt(p []byte, off int64) (int, error) {
+	for i := 0; i < len(p); {
+		blk, o := (off+int64(i))/blockSize, (off+int64(i))%blockSize
+		k := min(len(p)-i, int(blockSize-o))
+		if b := m[blk]; b != nil {
+			copy(p[i:i+k], b[o:])
+		} else {
+			clear(p[i : i+k])
+		}
+		i += k
+	}
+	return len(p), nil
+}
+
+// TestLargeFile: a file of 4 GiB and more takes an extended inode (its
+// size does not fit 32 bits) and reads back whole.
+func TestLargeFile(t *testing.T) {
+	const n = 4<<30 + 4097
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/large", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: n, Content: zeros(n)})
+	trees.Put(tr, epoch, "/after", trees.File(0o644, epoch, []byte("after")))
+	size, err := MinSize(tr, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sparseMem{}
+	if err := Write(m, size, tr, testOpts); err != nil {
+		t.Fatal(err)
+	}
+	l, err := plan(tr, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if large := l.nodes[2]; large.path != "/large" || !large.extended || large.layout != layoutFlatInline || large.tail != 1 {
+		t.Errorf("/large laid out as %+v", large)
+	}
+	got, err := ReadTree(m, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Lookup("/large"); g == nil || g.Size != n {
+		t.Fatalf("/large read back as %+v", g)
+	}
+	if b := trees.Read(t, got.Lookup("/after")); string(b) != "after" {
+		t.Errorf("/after: %q", b)
+	}
 }
