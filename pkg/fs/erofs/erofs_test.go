@@ -516,3 +516,29 @@ func TestMetadataMemory(t *testing.T) {
 		t.Fatalf("fsck.erofs:\n%s", out)
 	}
 }
+
+// TestBlkid: blkid recognises what Write wrote as Probe does: type,
+// label and UUID.
+func TestBlkid(t *testing.T) {
+	judge.Need(t, "blkid")
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/f", trees.File(0o644, epoch, []byte("f")))
+	img := writeImage(t, tr, testOpts)
+	out, rc := judge.Run(t, nil, "blkid", "-p", "-o", "export", img)
+	if rc != 0 {
+		t.Fatalf("blkid -p: exit %d\n%s", rc, out)
+	}
+	f, size := testkit.Open(t, img)
+	info, err := Probe(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TYPE=" + info.Type, "LABEL=" + info.Label, "UUID=" + info.UUID} {
+		if !strings.Contains("\n"+out, "\n"+want+"\n") {
+			t.Errorf("blkid does not show %s:\n%s", want, out)
+		}
+	}
+	if info.Label != "kiln-root" || info.Type != "erofs" {
+		t.Errorf("Probe: %+v", info)
+	}
+}
