@@ -297,6 +297,9 @@ func (n *node) prepare(o Options) error {
 		if len(in.Target) == 0 || len(in.Target) > maxSymlink {
 			return fmt.Errorf("erofs: %s: symlink target of %d bytes (1 to %d)", n.path, len(in.Target), maxSymlink)
 		}
+		if strings.IndexByte(in.Target, 0) >= 0 {
+			return fmt.Errorf("erofs: %s: symlink target %q holds a NUL byte", n.path, in.Target)
+		}
 		n.size = int64(len(in.Target))
 	case tree.Dir, tree.FIFO:
 	case tree.CharDev, tree.BlockDev:

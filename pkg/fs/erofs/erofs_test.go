@@ -392,6 +392,9 @@ func TestRefuses(t *testing.T) {
 		{"long symlink", func(tr *tree.Tree) {
 			trees.Put(tr, epoch, "/l", &tree.Inode{Kind: tree.Symlink, Target: strings.Repeat("a", 4096), Size: 4096})
 		}, "/l: symlink target of 4096 bytes"},
+		{"symlink with a NUL", func(tr *tree.Tree) {
+			trees.Put(tr, epoch, "/l", &tree.Inode{Kind: tree.Symlink, Target: "a\x00b", Size: 3})
+		}, "/l: symlink target \"a\\x00b\" holds a NUL byte"},
 		{"device", func(tr *tree.Tree) {
 			trees.Put(tr, epoch, "/d", &tree.Inode{Kind: tree.CharDev, Major: 4096})
 		}, "/d: device 4096:0"},
