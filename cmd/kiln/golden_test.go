@@ -16,15 +16,19 @@ import (
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden/SHA256SUMS with the hashes this kiln builds")
 
 // goldenOutputs are the outputs TestGolden pins: the file name each is
-// built to (VMDK records it) and the build flags.
+// built to (VMDK records it), the spec and the build flags. The first
+// four are one spec in every format; golden-erofs.raw is its sealed-root
+// shape, an EROFS root.
 var goldenOutputs = []struct {
 	name string
+	spec string
 	args []string
 }{
-	{"golden.raw", []string{"--format", "raw"}},
-	{"golden.qcow2", []string{"--format", "qcow2", "--compression", "zstd"}},
-	{"golden.vmdk", []string{"--format", "vmdk"}},
-	{"golden.vhd", []string{"--format", "vhd"}},
+	{"golden.raw", "kiln.yaml", []string{"--format", "raw"}},
+	{"golden.qcow2", "kiln.yaml", []string{"--format", "qcow2", "--compression", "zstd"}},
+	{"golden.vmdk", "kiln.yaml", []string{"--format", "vmdk"}},
+	{"golden.vhd", "kiln.yaml", []string{"--format", "vhd"}},
+	{"golden-erofs.raw", "erofs.yaml", []string{"--format", "raw"}},
 }
 
 // TestGolden is the promise that the same kiln gives the same bytes: the
@@ -48,7 +52,7 @@ func TestGolden(t *testing.T) {
 	paths := map[string]string{}
 	for _, o := range goldenOutputs {
 		out := filepath.Join(t.TempDir(), o.name)
-		args := append([]string{"build", "-q", "kiln.yaml", "-o", out}, o.args...)
+		args := append([]string{"build", "-q", o.spec, "-o", out}, o.args...)
 		if _, se, code := kiln(t, src, []string{"SOURCE_DATE_EPOCH="}, args...); code != 0 {
 			t.Fatalf("kiln %s: exit %d\n%s", strings.Join(args, " "), code, se)
 		}
@@ -61,7 +65,7 @@ func TestGolden(t *testing.T) {
 	parts := twoPartitions(t, raw, "gpt")
 	judge.FsckVfat(t, judge.Extract(t, raw, parts[0].Start*512, parts[0].Size*512))
 	judge.E2fsck(t, judge.Extract(t, raw, parts[1].Start*512, parts[1].Size*512))
-	for _, o := range goldenOutputs[1:] {
+	for _, o := range goldenOutputs[1:4] {
 		qfmt := strings.TrimPrefix(filepath.Ext(o.name), ".")
 		if qfmt == "vhd" {
 			qfmt = "vpc"
@@ -71,6 +75,18 @@ func TestGolden(t *testing.T) {
 		if out, code := judge.Run(t, nil, "qemu-img", "compare", "-f", "raw", "-F", qfmt, raw, paths[o.name]); code != 0 {
 			t.Errorf("qemu-img compare golden.raw %s (exit %d):\n%s", o.name, code, out)
 		}
+	}
+
+	// The EROFS root: fsck.erofs finds nothing to say (1.5 exits 0 on
+	// some errors, so any <E> or <W> line fails too), and inspect names it.
+	ero := paths["golden-erofs.raw"]
+	eparts := twoPartitions(t, ero, "gpt")
+	judge.FsckVfat(t, judge.Extract(t, ero, eparts[0].Start*512, eparts[0].Size*512))
+	if out, code := judge.Run(t, nil, "fsck.erofs", judge.Extract(t, ero, eparts[1].Start*512, eparts[1].Size*512)); code != 0 || strings.Contains(out, "<E>") || strings.Contains(out, "<W>") {
+		t.Errorf("fsck.erofs on golden-erofs.raw's root (exit %d):\n%s", code, out)
+	}
+	if so, se, code := kiln(t, src, nil, "inspect", "--json", ero); code != 0 || !strings.Contains(so, `"type": "erofs"`) {
+		t.Errorf("kiln inspect golden-erofs.raw (exit %d) does not show an erofs root:\n%s%s", code, so, se)
 	}
 
 	if *updateGolden {
