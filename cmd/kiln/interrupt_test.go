@@ -145,6 +145,34 @@ func hasTempOutput(dir string) bool {
 	return false
 }
 
+// startUntil starts cmd, with its stderr into stderr, and polls ready
+// until it holds (a minute at most, far more than it takes); it fails
+// the test if cmd ends first or ready never holds. The channel gives
+// cmd.Wait's result.
+func startUntil(t *testing.T, cmd *exec.Cmd, stderr *strings.Builder, ready func() bool, what string) chan error {
+	t.Helper()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for !ready() {
+		select {
+		case err := <-done:
+			t.Fatalf("kiln ended (%v) before %s:\n%s", err, what, stderr.String())
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%s never happened:\n%s", what, stderr.String())
+		}
+	}
+	return done
+}
+
 // committingOutput reports whether a staged output (qcow2, vmdk, dynamic
 // vhd) is being committed: its temporary image, empty until then, has
 // bytes.
@@ -197,27 +225,7 @@ func TestInterrupt(t *testing.T) {
 			}
 			cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "tmp"), cacheEnv)
 			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-
-			// Poll for the stage; a minute is far more than it takes.
-			deadline := time.Now().Add(time.Minute)
-			for !c.when(cmd.Process.Pid, dir) {
-				select {
-				case err := <-done:
-					t.Fatalf("the build ended (%v) before %s:\n%s", err, c.stage, stderr.String())
-				case <-time.After(5 * time.Millisecond):
-				}
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					<-done
-					t.Fatalf("%s never happened:\n%s", c.stage, stderr.String())
-				}
-			}
+			done := startUntil(t, cmd, &stderr, func() bool { return c.when(cmd.Process.Pid, dir) }, c.stage)
 			sent := time.Now()
 			if err := cmd.Process.Signal(c.sig); err != nil {
 				t.Fatal(err)

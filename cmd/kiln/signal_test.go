@@ -137,25 +137,7 @@ func TestInterruptConvertDiff(t *testing.T) {
 			cmd := exec.Command(kilnBin, c.args(out)...)
 			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			deadline := time.Now().Add(time.Minute)
-			for !c.ready(cmd.Process.Pid, out) {
-				select {
-				case err := <-done:
-					t.Fatalf("kiln ended (%v) before it was at work:\n%s", err, stderr.String())
-				case <-time.After(2 * time.Millisecond):
-				}
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					<-done
-					t.Fatalf("kiln never got to work:\n%s", stderr.String())
-				}
-			}
+			done := startUntil(t, cmd, &stderr, func() bool { return c.ready(cmd.Process.Pid, out) }, "kiln was at work")
 			// Let it work a little: the signal comes mid-way, not at the
 			// first instruction.
 			select {
