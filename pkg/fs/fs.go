@@ -71,6 +71,18 @@ type Params struct {
 	ID32 func(purpose string) uint32
 }
 
+// LabelOr is the label a writer stores: Label when the spec gives one,
+// else the first max bytes of Name.
+func (p Params) LabelOr(max int) string {
+	if p.Label != "" {
+		return p.Label
+	}
+	if len(p.Name) > max {
+		return p.Name[:max]
+	}
+	return p.Name
+}
+
 // New makes a Filesystem from its Params.
 type New func(Params) (Filesystem, error)
 
@@ -135,4 +147,9 @@ type HeaderField struct {
 	Name      string
 	Off, Size int
 	Show      string
+}
+
+// Field is a HeaderField, for the tables a filesystem package keeps.
+func Field(name string, off, size int, show string) HeaderField {
+	return HeaderField{Name: name, Off: off, Size: size, Show: show}
 }

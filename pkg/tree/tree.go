@@ -17,6 +17,47 @@ const (
 	FIFO
 )
 
+// ModeType is the kind's file-type bits of a Linux st_mode (S_IFREG,
+// S_IFDIR, ...), as ext4 and EROFS inodes store them; 0 for no kind.
+func (k Kind) ModeType() uint32 {
+	switch k {
+	case Regular:
+		return 0o100000
+	case Dir:
+		return 0o040000
+	case Symlink:
+		return 0o120000
+	case CharDev:
+		return 0o020000
+	case BlockDev:
+		return 0o060000
+	case FIFO:
+		return 0o010000
+	}
+	return 0
+}
+
+// DirentType is the kind's file type in a Linux directory entry, the
+// numbering ext4 and EROFS dirents share (1 regular, 2 directory, 3 char,
+// 4 block, 5 fifo, 7 symlink); 0 for no kind.
+func (k Kind) DirentType() uint8 {
+	switch k {
+	case Regular:
+		return 1
+	case Dir:
+		return 2
+	case CharDev:
+		return 3
+	case BlockDev:
+		return 4
+	case FIFO:
+		return 5
+	case Symlink:
+		return 7
+	}
+	return 0
+}
+
 func (k Kind) String() string {
 	switch k {
 	case Regular:

@@ -518,7 +518,7 @@ func (n *node) putInode(b []byte, o Options) {
 	if len(n.xattrs) > 0 {
 		le.PutUint16(b[2:], uint16((len(n.xattrs)-xattrHeaderSize)/4+1))
 	}
-	le.PutUint16(b[4:], uint16(modeType(in.Kind)|in.Mode))
+	le.PutUint16(b[4:], uint16(in.Kind.ModeType()|in.Mode))
 	var iu uint32
 	switch in.Kind {
 	case tree.CharDev, tree.BlockDev:
@@ -543,42 +543,6 @@ func (n *node) putInode(b []byte, o Options) {
 	le.PutUint16(b[26:], uint16(in.GID))
 }
 
-func modeType(k tree.Kind) uint32 {
-	switch k {
-	case tree.Regular:
-		return 0o100000
-	case tree.Dir:
-		return 0o040000
-	case tree.Symlink:
-		return 0o120000
-	case tree.CharDev:
-		return 0o020000
-	case tree.BlockDev:
-		return 0o060000
-	case tree.FIFO:
-		return 0o010000
-	}
-	return 0
-}
-
-func fileType(k tree.Kind) byte {
-	switch k {
-	case tree.Regular:
-		return ftReg
-	case tree.Dir:
-		return ftDir
-	case tree.Symlink:
-		return ftSymlink
-	case tree.CharDev:
-		return ftChr
-	case tree.BlockDev:
-		return ftBlk
-	case tree.FIFO:
-		return ftFIFO
-	}
-	return 0
-}
-
 // dirBytes encodes a directory's blocks: in each, the dirents (nid,
 // name offset, file type), then the names, unterminated.
 func (n *node) dirBytes() []byte {
@@ -590,7 +554,7 @@ func (n *node) dirBytes() []byte {
 			e := b[j*direntSize:]
 			binary.LittleEndian.PutUint64(e[0:], c.n.nid())
 			binary.LittleEndian.PutUint16(e[8:], uint16(off))
-			e[10] = fileType(c.n.in.Kind)
+			e[10] = c.n.in.Kind.DirentType()
 			off += copy(b[off:], c.name)
 		}
 	}

@@ -28,13 +28,7 @@ var Kind = fs.Kind{
 // bytes of p.Name; the UUID is p.UUID("fs-uuid"); the build time is
 // p.Epoch.
 func New(p fs.Params) (fs.Filesystem, error) {
-	label := p.Label
-	if label == "" {
-		label = p.Name
-		if len(label) > 16 {
-			label = label[:16]
-		}
-	}
+	label := p.LabelOr(16)
 	if p.UUID == nil {
 		return nil, errors.New("BUG: erofs: no UUID source")
 	}
@@ -124,16 +118,11 @@ func Probe(r io.ReaderAt, size int64) (*fs.Info, error) {
 // superblockFields are the superblock's fields (offsets from byte 1024),
 // as erofs_fs.h names them.
 var superblockFields = []fs.HeaderField{
-	hf("magic", 0, 4, "hex"), hf("checksum", 4, 4, "hex"), hf("feature_compat", 8, 4, "hex"),
-	hf("blkszbits", 12, 1, "u"), hf("sb_extslots", 13, 1, "u"), hf("root_nid", 14, 2, "u"),
-	hf("inos", 16, 8, "u"), hf("build_time", 24, 8, "u"), hf("build_time_nsec", 32, 4, "u"),
-	hf("blocks", 36, 4, "u"), hf("meta_blkaddr", 40, 4, "u"), hf("xattr_blkaddr", 44, 4, "u"),
-	hf("uuid", 48, 16, "uuid"), hf("volume_name", 64, 16, "str"), hf("feature_incompat", 80, 4, "hex"),
-	hf("available_compr_algs", 84, 2, "hex"), hf("extra_devices", 86, 2, "u"), hf("devt_slotoff", 88, 2, "u"),
-	hf("dirblkbits", 90, 1, "u"), hf("packed_nid", 96, 8, "u"),
-}
-
-// hf is a HeaderField: name, offset, size, how to show it.
-func hf(name string, off, size int, show string) fs.HeaderField {
-	return fs.HeaderField{Name: name, Off: off, Size: size, Show: show}
+	fs.Field("magic", 0, 4, "hex"), fs.Field("checksum", 4, 4, "hex"), fs.Field("feature_compat", 8, 4, "hex"),
+	fs.Field("blkszbits", 12, 1, "u"), fs.Field("sb_extslots", 13, 1, "u"), fs.Field("root_nid", 14, 2, "u"),
+	fs.Field("inos", 16, 8, "u"), fs.Field("build_time", 24, 8, "u"), fs.Field("build_time_nsec", 32, 4, "u"),
+	fs.Field("blocks", 36, 4, "u"), fs.Field("meta_blkaddr", 40, 4, "u"), fs.Field("xattr_blkaddr", 44, 4, "u"),
+	fs.Field("uuid", 48, 16, "uuid"), fs.Field("volume_name", 64, 16, "str"), fs.Field("feature_incompat", 80, 4, "hex"),
+	fs.Field("available_compr_algs", 84, 2, "hex"), fs.Field("extra_devices", 86, 2, "u"), fs.Field("devt_slotoff", 88, 2, "u"),
+	fs.Field("dirblkbits", 90, 1, "u"), fs.Field("packed_nid", 96, 8, "u"),
 }

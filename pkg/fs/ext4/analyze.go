@@ -251,46 +251,10 @@ func (a *analysis) dirEntries(ino uint32, children []tree.Dirent) []dentry {
 			ents = append(ents, dentry{name: "lost+found", ino: firstIno, ftype: ftDir})
 			addLF = false
 		}
-		ents = append(ents, dentry{name: c.Name, ino: a.ino[c.Inode], ftype: fileType(c.Inode.Kind)})
+		ents = append(ents, dentry{name: c.Name, ino: a.ino[c.Inode], ftype: c.Inode.Kind.DirentType()})
 	}
 	if addLF {
 		ents = append(ents, dentry{name: "lost+found", ino: firstIno, ftype: ftDir})
 	}
 	return ents
-}
-
-func fileType(k tree.Kind) uint8 {
-	switch k {
-	case tree.Regular:
-		return ftReg
-	case tree.Dir:
-		return ftDir
-	case tree.Symlink:
-		return ftSymlink
-	case tree.CharDev:
-		return ftChr
-	case tree.BlockDev:
-		return ftBlk
-	case tree.FIFO:
-		return ftFIFO
-	}
-	return 0
-}
-
-func modeType(k tree.Kind) uint16 {
-	switch k {
-	case tree.Regular:
-		return sIFREG
-	case tree.Dir:
-		return sIFDIR
-	case tree.Symlink:
-		return sIFLNK
-	case tree.CharDev:
-		return sIFCHR
-	case tree.BlockDev:
-		return sIFBLK
-	case tree.FIFO:
-		return sIFIFO
-	}
-	return 0
 }

@@ -13,13 +13,7 @@ import (
 // bytes of p.Name; the UUID, htree hash seed and journal UUID are
 // p.UUID("fs-uuid"), p.UUID("hash-seed") and p.UUID("journal-uuid").
 func New(p fs.Params) (fs.Filesystem, error) {
-	label := p.Label
-	if label == "" {
-		label = p.Name
-		if len(label) > 16 {
-			label = label[:16]
-		}
-	}
+	label := p.LabelOr(16)
 	if p.UUID == nil {
 		return nil, errors.New("BUG: ext4: no UUID source")
 	}

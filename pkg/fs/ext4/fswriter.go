@@ -194,7 +194,7 @@ func (fw *fsWriter) finishExtents(p string, in *inode, ext extentList, iseed uin
 
 func (fw *fsWriter) writeInode(p string, n *tree.Inode, ino, parent uint32, children []tree.Dirent) error {
 	in := inode{
-		mode:       modeType(n.Kind) | uint16(n.Mode&0o7777),
+		mode:       uint16(n.Kind.ModeType()) | uint16(n.Mode&0o7777),
 		uid:        n.UID,
 		gid:        n.GID,
 		links:      uint16(fw.a.links[ino]),

@@ -908,7 +908,7 @@ func checkFileType(e dirent, k tree.Kind) error {
 	if e.ftype == 0 {
 		return nil
 	}
-	if want := fileType(k); e.ftype != want {
+	if want := k.DirentType(); e.ftype != want {
 		return fmt.Errorf("entry says file type %d, inode %d is a %s", e.ftype, e.ino, k)
 	}
 	return nil

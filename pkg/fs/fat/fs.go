@@ -17,11 +17,7 @@ import (
 func New(p fs.Params) (fs.Filesystem, error) {
 	label := p.Label
 	if label == "" {
-		label = p.Name
-		if len(label) > 11 {
-			label = label[:11]
-		}
-		label = strings.ToUpper(label)
+		label = strings.ToUpper(p.LabelOr(11))
 	}
 	if p.ID32 == nil {
 		return nil, errors.New("BUG: fat: no volume ID source")

@@ -35,16 +35,11 @@ func probeInfo(r io.ReaderAt, size int64) (*fs.Info, error) {
 // for FAT12/16 the extended fields sit elsewhere, but the shared part is
 // what differs in practice).
 var bootSectorFields = []fs.HeaderField{
-	hf("BS_OEMName", 0x3, 8, "str"), hf("BPB_BytsPerSec", 0xB, 2, "u"), hf("BPB_SecPerClus", 0xD, 1, "u"),
-	hf("BPB_RsvdSecCnt", 0xE, 2, "u"), hf("BPB_NumFATs", 0x10, 1, "u"), hf("BPB_RootEntCnt", 0x11, 2, "u"),
-	hf("BPB_TotSec16", 0x13, 2, "u"), hf("BPB_Media", 0x15, 1, "hex"), hf("BPB_FATSz16", 0x16, 2, "u"),
-	hf("BPB_HiddSec", 0x1C, 4, "u"), hf("BPB_TotSec32", 0x20, 4, "u"), hf("BPB_FATSz32", 0x24, 4, "u"),
-	hf("BPB_RootClus", 0x2C, 4, "u"), hf("BS_VolID (FAT32)", 0x43, 4, "hex"), hf("BS_VolLab (FAT32)", 0x47, 11, "str"),
-	hf("BS_VolID (FAT12/16)", 0x27, 4, "hex"), hf("BS_VolLab (FAT12/16)", 0x2B, 11, "str"),
-	hf("boot code", 0x5A, 0x1FE-0x5A, "sha"),
-}
-
-// hf is a HeaderField: name, offset, size, how to show it.
-func hf(name string, off, size int, show string) fs.HeaderField {
-	return fs.HeaderField{Name: name, Off: off, Size: size, Show: show}
+	fs.Field("BS_OEMName", 0x3, 8, "str"), fs.Field("BPB_BytsPerSec", 0xB, 2, "u"), fs.Field("BPB_SecPerClus", 0xD, 1, "u"),
+	fs.Field("BPB_RsvdSecCnt", 0xE, 2, "u"), fs.Field("BPB_NumFATs", 0x10, 1, "u"), fs.Field("BPB_RootEntCnt", 0x11, 2, "u"),
+	fs.Field("BPB_TotSec16", 0x13, 2, "u"), fs.Field("BPB_Media", 0x15, 1, "hex"), fs.Field("BPB_FATSz16", 0x16, 2, "u"),
+	fs.Field("BPB_HiddSec", 0x1C, 4, "u"), fs.Field("BPB_TotSec32", 0x20, 4, "u"), fs.Field("BPB_FATSz32", 0x24, 4, "u"),
+	fs.Field("BPB_RootClus", 0x2C, 4, "u"), fs.Field("BS_VolID (FAT32)", 0x43, 4, "hex"), fs.Field("BS_VolLab (FAT32)", 0x47, 11, "str"),
+	fs.Field("BS_VolID (FAT12/16)", 0x27, 4, "hex"), fs.Field("BS_VolLab (FAT12/16)", 0x2B, 11, "str"),
+	fs.Field("boot code", 0x5A, 0x1FE-0x5A, "sha"),
 }
