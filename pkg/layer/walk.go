@@ -149,6 +149,14 @@ func (l *tarLayer) Walk(fn func(e *tree.Entry) error) error {
 // cached reports whether l is the walk of a cache entry.
 func (l *tarLayer) cached() bool { return l.storedSize > 0 }
 
+// plainDigestKnown says whether srcDigest, the sha256 of a plain tar's
+// bytes checked at open, stands for its diff_id: not a blob or image
+// layer, whose digests each walk checks against what the image says, nor
+// a cache entry.
+func (l *tarLayer) plainDigestKnown() bool {
+	return l.srcDigest != "" && l.blobDigest == "" && l.diffID == "" && !l.cached()
+}
+
 // key returns the hex sha256 of the layer's bytes as stored: its key in
 // the cache. A blob's digest is known already (and checked by the walk
 // that stores it); anything else is hashed once.
@@ -211,7 +219,11 @@ func (l *tarLayer) open(k kind, cw *cacheWriter, b *budget) (*tarStream, error) 
 	s := &tarStream{close: func() {}}
 	raw := l.src.reader()
 	var rawR io.Reader = raw
-	if l.blobDigest != "" || (k == kindTar && (l.diffID != "" || l.wantDiffID)) {
+	// A plain tar's diff_id is the sha256 of its bytes: when a pin was
+	// checked at open, that is it, and the file is not hashed again.
+	if k == kindTar && l.wantDiffID && l.plainDigestKnown() {
+		l.info.DiffID = "sha256:" + l.srcDigest
+	} else if l.blobDigest != "" || (k == kindTar && (l.diffID != "" || l.wantDiffID)) {
 		s.blobH = sha256.New()
 		rawR = io.TeeReader(raw, s.blobH)
 	}
