@@ -69,6 +69,10 @@ type Params struct {
 	UUID func(purpose string) [16]byte
 	// ID32 is UUID for 32-bit identifiers ("volume-id").
 	ID32 func(purpose string) uint32
+	// Compression is the spec's compression: for the filesystem ("" or
+	// "none" for none; "lz4" for erofs). A writer refuses a value it does
+	// not know; pkg/spec lets through only what the filesystem takes.
+	Compression string
 }
 
 // LabelOr is the label a writer stores: Label when the spec gives one,
