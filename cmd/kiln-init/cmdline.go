@@ -51,12 +51,77 @@ type config struct {
 	InitGiven bool   // init= was on the command line
 	Timeout   time.Duration
 	Warnings  []string // parameters kiln-init could not use
+
+	// Verity is set by roothash=: the root is then the dm-verity device
+	// kiln-init creates, /dev/mapper/root, and Root says so.
+	Verity *veritySpec
 }
+
+// veritySpec is what roothash= and its companions ask for.
+type veritySpec struct {
+	RootHash string   // lower-case hex: 40, 64 or 128 digits (sha1, sha256, sha512)
+	Data     rootSpec // the data partition: PARTUUID from the root hash, or systemd.verity_root_data=
+	Hash     rootSpec // the hash partition: PARTUUID from the root hash, or systemd.verity_root_hash=
+}
+
+// Names of the verity device kiln-init creates and of its node.
+const (
+	verityName = "root"
+	verityNode = "/dev/mapper/" + verityName
+)
 
 var (
 	gptPartUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	mbrPartUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{2}$`)
+	rootHashHex = regexp.MustCompile(`^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})$`)
 )
+
+// hashPartUUID formats 32 hex digits as a UUID, 8-4-4-4-12, in order: the
+// Discoverable Partitions Specification's PARTUUIDs of a verity pair, as
+// systemd compares them.
+func hashPartUUID(h string) string {
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// parseVerity checks roothash= and derives the two partitions from it:
+// the data partition's PARTUUID is the first 128 bits of the root hash,
+// the hash partition's the last 128; systemd.verity_root_data= and
+// systemd.verity_root_hash= name them instead when given. root= must be
+// absent or the device kiln-init creates.
+func parseVerity(c *config, hashRaw, dataRaw, hashDevRaw string) (*veritySpec, error) {
+	h := strings.ToLower(hashRaw)
+	if !rootHashHex.MatchString(h) {
+		return nil, fmt.Errorf("roothash=%s: want the root hash in hex: 64 digits (sha256), or 40 (sha1) or 128 (sha512)", hashRaw)
+	}
+	if c.RootRaw != "" && c.RootRaw != verityNode {
+		return nil, fmt.Errorf("root=%s with roothash=: kiln-init creates the verified root itself as %s; root= must be absent or root=%s (refusing to guess which device to verify)", c.RootRaw, verityNode, verityNode)
+	}
+	v := &veritySpec{
+		RootHash: h,
+		Data:     rootSpec{Kind: rootPartUUID, PartUUID: hashPartUUID(h[:32])},
+		Hash:     rootSpec{Kind: rootPartUUID, PartUUID: hashPartUUID(h[len(h)-32:])},
+	}
+	for _, o := range []struct {
+		name, raw string
+		dst       *rootSpec
+	}{
+		{"systemd.verity_root_data", dataRaw, &v.Data},
+		{"systemd.verity_root_hash", hashDevRaw, &v.Hash},
+	} {
+		if o.raw == "" {
+			continue
+		}
+		r, err := parseRoot(o.raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: want PARTUUID=<guid>, PARTUUID=<sig>-<nn> or /dev/<name>", o.name, o.raw)
+		}
+		*o.dst = r
+	}
+	if v.Data == v.Hash {
+		return nil, fmt.Errorf("roothash=: the data and the hash partition are both %s", v.Data)
+	}
+	return v, nil
+}
 
 // parseRoot parses the value of root=.
 func parseRoot(v string) (rootSpec, error) {
@@ -122,6 +187,8 @@ func unquote(arg string) string {
 // error; other bad values are warnings and keep their defaults.
 func parseCmdline(s string) (*config, error) {
 	c := &config{FSType: defaultFSType, ReadOnly: true, Init: defaultInit, Timeout: defaultTimeout}
+	var rootHash, verityData, verityHash string
+	var hasRootHash bool
 	for _, arg := range splitCmdline(s) {
 		k, v, hasValue := strings.Cut(arg, "=")
 		switch {
@@ -133,6 +200,12 @@ func parseCmdline(s string) (*config, error) {
 			continue
 		case k == "root":
 			c.RootRaw = v
+		case k == "roothash":
+			rootHash, hasRootHash = v, true
+		case k == "systemd.verity_root_data":
+			verityData = v
+		case k == "systemd.verity_root_hash":
+			verityHash = v
 		case k == "rootfstype":
 			if v == "" {
 				c.Warnings = append(c.Warnings, "rootfstype= is empty: using "+defaultFSType)
@@ -155,6 +228,22 @@ func parseCmdline(s string) (*config, error) {
 			}
 			c.Timeout = time.Duration(n) * time.Second
 		}
+	}
+	if hasRootHash {
+		v, err := parseVerity(c, rootHash, verityData, verityHash)
+		if err != nil {
+			return c, err
+		}
+		c.Verity = v
+		c.Root = rootSpec{Kind: rootDevPath, Path: verityNode}
+		if !c.ReadOnly {
+			c.Warnings = append(c.Warnings, "rw with roothash=: a dm-verity root is read-only; mounting it read-only")
+			c.ReadOnly = true
+		}
+		return c, nil
+	}
+	if verityData != "" || verityHash != "" {
+		c.Warnings = append(c.Warnings, "systemd.verity_root_data= or systemd.verity_root_hash= without roothash=: ignored")
 	}
 	root, err := parseRoot(c.RootRaw)
 	if err != nil {
