@@ -14,10 +14,6 @@ import (
 // modulesList is where pkg/initramfs lists the modules to load.
 const modulesList = "/etc/kiln/modules"
 
-func logf(format string, a ...any) {
-	fmt.Fprintf(os.Stdout, "kiln-init: "+format+"\n", a...)
-}
-
 func main() {
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "kiln-init: not PID 1: kiln-init is the init of an initramfs and changes the mounts of the machine it runs on; refusing to run")
@@ -89,33 +85,16 @@ func setupEarly() {
 
 // waitForRoot polls for the root device until cfg.Timeout.
 func waitForRoot(cfg *config) (string, error) {
-	s := newScanner("/sys/class/block", "/dev")
 	limit := "forever"
 	if cfg.Timeout > 0 {
 		limit = "up to " + cfg.Timeout.String()
 	}
 	logf("waiting %s for root=%s (rootfstype=%s)", limit, cfg.Root, cfg.FSType)
-	start := time.Now() // repro-ok: runs inside the booted machine, for the root-wait timeout
-	note := 5 * time.Second
-	for {
-		if dev, ok := s.find(cfg.Root); ok {
-			logf("found root=%s: %s, after %.1f s", cfg.Root, dev, time.Since(start).Seconds())
-			return dev, nil
-		}
-		waited := time.Since(start)
-		if cfg.Timeout > 0 && waited >= cfg.Timeout {
-			logf("timed out after %v waiting for root=%s; what kiln-init saw:", cfg.Timeout, cfg.Root)
-			for _, line := range s.report() {
-				logf("  %s", line)
-			}
-			return "", fmt.Errorf("no device matched root=%s", cfg.RootRaw)
-		}
-		if waited >= note {
-			logf("still waiting for root=%s (%d s)", cfg.Root, int(waited.Seconds()))
-			note += 5 * time.Second
-		}
-		time.Sleep(100 * time.Millisecond)
+	devs, err := waitFor(newScanner("/sys/class/block", "/dev"), cfg.Timeout, []wanted{{label: "root=" + cfg.Root.String(), raw: "root=" + cfg.RootRaw, spec: cfg.Root}})
+	if err != nil {
+		return "", err
 	}
+	return devs[0], nil
 }
 
 // rescue drops to /bin/sh if there is one, else sleeps forever: PID 1

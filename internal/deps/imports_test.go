@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 
 	// Commands.
 	"cmd/kiln":      {"*"},
-	"cmd/kiln-init": {"pkg/disk"},
+	"cmd/kiln-init": {"pkg/disk", "pkg/verity"},
 
 	// Test support (imported by tests only) and scripts.
 	"internal/deps":          {},
