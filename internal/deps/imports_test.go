@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 
 	// The orchestrator and the tools over finished images.
 	"pkg/build": {"pkg/spec", "pkg/layer", "pkg/tree", "pkg/fs", "pkg/fs/all", "pkg/disk",
-		"pkg/initramfs", "pkg/boot/uefi", "pkg/boot/syslinux", "pkg/imgfmt", "pkg/repro", "internal/size"},
+		"pkg/initramfs", "pkg/boot/uefi", "pkg/boot/syslinux", "pkg/imgfmt", "pkg/repro", "pkg/verity", "internal/size"},
 	"pkg/diff":   {"pkg/imgfmt", "pkg/disk", "pkg/fs", "pkg/fs/all", "pkg/tree"},
 	"pkg/verify": {"pkg/spec"},
 

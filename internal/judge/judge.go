@@ -208,3 +208,25 @@ func (n Node) String() string {
 	}
 	return s
 }
+
+// FsckErofs runs fsck.erofs on an EROFS image file and fails on any
+// problem: erofs-utils 1.5 exits 0 even on a bad superblock checksum, so an
+// error ("<E>") or warning ("<W>") line fails too.
+func FsckErofs(t testing.TB, fsimg string) {
+	t.Helper()
+	Need(t, "fsck.erofs")
+	out, code := Run(t, nil, "fsck.erofs", fsimg)
+	if code != 0 || strings.Contains(out, "<E>") || strings.Contains(out, "<W>") {
+		t.Fatalf("fsck.erofs %s exited %d:\n%s", fsimg, code, out)
+	}
+}
+
+// VeritysetupVerify runs `veritysetup verify DATA HASH ROOTHASH`, which
+// checks every data block against the hash tree in user space (no device
+// mapper, no root), and reports whether it accepted them.
+func VeritysetupVerify(t testing.TB, data, hash, rootHash string) (string, bool) {
+	t.Helper()
+	Need(t, "veritysetup")
+	out, code := Run(t, nil, "veritysetup", "verify", data, hash, rootHash)
+	return out, code == 0
+}

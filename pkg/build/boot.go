@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/boot/syslinux"
@@ -33,6 +34,7 @@ type bootInputs struct {
 	stub       *tree.Inode // linuxx64.efi.stub
 	syslinux   syslinux.Sources
 	initSHA256 string // of the kiln-init put into a generated initramfs
+	sealed     bool   // the root is under verity: roothash= is still to be added
 }
 
 // bootPost is the work left for after the filesystems are written.
@@ -80,13 +82,23 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 		}
 	}
 	in.cmdline = b.Cmdline
-	if !hasArg(b.Cmdline, "root") {
+	switch {
+	case root >= 0 && s.Disk.Partitions[root].Verity:
+		// The root hash is added once the root is written (sealedCmdline).
+		for _, k := range []string{"root", "roothash", "rootfstype", "systemd.verity_root_data", "systemd.verity_root_hash"} {
+			if hasArg(b.Cmdline, k) {
+				return nil, bad("cmdline", "%s= is kiln's on a sealed root (verity: true): kiln sets root=/dev/mapper/root roothash=<root hash> rootfstype=erofs; drop it from boot.cmdline", k)
+			}
+		}
+		in.cmdline = strings.TrimSpace(in.cmdline + " root=/dev/mapper/root rootfstype=erofs")
+		in.sealed = true
+	case !hasArg(b.Cmdline, "root"):
 		if root < 0 {
 			return nil, bad("cmdline", "no partition is mounted at /, so there is no root= to give the kernel (set root= in boot.cmdline)")
 		}
 		in.cmdline = strings.TrimSpace(in.cmdline + " root=PARTUUID=" + partUUID(s, root, seed))
-		if fs := s.Disk.Partitions[root].Filesystem; !hasArg(b.Cmdline, "rootfstype") && fs == "ext4" {
-			in.cmdline += " rootfstype=ext4"
+		if fs := s.Disk.Partitions[root].Filesystem; !hasArg(b.Cmdline, "rootfstype") && (fs == "ext4" || fs == "erofs") {
+			in.cmdline += " rootfstype=" + fs
 		}
 	}
 
@@ -108,9 +120,10 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 		}
 		in.initSHA256 = fmt.Sprintf("sha256:%x", sha256.Sum256(init))
 		mods := append([]string(nil), initramfs.DefaultModules...)
+		mods = append(mods, neededModules(s)...)
 		mods = append(mods, b.Modules...)
 		var buf bytes.Buffer
-		if err := initramfs.Build(&buf, t, in.kver, initramfs.Options{Epoch: epoch, Modules: mods, Init: init}); err != nil {
+		if err := initramfs.Build(&buf, t, in.kver, initramfs.Options{Epoch: epoch, Modules: mods, Init: init, Mounts: initMounts(s, seed)}); err != nil {
 			return nil, fmt.Errorf("boot: initramfs: %w", err)
 		}
 		in.initrd = uefi.Bytes(buf.Bytes())
@@ -150,6 +163,61 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 		in.syslinux = syslinux.Sources{Tree: t, Installer: b.Paths.Syslinux, LDLinuxC32: b.Paths.LdlinuxC32, MBR: b.Paths.MBR, GPTMBR: b.Paths.GPTMBR}
 	}
 	return in, nil
+}
+
+// neededModules are the modules kiln-init needs for the spec's partitions
+// beyond initramfs.DefaultModules (which reach an ext4 root): erofs for an
+// erofs partition it mounts, dm_verity for a sealed root.
+func neededModules(s *spec.Spec) []string {
+	var mods []string
+	erofs, verity := false, false
+	for _, p := range s.Disk.Partitions {
+		if p.Mount != "" && p.Filesystem == "erofs" {
+			erofs = true
+		}
+		verity = verity || p.Verity
+	}
+	if erofs {
+		mods = append(mods, "erofs")
+	}
+	if verity {
+		mods = append(mods, "dm_verity")
+	}
+	return mods
+}
+
+// initMounts are the partitions kiln-init mounts below the root before it
+// switches to it: every partition with a mount other than / and a
+// filesystem kiln's initramfs has the module for (ext4 read-write, erofs
+// read-only), parents first. The ESP (vfat) is the firmware's and left to
+// the system's own fstab or systemd's generators.
+func initMounts(s *spec.Spec, seed string) []initramfs.Mount {
+	type m struct {
+		depth int
+		initramfs.Mount
+	}
+	var ms []m
+	for i, p := range s.Disk.Partitions {
+		if p.Mount == "" || p.Mount == "/" {
+			continue
+		}
+		opts := ""
+		switch p.Filesystem {
+		case "ext4":
+			opts = "rw"
+		case "erofs":
+			opts = "ro"
+		default:
+			continue
+		}
+		ms = append(ms, m{strings.Count(p.Mount, "/"), initramfs.Mount{Source: "PARTUUID=" + partUUID(s, i, seed), Target: p.Mount, FSType: p.Filesystem, Options: opts}})
+	}
+	sort.SliceStable(ms, func(a, b int) bool { return ms[a].depth < ms[b].depth })
+	out := make([]initramfs.Mount, len(ms))
+	for i := range ms {
+		out[i] = ms[i].Mount
+	}
+	return out
 }
 
 // installBoot adds the boot files to the ESP's tree and marks the

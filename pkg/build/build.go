@@ -64,6 +64,8 @@ type Result struct {
 	// Init is the kiln-init put into a generated initramfs (nil when the
 	// build generated none): its bytes become image bytes.
 	Init *InitInfo
+	// Verity are the sealed partitions (verity: true), in disk order.
+	Verity []VerityResult
 }
 
 // InitInfo names the kiln-init binary a build used.
@@ -103,8 +105,9 @@ type part struct {
 	size     int64      // bytes; 0 for "rest" until planned
 	bootable bool       // set by the boot stage (MBR active flag, GPT legacy BIOS bootable)
 	fs       fs.Filesystem
-	locate   []string   // files whose extents the boot stage needs from the writer
-	written  *fs.Report // what the writer wrote
+	locate   []string    // files whose extents the boot stage needs from the writer
+	written  *fs.Report  // what the writer wrote
+	guid     *repro.UUID // the GPT GUID a sealed partition takes from its root hash
 }
 
 // Build assembles the image the spec describes.
@@ -169,14 +172,28 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	post, err := installBoot(s, bootIn, parts, epoch)
-	if err != nil {
-		return nil, err
-	}
 	for _, p := range parts {
 		if p.fs, err = newFilesystem(p.spec, seed, epoch); err != nil {
 			return nil, err
 		}
+	}
+	// Sealed partitions first: their root hash goes on the command line
+	// the boot files carry and names their partitions.
+	seals, err := sealPartitions(ctx, s, parts, seed, o.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSeals(seals)
+	if bootIn != nil && bootIn.sealed {
+		h := rootHashOf(seals, parts)
+		if h == "" {
+			return nil, fmt.Errorf("BUG: a sealed root without a root hash")
+		}
+		bootIn.cmdline += " roothash=" + h
+	}
+	post, err := installBoot(s, bootIn, parts, epoch)
+	if err != nil {
+		return nil, err
 	}
 
 	// 4. Sizes and the partition plan.
@@ -217,8 +234,22 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	if err := disk.Write(w, layout); err != nil {
 		return nil, fmt.Errorf("writing partition table: %w", err)
 	}
+	for _, sl := range seals {
+		ld, lh := layout.Partitions[sl.data], layout.Partitions[sl.hash]
+		if err := sl.write(ctx, w, ld.Start, lh.Start); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("partition %s: %w", parts[sl.data].spec.Name, err)
+		}
+		res.Filesystems[sl.data].UUID, res.Filesystems[sl.data].Label = sl.report.UUID, sl.report.Label
+		parts[sl.data].written = sl.report
+		res.Verity = append(res.Verity, sl.result(parts))
+		logf("partition %s: %s under dm-verity (root hash %x), %d bytes at %d; hash partition %s, %d bytes at %d",
+			parts[sl.data].spec.Name, parts[sl.data].spec.Filesystem, sl.rootHash, ld.Size, ld.Start, parts[sl.hash].spec.Name, lh.Size, lh.Start)
+	}
 	for i, p := range parts {
-		if p.tree == nil {
+		if p.tree == nil || p.written != nil {
 			continue
 		}
 		lp := layout.Partitions[i]
@@ -462,7 +493,12 @@ func plan(s *spec.Spec, parts []*part, seed string) (*disk.Layout, error) {
 		sp := p.spec
 		ps := disk.PartitionSpec{Name: sp.Name, Type: sp.Type, Size: p.size, Bootable: sp.Bootable || p.bootable,
 			GUID: partitionGUID(sp, seed)}
-		if sp.Auto || (sp.Rest && autoDisk) {
+		if p.guid != nil {
+			ps.GUID = *p.guid
+		}
+		if sp.Verity || sp.HashFor != "" {
+			// Sized by sealPartitions.
+		} else if sp.Auto || (sp.Rest && autoDisk) {
 			if p.tree == nil {
 				return nil, &spec.Error{File: s.File, Line: keyLine(sp, "size"), Msg: fmt.Sprintf("partition %s: size rest on a disk of size auto needs a filesystem to measure", sp.Name)}
 			}

@@ -42,6 +42,7 @@ func filesystemParams(p *spec.Partition, seed string, epoch int64) fs.Params {
 			}
 			return repro.Derive32(seed, "partition/"+p.Name+"/"+purpose)
 		},
+		Compression: p.Compression,
 	}
 }
 

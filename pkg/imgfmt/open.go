@@ -274,7 +274,7 @@ func fileExtents(ctx context.Context, f *os.File, size int64, fn func(Extent) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		start, end, ok := nextData(f, off, size)
+		start, end, ok := NextData(f, off, size)
 		if !ok {
 			break
 		}

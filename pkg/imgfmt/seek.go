@@ -6,10 +6,10 @@ import (
 	"syscall"
 )
 
-// nextData finds the first data extent of f at or after off, clipped to
+// NextData finds the first data extent of f at or after off, clipped to
 // size: [start, end). ok is false when there is none. Where SEEK_DATA is
 // not supported, the rest of the file is data.
-func nextData(f *os.File, off, size int64) (start, end int64, ok bool) {
+func NextData(f *os.File, off, size int64) (start, end int64, ok bool) {
 	start, err := f.Seek(off, seekData)
 	if err != nil {
 		if errors.Is(err, syscall.ENXIO) { // no data after off

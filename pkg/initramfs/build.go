@@ -27,7 +27,23 @@ type Options struct {
 	Modules []string
 	// Init is the kiln-init binary, written as /init.
 	Init []byte
+	// Mounts are the partitions kiln-init mounts below the root before
+	// it switches to it, in order (parents first); written to MountsList
+	// when there are any.
+	Mounts []Mount
 }
+
+// Mount is a line of MountsList: what kiln-init mounts where.
+type Mount struct {
+	Source  string // PARTUUID=<id> or /dev/<name>
+	Target  string // absolute path in the root
+	FSType  string // ext4, erofs, vfat
+	Options string // comma-separated: rw or ro, nosuid, nodev, noexec
+}
+
+// MountsList is where the initramfs lists the mounts of Options.Mounts,
+// one a line: SOURCE TARGET FSTYPE OPTIONS.
+const MountsList = "/etc/kiln/mounts"
 
 // ModulesList is where the initramfs lists the modules kiln-init loads, one
 // absolute path a line, in load order.
@@ -87,6 +103,22 @@ func Build(w io.Writer, t *tree.Tree, kver string, o Options) error {
 	entries, err := archiveEntries(kver, mods, o.Init)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
+	}
+	if len(o.Mounts) > 0 {
+		var list bytes.Buffer
+		for _, m := range o.Mounts {
+			for _, f := range []string{m.Source, m.Target, m.FSType, m.Options} {
+				if f == "" || strings.ContainsAny(f, " \t\n\r#") {
+					return fmt.Errorf("initramfs: mount %q on %q: a field is empty or has white space or #", m.Source, m.Target)
+				}
+			}
+			if !strings.HasPrefix(m.Target, "/") || m.Target == "/" {
+				return fmt.Errorf("initramfs: mount %s: target %q is not an absolute path below /", m.Source, m.Target)
+			}
+			fmt.Fprintf(&list, "%s %s %s %s\n", m.Source, m.Target, m.FSType, m.Options)
+		}
+		entries = append(entries, entry{name: strings.TrimPrefix(MountsList, "/"), mode: modeRegular | 0o644, data: list.Bytes()})
+		sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	}
 
 	cw, closeFn, err := compressor(w, comp)

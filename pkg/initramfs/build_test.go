@@ -341,3 +341,45 @@ func TestBuildJudgedByGNUTools(t *testing.T) {
 		}
 	})
 }
+
+// TestMountsList: Options.Mounts reach /etc/kiln/mounts as kiln-init reads
+// them, one line each in order, and a malformed field is refused.
+func TestMountsList(t *testing.T) {
+	tr := tree.New(testEpoch)
+	mounts := []Mount{
+		{Source: "PARTUUID=4d21b016-b534-45c2-a9fb-5c16e091fd2d", Target: "/var", FSType: "ext4", Options: "rw"},
+		{Source: "/dev/vdb1", Target: "/var/lib/data", FSType: "erofs", Options: "ro,nodev"},
+	}
+	var buf bytes.Buffer
+	if err := Build(&buf, tr, testKver, Options{Epoch: 1, Compression: "none", Modules: []string{}, Init: testInit, Mounts: mounts}); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range readNewc(t, buf.Bytes()) {
+		files[e.Name] = string(e.Data)
+	}
+	want := "PARTUUID=4d21b016-b534-45c2-a9fb-5c16e091fd2d /var ext4 rw\n/dev/vdb1 /var/lib/data erofs ro,nodev\n"
+	if got := files[strings.TrimPrefix(MountsList, "/")]; got != want {
+		t.Fatalf("%s = %q, want %q", MountsList, got, want)
+	}
+	buf.Reset()
+	if err := Build(&buf, tr, testKver, Options{Epoch: 1, Compression: "none", Modules: []string{}, Init: testInit}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range readNewc(t, buf.Bytes()) {
+		if e.Name == strings.TrimPrefix(MountsList, "/") {
+			t.Fatalf("%s written without mounts", MountsList)
+		}
+	}
+	for _, bad := range []Mount{
+		{Source: "PARTUUID=x", Target: "var", FSType: "ext4", Options: "rw"},
+		{Source: "PARTUUID=x", Target: "/", FSType: "ext4", Options: "rw"},
+		{Source: "PARTUUID=x y", Target: "/var", FSType: "ext4", Options: "rw"},
+		{Source: "PARTUUID=x", Target: "/var", FSType: "", Options: "rw"},
+		{Source: "PARTUUID=x", Target: "/var\n/etc", FSType: "ext4", Options: "rw"},
+	} {
+		if err := Build(io.Discard, tr, testKver, Options{Epoch: 1, Modules: []string{}, Init: testInit, Mounts: []Mount{bad}}); err == nil {
+			t.Errorf("mount %+v accepted", bad)
+		}
+	}
+}

@@ -48,7 +48,10 @@
 // device numbers appear only on device nodes, so the same inputs give the
 // same bytes on any machine. It holds /init (kiln-init), the list of
 // modules to load in /etc/kiln/modules (one absolute path a line, in load
-// order), the modules under /lib/modules/KVER/, the directories dev, proc,
+// order), the partitions kiln-init mounts below the root before switching
+// to it in /etc/kiln/mounts when there are any (Options.Mounts: one
+// "SOURCE TARGET FSTYPE OPTIONS" a line, parents first), the modules under
+// /lib/modules/KVER/, the directories dev, proc,
 // sys and root, and the device nodes /dev/console, /dev/null, /dev/kmsg
 // and /dev/tty, declared in the archive so that no privilege is needed and
 // the kernel can open the console for init before anything is mounted.

@@ -97,6 +97,17 @@ type Partition struct {
 	JournalUUID string `yaml:"journal_uuid" json:"journal_uuid,omitempty"`
 	VolumeID    string `yaml:"volume_id" json:"volume_id,omitempty"` // FAT volume ID, 8 hex digits
 	Bootable    bool   `yaml:"bootable" json:"bootable,omitempty"`
+	// Compression is the filesystem's own compression: erofs takes none
+	// (the default) or lz4.
+	Compression string `yaml:"compression" json:"compression,omitempty"`
+	// Verity seals the partition under dm-verity: the build adds a hash
+	// partition after it (see HashFor) and the root hash goes on the
+	// kernel command line. Only the read-only root (erofs, mounted at /).
+	Verity bool `yaml:"verity" json:"verity,omitempty"`
+	// HashFor, set by validation on the hash partition it adds for a
+	// partition with verity: true, is the name of that data partition.
+	// The build sizes and fills it; a spec cannot set it.
+	HashFor string `yaml:"-" json:"hash_for,omitempty"`
 	Line        int    `yaml:"-" json:"-"`
 	// KeyLines are the lines of the partition's keys, for errors that
 	// point at one field.
@@ -575,6 +586,21 @@ func (s *Spec) validate() error {
 		if p.Filesystem == "erofs" && len(p.Label) > 16 {
 			return s.errf(pline("label"), "%s.label: an erofs label has at most 16 bytes", where)
 		}
+		switch {
+		case p.Compression == "":
+		case p.Filesystem != "erofs":
+			return s.errf(pline("compression"), "%s.compression: only an erofs filesystem is compressed (this partition's is %s)", where, p.Filesystem)
+		case p.Compression != "none" && p.Compression != "lz4":
+			return s.errf(pline("compression"), "%s.compression: %q is not one of none, lz4", where, p.Compression)
+		}
+		if p.Verity {
+			if err := s.checkVerity(i, pline); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.addHashPartitions(); err != nil {
+		return err
 	}
 	if err := s.validateBoot(); err != nil {
 		return err
@@ -583,6 +609,66 @@ func (s *Spec) validate() error {
 		s.Output.Format = "raw"
 	}
 	return s.ValidateOutput()
+}
+
+// checkVerity checks verity: true on partition i: a read-only root of a
+// GPT disk, whose partition GUID the build derives from the root hash.
+func (s *Spec) checkVerity(i int, pline func(string) int) error {
+	p := &s.Disk.Partitions[i]
+	where := fmt.Sprintf("disk.partitions[%d]", i)
+	line := pline("verity")
+	switch {
+	case p.Filesystem != "erofs":
+		return s.errf(line, "%s.verity: dm-verity seals a read-only filesystem: set filesystem: erofs (this partition's is %s)", where, p.Filesystem)
+	case p.Mount != "/":
+		return s.errf(line, "%s.verity: only the root (mount: /) is sealed: kiln's initramfs sets up dm-verity for root= only", where)
+	case p.TypeValue.GUID != rootTypeGUID(s.Disk.Arch):
+		return s.errf(line, "%s.verity: the sealed root must have type root (the Discoverable Partitions root type for disk.arch), not %s", where, p.Type)
+	case s.Disk.Table != "gpt":
+		return s.errf(line, "%s.verity: needs disk.table gpt: the root and its hash partition are found by the partition UUIDs the root hash gives them", where)
+	case p.Rest:
+		return s.errf(pline("size"), "%s.size: a sealed partition is auto or a fixed size, not rest: the hash tree covers the whole partition, and free space on a read-only filesystem is never used", where)
+	case p.GUIDValue != nil:
+		return s.errf(pline("guid"), "%s.guid: a sealed partition's GUID is the first 128 bits of its root hash: drop guid", where)
+	}
+	return nil
+}
+
+// rootTypeGUID is the GUID of the DPS root type of arch.
+func rootTypeGUID(arch string) repro.UUID {
+	t, err := disk.LookupType("root", arch)
+	if err != nil {
+		return repro.UUID{}
+	}
+	return t.GUID
+}
+
+// addHashPartitions adds, after each partition with verity: true, its
+// dm-verity hash partition: named NAME-verity, of the DPS root-verity type
+// of disk.arch, without a filesystem, sized by the build.
+func (s *Spec) addHashPartitions() error {
+	d := &s.Disk
+	var out []Partition
+	for _, p := range d.Partitions {
+		out = append(out, p)
+		if !p.Verity {
+			continue
+		}
+		name := p.Name + "-verity"
+		for _, q := range d.Partitions {
+			if q.Name == name {
+				return s.errf(q.Line, "partition %s: the name is taken by the hash partition of %s (verity: true); rename it", name, p.Name)
+			}
+		}
+		typ, err := disk.LookupType("root-verity", d.Arch)
+		if err != nil {
+			return s.errf(p.Line, "partition %s: verity: %v", p.Name, err)
+		}
+		out = append(out, Partition{Name: name, Type: "root-verity", TypeValue: typ, Filesystem: "none", Size: "auto",
+			HashFor: p.Name, Line: p.Line, KeyLines: map[string]int{}})
+	}
+	d.Partitions = out
+	return nil
 }
 
 // ValidateOutput checks output: (again after command-line overrides).
