@@ -108,7 +108,7 @@ type Partition struct {
 	// partition with verity: true, is the name of that data partition.
 	// The build sizes and fills it; a spec cannot set it.
 	HashFor string `yaml:"-" json:"hash_for,omitempty"`
-	Line        int    `yaml:"-" json:"-"`
+	Line    int    `yaml:"-" json:"-"`
 	// KeyLines are the lines of the partition's keys, for errors that
 	// point at one field.
 	KeyLines map[string]int `yaml:"-" json:"-"`
