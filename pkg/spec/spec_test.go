@@ -261,3 +261,51 @@ func TestIDSeed(t *testing.T) {
 		t.Error("seed: does not decide alone")
 	}
 }
+
+// TestParseVerity: verity: true adds the hash partition after the root,
+// of the root-verity type of disk.arch; the rules that make a sealed root
+// possible are errors with the line of the key.
+func TestParseVerity(t *testing.T) {
+	sealed := strings.Replace(good, "      filesystem: ext4\n      size: rest\n", "      filesystem: erofs\n      verity: true\n      size: auto\n", 1)
+	s, err := Parse("kiln.yaml", []byte(sealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := s.Disk.Partitions
+	if len(ps) != 3 || ps[2].Name != "root-verity" || ps[2].HashFor != "root" || ps[2].TypeValue.Name != "root-verity-x86-64" || ps[2].Filesystem != "none" {
+		t.Fatalf("partitions %+v", ps)
+	}
+	arm, err := Parse("kiln.yaml", []byte(strings.Replace(sealed, "  table: gpt\n", "  table: gpt\n  arch: arm64\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := arm.Disk.Partitions[2].TypeValue.Name; got != "root-verity-arm64" {
+		t.Errorf("arm64 hash partition type %s", got)
+	}
+	if _, err := Parse("kiln.yaml", []byte(strings.Replace(sealed, "verity: true", "verity: true\n      compression: lz4", 1))); err != nil {
+		t.Errorf("compression: lz4 on erofs: %v", err)
+	}
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"ext4", "filesystem: erofs", "filesystem: ext4", "kiln.yaml:19: disk.partitions[1].verity: dm-verity seals a read-only filesystem: set filesystem: erofs"},
+		{"not root", "      mount: /\n", "      mount: /srv\n", "only the root (mount: /) is sealed"},
+		{"type", "      type: root\n", "      type: linux\n", "the sealed root must have type root"},
+		{"mbr", "table: gpt", "table: mbr", "verity: needs disk.table gpt"},
+		{"rest", "size: auto", "size: rest", "a sealed partition is auto or a fixed size, not rest"},
+		{"guid", "verity: true", "verity: true\n      guid: 01234567-89ab-cdef-0123-456789abcdef", "guid: a sealed partition's GUID is the first 128 bits of its root hash"},
+		{"name taken", "    - name: esp", "    - name: root-verity", "the name is taken by the hash partition of root"},
+		{"compression on ext4", "      mount: /boot/efi\n", "      mount: /boot/efi\n      compression: lz4\n", "disk.partitions[0].compression: only an erofs filesystem is compressed"},
+		{"bad compression", "verity: true", "verity: true\n      compression: zstd", `compression: "zstd" is not one of none, lz4`},
+		{"hash_for", "verity: true", "verity: true\n      hash_for: x", `unknown key "hash_for"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(sealed, tc.from, tc.to, 1)
+			if src == sealed {
+				t.Fatalf("replacement %q not applied", tc.from)
+			}
+			_, err := Parse("kiln.yaml", []byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
