@@ -321,3 +321,45 @@ func readFull(r io.ReaderAt, b []byte, off int64) error {
 	}
 	return err
 }
+
+// Info is what a hash device claims about its data: the parameters and
+// data block count of its superblock, and the root hash its tree's top
+// block gives.
+type Info struct {
+	Params
+	DataBlocks int64
+	RootHash   []byte
+}
+
+// ReadRoot reads the superblock of hashdev and computes the root hash its
+// tree claims: the salted digest of the top hash block (of the only data
+// block, when the data is one block and there is no tree). It reads one
+// block, not the data: Verify checks the data against it. The kernel
+// checks every block it reads against this root, so a root hash that is
+// not the one expected refuses the pair at once.
+func ReadRoot(data, hashdev io.ReaderAt) (Info, error) {
+	p, blocks, err := ReadSuperblock(hashdev)
+	if err != nil {
+		return Info{}, err
+	}
+	g, err := plan(blocks*int64(p.DataBlockSize), p)
+	if err != nil {
+		return Info{}, err
+	}
+	var top []byte
+	var off int64
+	src := hashdev
+	if n := len(g.levelStart); n == 0 {
+		top, src = make([]byte, p.DataBlockSize), data
+	} else {
+		top, off = make([]byte, p.HashBlockSize), g.levelStart[n-1]
+	}
+	if err := readFull(src, top, off); err != nil {
+		if src == data {
+			return Info{}, fmt.Errorf("verity: reading the only data block: %w", err)
+		}
+		return Info{}, fmt.Errorf("verity: reading the top hash block at offset %d: %w", off, err)
+	}
+	root := digest(g.newHash(), p.Salt, top, nil)
+	return Info{Params: p, DataBlocks: blocks, RootHash: root}, nil
+}

@@ -577,3 +577,58 @@ func BenchmarkFormat(b *testing.B) {
 		})
 	}
 }
+
+// TestReadRoot: the root hash ReadRoot reads from a hash device's top
+// block is Format's for every tree depth and parameter set (one data
+// block: no tree), and a changed top block or salt gives another one.
+func TestReadRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p      Params
+		blocks int
+	}{
+		{"1-block", Params{Salt: fill(1, 32)}, 1},
+		{"2-blocks", Params{Salt: fill(2, 32)}, 2},
+		{"129-blocks", Params{Salt: fill(3, 32)}, 129},
+		{"16385-blocks", Params{}, 128*128 + 1},
+		{"512-sha1", Params{DataBlockSize: 512, HashBlockSize: 512, Algorithm: "sha1", Salt: fill(4, 256)}, 300},
+		{"sha512-1k-hash", Params{HashBlockSize: 1024, Algorithm: "sha512"}, 70},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbs := tc.p.withDefaults().DataBlockSize
+			data := mixedData(tc.blocks * dbs / 4096)
+			if len(data) != tc.blocks*dbs {
+				data = fill(uint64(tc.blocks), tc.blocks*dbs)
+			}
+			var hash memWriter
+			res, err := Format(&hash, bytes.NewReader(data), int64(len(data)), tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := ReadRoot(bytes.NewReader(data), bytes.NewReader(hash.b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(info.RootHash, res.RootHash) || info.DataBlocks != int64(tc.blocks) {
+				t.Fatalf("ReadRoot: %x over %d blocks, Format: %x over %d", info.RootHash, info.DataBlocks, res.RootHash, tc.blocks)
+			}
+			// Change the top block (the data, with no tree): the claim changes.
+			hb, db := bytes.Clone(hash.b), bytes.Clone(data)
+			if tc.blocks == 1 {
+				db[10] ^= 1
+			} else {
+				hb[info.HashBlockSize*((SuperblockSize+info.HashBlockSize-1)/info.HashBlockSize)+3] ^= 1
+			}
+			other, err := ReadRoot(bytes.NewReader(db), bytes.NewReader(hb))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(other.RootHash, res.RootHash) {
+				t.Fatal("a changed top block claims the same root hash")
+			}
+			if _, err := ReadRoot(bytes.NewReader(data), bytes.NewReader(hash.b[:SuperblockSize])); err == nil && tc.blocks > 1 {
+				t.Fatal("a hash device cut after its superblock was read")
+			}
+		})
+	}
+}
