@@ -39,8 +39,25 @@ func main() {
 		logf("%v", cfgErr)
 		rescue()
 	}
-	dev, err := waitForRoot(cfg)
+	var dev string
+	if cfg.Verity != nil {
+		// Never a fallback: on any error the root stays unmounted.
+		dev, err = setupVerity(cfg, bootPaths)
+	} else {
+		dev, err = waitForRoot(cfg)
+	}
 	if err != nil {
+		logf("%v", err)
+		rescue()
+	}
+	if err := mountRoot(cfg, dev); err != nil {
+		if cfg.Verity != nil {
+			err = fmt.Errorf("verity: %w", err)
+		}
+		logf("%v", err)
+		rescue()
+	}
+	if err := mountExtra(mountsList, "/root", cfg.Timeout, "/sys/class/block", "/dev"); err != nil {
 		logf("%v", err)
 		rescue()
 	}

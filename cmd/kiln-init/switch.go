@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,21 +15,25 @@ const (
 	tmpfsMagic = 0x01021994
 )
 
-// switchRoot mounts the root device on /root and execs init there. It
-// returns only if that failed, having said why.
-func switchRoot(cfg *config, dev string) {
+// mountRoot mounts the root device on /root, read-only unless rw (a
+// verity root is always read-only: parseCmdline sees to it).
+func mountRoot(cfg *config, dev string) error {
 	if err := os.MkdirAll("/root", 0o700); err != nil {
-		logf("mkdir /root: %v", err)
-		return
+		return fmt.Errorf("mkdir /root: %w", err)
 	}
 	var flags uintptr
-	if cfg.ReadOnly {
+	if cfg.ReadOnly || cfg.Verity != nil {
 		flags |= syscall.MS_RDONLY
 	}
 	if err := syscall.Mount(dev, "/root", cfg.FSType, flags, cfg.Flags); err != nil {
-		logf("mount %s on /root as %s (rootflags=%q): %v (the filesystems the kernel knows are in /proc/filesystems)", dev, cfg.FSType, cfg.Flags, err)
-		return
+		return fmt.Errorf("mount %s on /root as %s (rootflags=%q): %w (the filesystems the kernel knows are in /proc/filesystems)", dev, cfg.FSType, cfg.Flags, err)
 	}
+	return nil
+}
+
+// switchRoot makes /root, where the root is mounted, the root and execs
+// init there. It returns only if that failed, having said why.
+func switchRoot(cfg *config, dev string) {
 	for _, d := range []string{"/dev", "/proc", "/sys"} {
 		if err := syscall.Mount(d, "/root"+d, "", syscall.MS_MOVE, ""); err != nil {
 			logf("warning: move %s to /root%s: %v; detaching it instead", d, d, err)
