@@ -87,6 +87,9 @@ type Options struct {
 	UUID  repro.UUID
 	Label string // at most 16 bytes
 	Epoch int64  // the build time: compact inodes' time
+	// Compression is "" or "none" (no file compressed) or "lz4"
+	// (regular files compressed where that saves blocks: compress.go).
+	Compression string
 }
 
 // node is one inode as laid out.
@@ -105,6 +108,7 @@ type node struct {
 	layout   int
 	tail     int64 // bytes of data inline after the inode
 	nblocks  int64 // whole blocks of data in the data area
+	zblocks  int64 // a compressed file's pclusters (0: not compressed)
 	blkaddr  uint32
 	pos      int64 // the inode's byte offset: nid = pos/32
 }
@@ -129,6 +133,7 @@ type layout struct {
 	metaEnd   int64   // end of the metadata (inodes, xattrs, tails)
 	dataStart int64   // first data block
 	blocks    int64   // blocks in use
+	zfiles    int64   // compressed files
 }
 
 // MinSize returns the smallest size, a multiple of 1 MiB, that holds t.
@@ -151,6 +156,11 @@ func Write(w io.WriterAt, size int64, t *tree.Tree, o Options) error {
 func checkOptions(o Options) error {
 	if len(o.Label) > 16 {
 		return fmt.Errorf("erofs: label %q is longer than 16 bytes", o.Label)
+	}
+	switch o.Compression {
+	case "", "none", "lz4":
+	default:
+		return fmt.Errorf("erofs: compression %q is not one of none, lz4", o.Compression)
 	}
 	return nil
 }
@@ -221,6 +231,17 @@ func plan(t *tree.Tree, o Options) (*layout, error) {
 	if _, err := visit("/", t.Root, nil); err != nil {
 		return nil, err
 	}
+	if o.Compression == "lz4" {
+		z := newZwriter()
+		for _, n := range l.nodes {
+			if err := n.zplan(z); err != nil {
+				return nil, err
+			}
+			if n.zblocks > 0 {
+				l.zfiles++
+			}
+		}
+	}
 
 	// Metadata: each inode, its xattrs and (where it fits) its data's
 	// tail, from byte 1152.
@@ -242,6 +263,15 @@ func plan(t *tree.Tree, o Options) (*layout, error) {
 		inlineOK := func(c int64) bool { return headerOK(c) && (c+meta)%blockSize+tail <= blockSize }
 		next := (cur + blockSize - 1) / blockSize * blockSize
 		switch {
+		case n.zblocks > 0:
+			// The inode, its xattrs and the map header in one block;
+			// the indexes may cross blocks (each is read alone).
+			n.layout = layoutCompressedFull
+			head := (meta+7)/8*8 + zMapHeaderSize
+			if cur%blockSize+head > blockSize {
+				cur = next
+			}
+			meta += zMetaSize(meta, n.size)
 		case tail > 0 && inlineOK(cur):
 			n.layout, n.tail = layoutFlatInline, tail
 		case tail > 0 && inlineOK(next):
@@ -260,6 +290,9 @@ func plan(t *tree.Tree, o Options) (*layout, error) {
 		cur += meta + n.tail
 		cur = (cur + 31) / 32 * 32
 		n.nblocks = (n.size - n.tail + blockSize - 1) / blockSize
+		if n.zblocks > 0 {
+			n.nblocks = n.zblocks
+		}
 	}
 	l.metaEnd = cur
 	l.dataStart = (cur + blockSize - 1) / blockSize
@@ -409,7 +442,17 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*layout, error) 
 	}
 	mw := &metaWriter{w: w, buf: make([]byte, metaWindow)}
 	buf := make([]byte, 1<<20)
+	var z *zwriter
 	for _, n := range l.nodes {
+		if n.zblocks > 0 {
+			if z == nil {
+				z = newZwriter()
+			}
+			if err := n.writeCompressed(w, mw, z, o); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		m, err := mw.at(n.pos, n.isize()+int64(len(n.xattrs))+n.tail)
 		if err != nil {
 			return nil, err
@@ -520,9 +563,11 @@ func (n *node) putInode(b []byte, o Options) {
 	}
 	le.PutUint16(b[4:], uint16(in.Kind.ModeType()|in.Mode))
 	var iu uint32
-	switch in.Kind {
-	case tree.CharDev, tree.BlockDev:
+	switch {
+	case in.Kind == tree.CharDev || in.Kind == tree.BlockDev:
 		iu = in.Minor&0xff | in.Major<<8 | (in.Minor&^0xff)<<12
+	case n.zblocks > 0:
+		iu = uint32(n.zblocks) // compressed_blocks
 	default:
 		iu = n.blkaddr
 	}
@@ -607,6 +652,10 @@ func putSuper(meta []byte, l *layout, o Options) {
 	s[12] = blkszBits
 	le.PutUint16(s[14:], uint16(l.nodes[0].nid()))
 	le.PutUint64(s[16:], uint64(len(l.nodes)))
+	if l.zfiles > 0 {
+		le.PutUint32(s[80:], featureIncompatZeroPadding)
+		le.PutUint16(s[84:], lz4MaxOffset) // lz4_max_distance
+	}
 	le.PutUint64(s[24:], uint64(o.Epoch))
 	le.PutUint32(s[36:], uint32(l.blocks))
 	// meta_blkaddr and xattr_blkaddr are 0: metadata starts at block 0,

@@ -155,10 +155,16 @@ func TestFsckErofs(t *testing.T) {
 // tree: names, types, modes (less setuid/setgid, which erofs-utils 1.5
 // drops), owners, symlink targets, device numbers and contents.
 func TestExtract(t *testing.T) {
+	extractMatches(t, everyKind(), testOpts)
+}
+
+// extractMatches writes tr with o and compares what fsck.erofs --extract
+// gives back with it.
+func extractMatches(t *testing.T, tr *tree.Tree, o Options) {
+	t.Helper()
 	judge.Need(t, "fsck.erofs")
 	testkit.NeedRoot(t, "fsck.erofs --extract makes devices and sets owners")
-	tr := everyKind()
-	img := writeImage(t, tr, testOpts)
+	img := writeImage(t, tr, o)
 	dir := filepath.Join(t.TempDir(), "x")
 	if out, ok := fsckErofs(t, "--extract="+dir, img); !ok {
 		t.Fatalf("fsck.erofs --extract:\n%s", out)

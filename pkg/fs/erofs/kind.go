@@ -26,13 +26,13 @@ var Kind = fs.Kind{
 
 // New is the fs.New of EROFS: the label is p.Label, else the first 16
 // bytes of p.Name; the UUID is p.UUID("fs-uuid"); the build time is
-// p.Epoch.
+// p.Epoch; the compression is p.Compression ("", "none" or "lz4").
 func New(p fs.Params) (fs.Filesystem, error) {
 	label := p.LabelOr(16)
 	if p.UUID == nil {
 		return nil, errors.New("BUG: erofs: no UUID source")
 	}
-	o := Options{Label: label, UUID: repro.UUID(p.UUID("fs-uuid")), Epoch: p.Epoch}
+	o := Options{Label: label, UUID: repro.UUID(p.UUID("fs-uuid")), Epoch: p.Epoch, Compression: p.Compression}
 	if err := checkOptions(o); err != nil {
 		return nil, err
 	}
@@ -64,6 +64,9 @@ func (f filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report,
 		}
 		if in == nil || in.Kind != tree.Regular || n == nil {
 			return nil, fmt.Errorf("erofs: %s is not a regular file of the tree", p)
+		}
+		if n.zblocks > 0 {
+			return nil, fmt.Errorf("erofs: %s is compressed: it has no extents to locate", p)
 		}
 		var ext []fs.Extent
 		if plain := n.size - n.tail; plain > 0 {

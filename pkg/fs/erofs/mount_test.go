@@ -29,10 +29,35 @@ func TestKernelMount(t *testing.T) {
 	if os.Getenv("KILN_EROFS_MOUNT") == "" {
 		t.Skip("set KILN_EROFS_MOUNT=1 (as root) to loop-mount images")
 	}
-	judge.Need(t, "mount", "umount")
 	tr := everyKind()
 	trees.Put(tr, epoch, "/acl", trees.File(0o644, epoch, nil)).Xattrs = []tree.Xattr{{Name: "system.posix_acl_access", Value: posixACL}}
-	img := writeImage(t, tr, testOpts)
+	dir := mountMatches(t, tr, testOpts)
+	var a, b syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "hard/a"), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(filepath.Join(dir, "hard/c"), &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ino != b.Ino || a.Nlink != 3 {
+		t.Errorf("hardlinks: inodes %d and %d, %d links; want one inode, 3 links", a.Ino, b.Ino, a.Nlink)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "many"))
+	if err != nil || len(ents) != 3001 {
+		t.Fatalf("/many: %d entries (%v), want 3001", len(ents), err)
+	}
+	if got := fmt.Sprint(ents[0].Name(), " ", ents[3000].Name()); got != "entry-00000- sub" {
+		t.Errorf("/many: first and last %s", got)
+	}
+}
+
+// mountMatches writes tr with o, loop-mounts it (unmounted at the test's
+// end) and compares everything the kernel shows with tr; it returns the
+// mount point.
+func mountMatches(t *testing.T, tr *tree.Tree, o Options) string {
+	t.Helper()
+	judge.Need(t, "mount", "umount")
+	img := writeImage(t, tr, o)
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "erofs", "-o", "loop,ro", img, dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v\n%s", err, out)
@@ -82,21 +107,5 @@ func TestKernelMount(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var a, b syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(dir, "hard/a"), &a); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Stat(filepath.Join(dir, "hard/c"), &b); err != nil {
-		t.Fatal(err)
-	}
-	if a.Ino != b.Ino || a.Nlink != 3 {
-		t.Errorf("hardlinks: inodes %d and %d, %d links; want one inode, 3 links", a.Ino, b.Ino, a.Nlink)
-	}
-	ents, err := os.ReadDir(filepath.Join(dir, "many"))
-	if err != nil || len(ents) != 3001 {
-		t.Fatalf("/many: %d entries (%v), want 3001", len(ents), err)
-	}
-	if got := fmt.Sprint(ents[0].Name(), " ", ents[3000].Name()); got != "entry-00000- sub" {
-		t.Errorf("/many: first and last %s", got)
-	}
+	return dir
 }

@@ -1,0 +1,246 @@
+package erofs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/kiln-build/kiln/pkg/tree"
+)
+
+// Compressed files (compression: lz4) are laid out as mkfs.erofs -zlz4
+// -E legacy-compress lays them out, in the form every kernel since 5.3
+// reads (5.4 for the zero padding):
+//
+//   - the superblock has feature_incompat LZ4_0PADDING (ZERO_PADDING)
+//     and lz4_max_distance 65535;
+//   - a compressed file has data layout COMPRESSED_FULL (1): after its
+//     inode and xattrs, aligned to 8 bytes, an 8-byte z_erofs_map_header
+//     (LZ4 for both heads, 4 KiB logical clusters, no advise bits), 8
+//     reserved bytes, then one 8-byte lcluster index per 4 KiB of the
+//     file; its i_u is the count of compressed blocks;
+//   - its data is a run of physical clusters of one block each: a
+//     compressed one holds one LZ4 block (compressed "destSize": as much
+//     of the file as fits 4096 bytes, more than 4096 bytes of it)
+//     preceded by zeros up to the block's end, an uncompressed (PLAIN)
+//     one 4096 bytes of the file as they are (the last, fewer, zero
+//     padded);
+//   - each extent (the file bytes one pcluster holds) has a HEAD (or
+//     PLAIN) index at the lcluster where it starts, with the offset of
+//     its start in that lcluster and its block; lclusters inside an
+//     extent are NONHEAD, with their distances to their head and to the
+//     next head; when the file ends inside an lcluster that no extent
+//     starts in, that lcluster has a PLAIN index whose offset is the end
+//     (as erofs-utils' z_erofs_write_indexes_final).
+//
+// A file is compressed only when that takes fewer blocks than
+// ceil(size/4096), mkfs.erofs's rule; others (among them every file of at
+// most 4096 bytes) keep the uncompressed layout with an inline tail, as
+// do directories and symlinks.
+const (
+	layoutCompressedFull    = 1
+	layoutCompressedCompact = 3
+
+	featureIncompatZeroPadding = 0x1
+
+	zMapHeaderSize = 16 // the z_erofs_map_header and 8 reserved bytes
+	zIndexSize     = 8
+
+	// lcluster index types (Z_EROFS_LCLUSTER_TYPE_*).
+	zPlain   = 0
+	zHead1   = 1
+	zNonhead = 2
+
+	// zMaxExtent bounds the file bytes of one compressed pcluster: the
+	// kernel's delta[0] is below 2048 lclusters (8 MiB) without big
+	// pclusters; kiln writes at most 1 MiB.
+	zMaxExtent     = 1 << 20
+	zReadMaxExtent = 2047 * blockSize
+)
+
+// zextent is one pcluster of a compressed file: where in the file the
+// bytes it holds start, and whether they are stored as they are.
+type zextent struct {
+	start int64
+	raw   bool
+}
+
+// zwriter compresses files: its buffers and LZ4 encoder are reused from
+// file to file.
+type zwriter struct {
+	enc  lz4Encoder
+	buf  []byte // the file's next bytes: [0, n)
+	n    int
+	out  []byte // one block
+	exts []zextent
+}
+
+func newZwriter() *zwriter {
+	return &zwriter{buf: make([]byte, 2*zMaxExtent), out: make([]byte, blockSize)}
+}
+
+// compress reads a file's content (size bytes) and cuts it into
+// pclusters; put, when not nil, gets each block to write. It returns the
+// extents, in file order (valid until the next call).
+func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i int, blk []byte) error) ([]zextent, error) {
+	r, err := in.Content.Open()
+	if err != nil {
+		return nil, fmt.Errorf("erofs: %s: %w", path, err)
+	}
+	defer r.Close()
+	z.exts = z.exts[:0]
+	z.n = 0
+	var read, pos int64 // bytes read from r; file offset of buf[0]
+	for pos < size {
+		// Keep at least zMaxExtent bytes ahead (or the rest of the file).
+		if want := min(int64(len(z.buf)), size-pos); int64(z.n) < want {
+			m, err := io.ReadFull(r, z.buf[z.n:want])
+			read += int64(m)
+			if err != nil {
+				return nil, fmt.Errorf("erofs: %s: content is %d bytes, want %d: %w", path, read, size, err)
+			}
+			z.n = int(want)
+		}
+		src := z.buf[:min(z.n, zMaxExtent)]
+		clear(z.out)
+		var used int
+		raw := true
+		if len(src) > blockSize {
+			var w int
+			used, w = z.enc.destSize(src, z.out)
+			if used > blockSize {
+				// The zero padding goes first: the decompressor
+				// finds the block's start at its first non-zero byte.
+				copy(z.out[blockSize-w:], z.out[:w])
+				clear(z.out[:blockSize-w])
+				raw = false
+			}
+		}
+		if raw {
+			clear(z.out)
+			used = copy(z.out, src)
+		}
+		if put != nil {
+			if err := put(len(z.exts), z.out); err != nil {
+				return nil, err
+			}
+		}
+		z.exts = append(z.exts, zextent{start: pos, raw: raw})
+		pos += int64(used)
+		z.n = copy(z.buf, z.buf[used:z.n])
+	}
+	var one [1]byte
+	if m, _ := r.Read(one[:]); m != 0 {
+		return nil, fmt.Errorf("erofs: %s: content is longer than its size %d", path, size)
+	}
+	return z.exts, nil
+}
+
+// zIndexes returns the number of lcluster indexes of a file of size
+// bytes.
+func zIndexes(size int64) int64 { return (size + blockSize - 1) / blockSize }
+
+// zMetaSize is the bytes after a compressed inode's xattrs, from the
+// end of its inode and xattrs (ibody, a multiple of 4) aligned to 8.
+func zMetaSize(ibody, size int64) int64 {
+	return (ibody+7)/8*8 - ibody + zMapHeaderSize + zIndexSize*zIndexes(size)
+}
+
+// putZIndexes encodes the lcluster indexes of extents (a file of size
+// bytes whose first pcluster is block blk) into b, which holds the
+// indexes from the index first on.
+func putZIndexes(b []byte, first int64, exts []zextent, size int64, blk uint32) {
+	le := binary.LittleEndian
+	n := zIndexes(size)
+	put := func(lcn int64, typ, ofs uint16, u uint32) {
+		if lcn < first || lcn >= first+int64(len(b)/zIndexSize) {
+			return
+		}
+		e := b[(lcn-first)*zIndexSize:]
+		le.PutUint16(e[0:], typ)
+		le.PutUint16(e[2:], ofs)
+		le.PutUint32(e[4:], u)
+	}
+	for i, x := range exts {
+		end := size
+		if i+1 < len(exts) {
+			end = exts[i+1].start
+		}
+		head := x.start / blockSize
+		typ := uint16(zHead1)
+		if x.raw {
+			typ = zPlain
+		}
+		put(head, typ, uint16(x.start%blockSize), blk+uint32(i))
+		next := end / blockSize
+		for lcn := head + 1; lcn < next; lcn++ {
+			put(lcn, zNonhead, 0, uint32(lcn-head)|uint32(next-lcn)<<16)
+		}
+	}
+	// The file ends inside an lcluster that no extent starts in.
+	if last := exts[len(exts)-1].start / blockSize; size%blockSize != 0 && last != n-1 {
+		put(n-1, zPlain, uint16(size%blockSize), 0)
+	}
+}
+
+// putZHeader encodes the map header: no advise bits, LZ4 (0) for both
+// head types, 4 KiB lclusters (clusterbits 0), 8 reserved bytes.
+func putZHeader(b []byte) { clear(b[:zMapHeaderSize]) }
+
+// zplan decides whether n (a regular file) is compressed: it compresses
+// it once to count its pclusters.
+func (n *node) zplan(z *zwriter) error {
+	if n.in.Kind != tree.Regular || n.size <= blockSize {
+		return nil
+	}
+	exts, err := z.compress(n.in, n.size, n.path, nil)
+	if err != nil {
+		return err
+	}
+	if int64(len(exts)) >= zIndexes(n.size) {
+		return nil
+	}
+	n.zblocks = int64(len(exts))
+	return nil
+}
+
+// writeCompressed writes a compressed file: its pclusters to the data
+// area, its inode, xattrs, map header and indexes to the metadata.
+func (n *node) writeCompressed(w io.WriterAt, mw *metaWriter, z *zwriter, o Options) error {
+	ibody := n.isize() + int64(len(n.xattrs))
+	hdr := (ibody+7)/8*8 + zMapHeaderSize
+	m, err := mw.at(n.pos, hdr)
+	if err != nil {
+		return err
+	}
+	n.putInode(m[:n.isize()], o)
+	copy(m[n.isize():], n.xattrs)
+	putZHeader(m[hdr-zMapHeaderSize:])
+	exts, err := z.compress(n.in, n.size, n.path, func(i int, blk []byte) error {
+		if int64(i) >= n.zblocks {
+			return fmt.Errorf("erofs: %s: content changed since it was planned (more than %d pclusters)", n.path, n.zblocks)
+		}
+		if _, err := w.WriteAt(blk, (int64(n.blkaddr)+int64(i))*blockSize); err != nil {
+			return fmt.Errorf("erofs: %s: %w", n.path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if int64(len(exts)) != n.zblocks {
+		return fmt.Errorf("erofs: %s: content changed since it was planned (%d pclusters, planned %d)", n.path, len(exts), n.zblocks)
+	}
+	// The indexes, through the metadata window in chunks.
+	const chunk = 1 << 16
+	total := zIndexes(n.size)
+	for first := int64(0); first < total; first += chunk {
+		k := min(chunk, total-first)
+		b, err := mw.at(n.pos+hdr+first*zIndexSize, k*zIndexSize)
+		if err != nil {
+			return err
+		}
+		putZIndexes(b, first, exts, n.size, n.blkaddr)
+	}
+	return nil
+}
