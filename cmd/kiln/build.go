@@ -155,6 +155,9 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	}
 	if !o.quiet {
 		c.Printf("%s\n", res.Output)
+		for _, v := range res.Verity {
+			c.Printf("partition %s: sealed, root hash %s\n", v.Partition, v.RootHash)
+		}
 	}
 	return nil
 }

@@ -18,16 +18,19 @@ import (
 // buildSummary is what `kiln build --json` prints: enough to record in a
 // pipeline what went in and what came out.
 type buildSummary struct {
-	Kiln       kilnSummary    `json:"kiln"`
-	Spec       specSummary    `json:"spec"`
-	Epoch      int64          `json:"epoch"`
-	Output     outputSummary  `json:"output"`
-	Disk       diskSummary    `json:"disk"`
-	Partitions []partSummary  `json:"partitions"`
-	Inputs     []inputSummary `json:"inputs"`
-	Layers     []layerSummary `json:"layers"`
-	Cache      string         `json:"cache"`
-	Timings    timingsSummary `json:"timings"`
+	Kiln       kilnSummary   `json:"kiln"`
+	Spec       specSummary   `json:"spec"`
+	Epoch      int64         `json:"epoch"`
+	Output     outputSummary `json:"output"`
+	Disk       diskSummary   `json:"disk"`
+	Partitions []partSummary `json:"partitions"`
+	// Verity are the sealed partitions (verity: true): root_hash is what
+	// the kernel command line's roothash= carries.
+	Verity  []build.VerityResult `json:"verity,omitempty"`
+	Inputs  []inputSummary       `json:"inputs"`
+	Layers  []layerSummary       `json:"layers"`
+	Cache   string               `json:"cache"`
+	Timings timingsSummary       `json:"timings"`
 }
 
 // kilnSummary is what, besides the inputs, determines the output bytes:
@@ -175,7 +178,7 @@ type timingsSummary struct {
 func summarize(specFile string, s *spec.Spec, res *build.Result, cacheDir string, start time.Time) (*buildSummary, error) {
 	buildTime := time.Since(start) // repro-ok: timings
 	hashStart := time.Now()        // repro-ok: timings
-	sum := &buildSummary{Kiln: kilnInfo(), Epoch: res.Epoch, Cache: cacheDir}
+	sum := &buildSummary{Kiln: kilnInfo(), Epoch: res.Epoch, Cache: cacheDir, Verity: res.Verity}
 	if res.Init != nil {
 		sum.Kiln.Init = &initSummary{Path: res.Init.Path, SHA256: res.Init.SHA256}
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -11,6 +14,8 @@ import (
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/all"
 	"github.com/kiln-build/kiln/pkg/imgfmt"
+	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/verity"
 )
 
 type inspectOptions struct {
@@ -51,6 +56,11 @@ type report struct {
 	Signature  string       `json:"disk_signature,omitempty"`
 	Problems   []string     `json:"problems,omitempty"`
 	Partitions []partReport `json:"partitions"`
+	// Verity are the dm-verity pairs: each hash partition (a DPS
+	// root-verity or usr-verity type), the root hash its tree claims, and
+	// the data partition it names (whose UUID is the root hash's first
+	// 128 bits).
+	Verity []verityReport `json:"verity,omitempty"`
 }
 
 type partReport struct {
@@ -67,6 +77,21 @@ type partReport struct {
 	Bootable   bool      `json:"bootable,omitempty"`
 	Attributes uint64    `json:"attributes,omitempty"`
 	FS         *fsReport `json:"filesystem,omitempty"`
+}
+
+type verityReport struct {
+	HashPartition int    `json:"hash_partition"`           // number
+	DataPartition int    `json:"data_partition,omitempty"` // number; 0 when no partition has the root hash's UUID
+	RootHash      string `json:"root_hash"`                // hex, as roothash= takes it
+	Algorithm     string `json:"algorithm"`
+	Salt          string `json:"salt"`
+	DataBlockSize int    `json:"data_block_size"`
+	HashBlockSize int    `json:"hash_block_size"`
+	DataBlocks    int64  `json:"data_blocks"`
+	// UUIDsMatch: the data and hash partitions' UUIDs are the root hash's
+	// first and last 128 bits, as the Discoverable Partitions
+	// Specification has it (systemd finds the pair by them).
+	UUIDsMatch bool `json:"uuids_match"`
 }
 
 type fsReport struct {
@@ -112,7 +137,88 @@ func inspectImage(path string) (*report, error) {
 		pr.FS = probeFS(io.NewSectionReader(img, p.Start, p.Size), p.Size)
 		rep.Partitions = append(rep.Partitions, pr)
 	}
+	rep.Verity, rep.Problems = verityPairs(img, l, rep.Problems)
 	return rep, nil
+}
+
+// verityPairs reads the hash partitions of a GPT disk (the DPS
+// root-verity and usr-verity types): the superblock and the root hash the
+// tree's top block claims (pkg/verity.ReadRoot, one block read, not the
+// data), and the data partition that root hash names.
+func verityPairs(img io.ReaderAt, l *disk.Layout, problems []string) ([]verityReport, []string) {
+	var out []verityReport
+	if l.Table != disk.GPT {
+		return nil, problems
+	}
+	for _, h := range l.Partitions {
+		name := h.Type().Name
+		if !strings.HasPrefix(name, "root-verity-") && !strings.HasPrefix(name, "usr-verity-") {
+			continue
+		}
+		hashdev := io.NewSectionReader(img, h.Start, h.Size)
+		// The root hash names the data partition; the data is needed
+		// only when it is one block, which is its own tree's top: then
+		// the data partition is the one whose UUID matches what it gives.
+		info, err := verity.ReadRoot(bytes.NewReader(nil), hashdev)
+		var dp *disk.Partition
+		if _, blocks, serr := verity.ReadSuperblock(hashdev); serr == nil && blocks == 1 {
+			for i := range l.Partitions {
+				c := &l.Partitions[i]
+				if in, cerr := verity.ReadRoot(io.NewSectionReader(img, c.Start, c.Size), hashdev); cerr == nil && partitionWithGUID(l, in.RootHash[:16]) == c {
+					info, err, dp = in, nil, c
+				}
+			}
+		} else if err == nil {
+			dp = partitionWithGUID(l, info.RootHash[:16])
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("partition %d (%s): %v", h.Number, name, err))
+			continue
+		}
+		v := verityReport{HashPartition: h.Number, RootHash: hex.EncodeToString(info.RootHash), Algorithm: info.Algorithm,
+			Salt: hex.EncodeToString(info.Salt), DataBlockSize: info.DataBlockSize, HashBlockSize: info.HashBlockSize, DataBlocks: info.DataBlocks}
+		if len(info.RootHash) < 32 {
+			problems = append(problems, fmt.Sprintf("partition %d (%s): a %s root hash has fewer than 256 bits: the partition UUIDs cannot be its halves", h.Number, name, info.Algorithm))
+			out = append(out, v)
+			continue
+		}
+		var hashGUID repro.UUID
+		copy(hashGUID[:], info.RootHash[len(info.RootHash)-16:])
+		switch {
+		case dp == nil:
+			problems = append(problems, fmt.Sprintf("partition %d (%s): its root hash %s names a data partition with UUID %s, and there is none", h.Number, name, v.RootHash, uuidOf(info.RootHash[:16])))
+		case info.DataBlocks*int64(info.DataBlockSize) > dp.Size:
+			problems = append(problems, fmt.Sprintf("partition %d (%s): its superblock covers %d bytes of data, more than partition %d's %d", h.Number, name, info.DataBlocks*int64(info.DataBlockSize), dp.Number, dp.Size))
+			v.DataPartition = dp.Number
+		default:
+			v.DataPartition = dp.Number
+		}
+		if h.GUID != hashGUID {
+			problems = append(problems, fmt.Sprintf("partition %d (%s): its UUID %s is not the root hash's last 128 bits (%s)", h.Number, name, h.GUID, hashGUID))
+		}
+		v.UUIDsMatch = dp != nil && h.GUID == hashGUID
+		out = append(out, v)
+	}
+	return out, problems
+}
+
+// partitionWithGUID is the partition whose GUID is the 16 bytes id, in the
+// order the UUID's string form has them.
+func partitionWithGUID(l *disk.Layout, id []byte) *disk.Partition {
+	var u repro.UUID
+	copy(u[:], id)
+	for i := range l.Partitions {
+		if l.Partitions[i].GUID == u {
+			return &l.Partitions[i]
+		}
+	}
+	return nil
+}
+
+func uuidOf(b []byte) string {
+	var u repro.UUID
+	copy(u[:], b)
+	return u.String()
 }
 
 // qemuFormat finds an image's format by content with imgfmt.Open, the
@@ -178,6 +284,18 @@ func printReport(w io.Writer, r *report) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.Number, p.Name, typ, p.FirstLBA, p.LastLBA, human(p.Size), p.PartUUID, fsd)
 	}
 	tw.Flush()
+	for _, v := range r.Verity {
+		data := "no partition"
+		if v.DataPartition > 0 {
+			data = fmt.Sprintf("partition %d", v.DataPartition)
+		}
+		match := "the partition UUIDs are its halves"
+		if !v.UUIDsMatch {
+			match = "the partition UUIDs do NOT match it (see the problems)"
+		}
+		fmt.Fprintf(w, "verity: partition %d seals %s: root hash %s (%s, %d data blocks of %d bytes, salt %s); %s\n",
+			v.HashPartition, data, v.RootHash, v.Algorithm, v.DataBlocks, v.DataBlockSize, v.Salt, match)
+	}
 }
 
 func human(n int64) string {

@@ -258,3 +258,75 @@ func ReadLines(t testing.TB, p string) []string {
 	}
 	return out
 }
+
+// ReadDir reads a directory tree on the host (an extraction by a judge)
+// as Nodes, with paths from "/" for root itself excluded: type, mode with
+// the setuid/setgid/sticky bits, owner, size (of files and symlinks),
+// sha256, link target, device numbers, mtime and the inode number (for
+// hardlink identity). Extended attributes are not read.
+func ReadDir(t testing.TB, root string) map[string]Node {
+	t.Helper()
+	out := map[string]Node{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, root+string(filepath.Separator)))
+		n := Node{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Mtime: st.Mtim.Sec, Inode: st.Ino}
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			n.Type, n.Size = "file", st.Size
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			n.SHA256 = SHA256(b)
+		case syscall.S_IFDIR:
+			n.Type = "dir"
+		case syscall.S_IFLNK:
+			n.Type = "symlink"
+			if n.Target, err = os.Readlink(p); err != nil {
+				return err
+			}
+			n.Size = int64(len(n.Target))
+		case syscall.S_IFCHR, syscall.S_IFBLK:
+			n.Type = "char"
+			if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
+				n.Type = "block"
+			}
+			n.Major, n.Minor = uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff), uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff)
+		case syscall.S_IFIFO:
+			n.Type = "fifo"
+		case syscall.S_IFSOCK:
+			n.Type = "socket"
+		}
+		out[rel] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading %s: %v", root, err)
+	}
+	return out
+}
+
+// ExtractErofs has fsck.erofs --extract an EROFS image into a new folder
+// and returns it; erofs-utils 1.5 checks the image as it goes, sets owners,
+// modes (less setuid and setgid) and mtimes, makes device nodes (which
+// needs root) and drops xattrs and hardlinks (each link is a copy).
+func ExtractErofs(t testing.TB, fsimg string) string {
+	t.Helper()
+	Need(t, "fsck.erofs")
+	dir := filepath.Join(t.TempDir(), "x")
+	out, code := Run(t, nil, "fsck.erofs", "--extract="+dir, fsimg)
+	if code != 0 || strings.Contains(out, "<E>") || strings.Contains(out, "<W>") {
+		t.Fatalf("fsck.erofs --extract %s exited %d:\n%s", fsimg, code, out)
+	}
+	return dir
+}
