@@ -33,7 +33,11 @@ func mountExtra(list, root string, timeout time.Duration, sysBlock, devDir strin
 	if err != nil {
 		return err
 	}
-	s := newScanner(sysBlock, devDir)
+	return mountEntries(list, entries, root, timeout, newScanner(sysBlock, devDir))
+}
+
+// mountEntries mounts the parsed lines of list below root.
+func mountEntries(list string, entries []mountEntry, root string, timeout time.Duration, s *scanner) error {
 	for _, e := range entries {
 		where := fmt.Sprintf("%s:%d: %s", list, e.Line, e.Target)
 		devs, err := waitFor(s, timeout, []wanted{{label: e.Source.String() + " for " + e.Target, spec: e.Source}})
