@@ -61,6 +61,17 @@ sha256 and "reproducible"
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "%s  build 1\n%s  build 2\n", res.SumA, res.SumB)
+			// A sealed image's root hash, as each build's hash partition
+			// claims it: what roothash= pins, so it must be reproducible too.
+			for i, img := range []string{res.A, res.B} {
+				rep, err := inspectImage(img)
+				if err != nil {
+					return err
+				}
+				for _, v := range rep.Verity {
+					fmt.Fprintf(w, "%s  root hash of partition %d, build %d\n", v.RootHash, v.DataPartition, i+1)
+				}
+			}
 			if res.Reproducible {
 				fmt.Fprintln(w, "reproducible")
 				return nil
