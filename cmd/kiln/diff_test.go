@@ -132,3 +132,52 @@ func TestDiffEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffSealed: one byte of one file on a sealed EROFS root. kiln diff
+// reads both EROFS trees and names exactly that file; the rest of what
+// differs is what the root hash names: the two partition GUIDs and the
+// hash partition's tree.
+func TestDiffSealed(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte("seed: one-byte\n"+sealedFixture(t, dir)))
+	a, b := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
+	if _, se, code := kiln(t, dir, nil, "build", "-q", "-o", a); code != 0 {
+		t.Fatal(se)
+	}
+	writeFile(t, filepath.Join(dir, "layers/host/etc/motd"), []byte("hellp\n")) // was "hello\n"
+	if _, se, code := kiln(t, dir, nil, "build", "-q", "-o", b); code != 0 {
+		t.Fatal(se)
+	}
+	r := runDiff(t, a, b)
+	if r.Identical || len(r.Outside) != 0 {
+		t.Fatalf("want differences inside partitions only: %+v", r)
+	}
+	var names []string
+	for _, f := range r.Table {
+		names = append(names, f.Name)
+	}
+	if len(r.Table) != 2 || !strings.Contains(strings.Join(names, " "), "2") || !strings.Contains(strings.Join(names, " "), "3") {
+		t.Errorf("table: want the GUIDs of partitions 2 and 3 (named by the root hash) only: %+v", r.Table)
+	}
+	var root, hash bool
+	for _, p := range r.Partitions {
+		switch p.Name {
+		case "root":
+			root = true
+			if p.Filesystem != "erofs" || len(p.Unexplained) != 0 || len(p.Problems) != 0 {
+				t.Errorf("root partition: %+v", p)
+			}
+			if len(p.Files) != 1 || p.Files[0].Path != "/etc/motd" || p.Files[0].Change != "changed" ||
+				len(p.Files[0].Fields) != 1 || p.Files[0].Fields[0].Name != "content sha256" {
+				t.Errorf("want exactly /etc/motd's content: %+v", p.Files)
+			}
+		case "root-verity":
+			hash = true
+		default:
+			t.Errorf("partition %s differs: %+v", p.Name, p)
+		}
+	}
+	if !root || !hash {
+		t.Errorf("want the root and its hash partition to differ: %+v", r.Partitions)
+	}
+}
