@@ -114,7 +114,11 @@ func dmCreate(control *os.File, name, uuid string, t dmTarget) (uint64, error) {
 		return 0, err
 	}
 	if _, err := dmCall(control, dmTableLoadCmd, name, "", dmReadOnlyFlag, []dmTarget{t}); err != nil {
-		return fail(fmt.Errorf("%w (table: %d %d %s %s; the kernel log says why: dmesg)", err, t.Start, t.Length, t.Type, t.Params))
+		hint := "the kernel's message above says why"
+		if errors.Is(err, syscall.EINVAL) {
+			hint += "; an unknown target type means the dm_" + t.Type + " module is not loaded: list it in /etc/kiln/modules"
+		}
+		return fail(fmt.Errorf("%w (table: %d %d %s %s; %s)", err, t.Start, t.Length, t.Type, t.Params, hint))
 	}
 	resumed, err := dmCall(control, dmDevSuspendCmd, name, "", 0, nil)
 	if err != nil {
