@@ -65,9 +65,9 @@
 // There is no fallback: a partition missing after the timeout, a bad
 // superblock, a root hash mismatch, a device-mapper error or a failed
 // mount prints a message starting "kiln-init: verity:" and stops the boot
-// (a shell or sleep, below); the data partition is never mounted directly. The kernel must
-// have dm_mod, dm_verity (and dm_bufio) and erofs, built in or listed in
-// /etc/kiln/modules.
+// (a shell or sleep, below); the data partition is never mounted
+// directly. The kernel must have dm_mod, dm_verity (and dm_bufio) and
+// erofs, built in or listed in /etc/kiln/modules.
 //
 // # Other mounts: /etc/kiln/mounts
 //
