@@ -232,7 +232,7 @@ func parseCmdline(s string) (*config, error) {
 	if hasRootHash {
 		v, err := parseVerity(c, rootHash, verityData, verityHash)
 		if err != nil {
-			return c, err
+			return c, fmt.Errorf("verity: %w", err)
 		}
 		c.Verity = v
 		c.Root = rootSpec{Kind: rootDevPath, Path: verityNode}

@@ -110,7 +110,7 @@ func TestParseCmdline(t *testing.T) {
 			want:  config{Root: rootSpec{Kind: rootDevPath, Path: "/dev/vda2"}, RootRaw: "/dev/vda2", FSType: "ext4", ReadOnly: true, Init: "/sbin/init", Timeout: 30 * time.Second},
 			warns: 1,
 		},
-		{name: "roothash with another root", in: "root=PARTUUID=" + sealData.PartUUID + " roothash=" + sealHash, wantErr: "root= must be absent or root=/dev/mapper/root"},
+		{name: "roothash with another root", in: "root=PARTUUID=" + sealData.PartUUID + " roothash=" + sealHash, wantErr: "verity: root=PARTUUID=01234567-89ab-cdef-0123-456789abcdef with roothash=: kiln-init creates the verified root itself as /dev/mapper/root; root= must be absent or root=/dev/mapper/root"},
 		{name: "roothash with root=/dev/mapper/other", in: "root=/dev/mapper/other roothash=" + sealHash, wantErr: "root= must be absent"},
 		{name: "roothash empty", in: "root=/dev/mapper/root roothash=", wantErr: "roothash=: want the root hash in hex"},
 		{name: "roothash short", in: "roothash=" + sealHash[:62], wantErr: "64 digits (sha256)"},
