@@ -19,6 +19,10 @@ type runOptions struct {
 	memory   int
 	accel    string
 	quiet    bool
+	failOn   []string
+	write    bool
+	forward  []string
+	net      bool
 }
 
 // bootError marks a boot check that failed (exit code 4).
@@ -33,9 +37,16 @@ func newRunCmd() *cobra.Command {
 image is never modified) and its serial console on this terminal.
 
 With --expect TEXT, kiln run exits 0 as soon as TEXT appears on the serial
-console and 4 if it does not appear before --timeout or QEMU exits first:
-the command for CI pipelines that boot the images they build. KVM is used
-only where it really works (else TCG).`,
+console and 4 if it does not appear before --timeout or QEMU exits first,
+or as soon as a --fail-on text appears: the command for CI pipelines that
+boot the images they build. KVM is used only where it really works (else
+TCG).
+
+--write boots the image itself instead of a snapshot, so that what the
+guest writes (a writable /var) is there at the next boot. --forward
+HOSTPORT:GUESTPORT gives the guest a virtio NIC on QEMU's user-mode network
+(10.0.2.15 by DHCP) and forwards 127.0.0.1:HOSTPORT to it; --net gives the
+NIC alone.`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := os.Stat(args[0]); err != nil {
@@ -47,7 +58,7 @@ only where it really works (else TCG).`,
 			}
 			qo := qemu.Options{
 				Image: args[0], Format: format, Firmware: o.firmware, MemoryMB: o.memory, Accel: o.accel,
-				Expect: o.expect, Timeout: o.timeout,
+				Expect: o.expect, Timeout: o.timeout, FailOn: o.failOn, Write: o.write, Forward: o.forward, Net: o.net,
 			}
 			if !o.quiet {
 				qo.Serial = c.OutOrStdout()
@@ -57,6 +68,8 @@ only where it really works (else TCG).`,
 			}
 			res, err := qemu.Run(c.Context(), qo)
 			switch {
+			case errors.Is(err, qemu.ErrFailOn):
+				return bootError{err}
 			case errors.Is(err, qemu.ErrTimeout):
 				return bootError{fmt.Errorf("%q did not appear on the serial console within %s", o.expect, o.timeout)}
 			case errors.Is(err, qemu.ErrExited):
@@ -76,5 +89,9 @@ only where it really works (else TCG).`,
 	c.Flags().IntVar(&o.memory, "memory", 1024, "guest memory in MiB")
 	c.Flags().StringVar(&o.accel, "accel", "auto", "auto, tcg or kvm (auto uses KVM only where it works)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "do not copy the serial console to stdout")
+	c.Flags().StringArrayVar(&o.failOn, "fail-on", nil, "exit 4 as soon as this text appears on the serial console (repeatable)")
+	c.Flags().BoolVar(&o.write, "write", false, "boot the image itself, not a snapshot: what the guest writes stays")
+	c.Flags().StringArrayVar(&o.forward, "forward", nil, "HOSTPORT:GUESTPORT: forward 127.0.0.1:HOSTPORT to the guest over user-mode networking (repeatable)")
+	c.Flags().BoolVar(&o.net, "net", false, "give the guest a NIC on QEMU's user-mode network")
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,7 +25,19 @@ type Options struct {
 	// Expect, when set, ends the run with success as soon as it appears on
 	// the serial console.
 	Expect  string
+	// FailOn ends the run with ErrFailOn as soon as one of these appears
+	// on the serial console (a panic, an init giving up), instead of
+	// waiting for the timeout.
+	FailOn  []string
 	Timeout time.Duration // 0 = none
+	// Write boots the image itself, not a snapshot: what the guest
+	// writes stays in the image (for tests of persistence across boots).
+	Write bool
+	// Forward gives the guest a virtio NIC on QEMU's user-mode network
+	// and forwards each "HOSTPORT:GUESTPORT" (TCP, host side on
+	// 127.0.0.1 only) to it. Net gives the NIC without forwards.
+	Forward []string
+	Net     bool
 	// Serial receives everything the guest writes to its serial console.
 	Serial io.Writer
 	// Interactive connects the console to this process's terminal
@@ -50,6 +63,9 @@ type Result struct {
 
 // ErrTimeout is returned when Expect did not appear in time.
 var ErrTimeout = errors.New("timed out")
+
+// ErrFailOn is returned when a FailOn text appeared.
+var ErrFailOn = errors.New("a failure text appeared on the serial console")
 
 // ErrExited is returned when QEMU exited before Expect appeared.
 var ErrExited = errors.New("qemu exited before the expected text appeared")
@@ -191,7 +207,24 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	} else if o.Initrd != "" || o.Append != "" {
 		return nil, errors.New("an initrd or a kernel command line needs a kernel")
 	}
-	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, format))
+	snapshot := ",snapshot=on"
+	if o.Write {
+		snapshot = ""
+	}
+	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio%s", o.Image, format, snapshot))
+	if o.Net || len(o.Forward) > 0 {
+		netdev := "user,id=net0"
+		for _, f := range o.Forward {
+			h, g, ok := strings.Cut(f, ":")
+			hp, herr := strconv.ParseUint(h, 10, 16)
+			gp, gerr := strconv.ParseUint(g, 10, 16)
+			if !ok || herr != nil || gerr != nil || hp == 0 || gp == 0 {
+				return nil, fmt.Errorf("forward %q: want HOSTPORT:GUESTPORT (TCP ports, 1-65535)", f)
+			}
+			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hp, gp)
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+	}
 	return args, nil
 }
 
@@ -266,6 +299,11 @@ func Run(ctx context.Context, o Options) (_ Result, runErr error) {
 
 	var seen []byte
 	var off int64
+	var failed string // the FailOn text seen
+	keep := len(o.Expect) + 1
+	for _, f := range o.FailOn {
+		keep = max(keep, len(f)+1)
+	}
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
 	// read copies what the guest wrote since the last poll.
@@ -284,9 +322,14 @@ func Run(ctx context.Context, o Options) (_ Result, runErr error) {
 		if o.Expect != "" && bytes.Contains(seen, []byte(o.Expect)) {
 			return true
 		}
+		for _, f := range o.FailOn {
+			if f != "" && bytes.Contains(seen, []byte(f)) {
+				failed = f
+			}
+		}
 		// Keep enough of the tail for a marker split across reads.
 		if len(seen) > 1<<20 {
-			seen = seen[len(seen)-len(o.Expect)-1:]
+			seen = seen[len(seen)-keep:]
 		}
 		return false
 	}
@@ -298,11 +341,19 @@ func Run(ctx context.Context, o Options) (_ Result, runErr error) {
 				stop()
 				return Result{Found: true, Elapsed: el}, nil
 			}
+			if failed != "" {
+				el := time.Since(start)
+				stop()
+				return Result{Elapsed: el}, fmt.Errorf("%w: %q", ErrFailOn, failed)
+			}
 		case err := <-exited:
 			found := read()
 			res := Result{Found: found, Exited: true, Elapsed: time.Since(start)}
 			if found || o.Expect == "" {
 				return res, nil
+			}
+			if failed != "" {
+				return res, fmt.Errorf("%w: %q", ErrFailOn, failed)
 			}
 			if err != nil {
 				return res, fmt.Errorf("%w (%v)", ErrExited, err)

@@ -1,10 +1,14 @@
 package qemu
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestArgs(t *testing.T) {
@@ -134,5 +138,81 @@ func TestOVMF(t *testing.T) {
 	want, _ := os.ReadFile(vars)
 	if got, _ := os.ReadFile(filepath.Join(dir, "OVMF_VARS.fd")); string(got) != string(want) {
 		t.Errorf("the variables Args copied are not %s", vars)
+	}
+}
+
+// TestArgsWriteAndNet: Write drops the snapshot; Forward and Net give a
+// virtio NIC on user-mode networking with the forwards on 127.0.0.1 only;
+// a malformed forward is refused; without either there is no NIC.
+func TestArgsWriteAndNet(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	o := Options{Image: img, Firmware: "bios", Accel: "tcg"}
+	plain, err := Args(o, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := strings.Join(plain, " "); strings.Contains(line, "-netdev") || !strings.Contains(line, "snapshot=on") {
+		t.Errorf("default: %s", line)
+	}
+	o.Write, o.Forward = true, []string{"18080:80", "2222:22"}
+	args, err := Args(o, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{"file=" + img + ",format=raw,if=virtio ", "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:18080-:80,hostfwd=tcp:127.0.0.1:2222-:22", "-device virtio-net-pci,netdev=net0"} {
+		if !strings.Contains(line+" ", want) {
+			t.Errorf("command line lacks %q:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, "snapshot") {
+		t.Errorf("Write still snapshots: %s", line)
+	}
+	if args, _ := Args(Options{Image: img, Firmware: "bios", Accel: "tcg", Net: true}, dir, "LOG"); !strings.Contains(strings.Join(args, " "), "-netdev user,id=net0 -device virtio-net-pci") {
+		t.Errorf("Net: %s", strings.Join(args, " "))
+	}
+	for _, bad := range []string{"80", "0:80", "x:80", "80:70000", "127.0.0.1:80:80"} {
+		if _, err := Args(Options{Image: img, Firmware: "bios", Accel: "tcg", Forward: []string{bad}}, dir, "LOG"); err == nil {
+			t.Errorf("forward %q accepted", bad)
+		}
+	}
+}
+
+// fakeQEMU writes a script that stands in for QEMU: it writes text to the
+// serial log its command line names, then sleeps until stopped.
+func fakeQEMU(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "qemu")
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in file:*) log=${1#file:};; esac; shift; done\n" +
+		"printf '%s' '" + text + "' >> \"$log\"\nexec sleep 60\n"
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRunFailOn: a FailOn text ends the run with ErrFailOn, without waiting
+// for the timeout; the expected text still wins when it appears.
+func TestRunFailOn(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	o := Options{Image: img, Format: "raw", Firmware: "bios", Accel: "tcg", Expect: "MARKER", FailOn: []string{"Kernel panic"}, Timeout: time.Minute}
+	o.QEMU = fakeQEMU(t, "booting\nKernel panic - not syncing\n")
+	var serial bytes.Buffer
+	o.Serial = &serial
+	_, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrFailOn) || !strings.Contains(err.Error(), "Kernel panic") {
+		t.Fatalf("Run: %v, want ErrFailOn naming the text", err)
+	}
+	if !strings.Contains(serial.String(), "not syncing") {
+		t.Errorf("serial not copied: %q", serial.String())
+	}
+	o.QEMU = fakeQEMU(t, "booting\nMARKER\n")
+	res, err := Run(context.Background(), o)
+	if err != nil || !res.Found {
+		t.Fatalf("Run with the marker: %+v, %v", res, err)
 	}
 }
