@@ -24,7 +24,7 @@ type Options struct {
 	Accel    string // auto | tcg | kvm; "" = auto (KVM only where it really works)
 	// Expect, when set, ends the run with success as soon as it appears on
 	// the serial console.
-	Expect  string
+	Expect string
 	// FailOn ends the run with ErrFailOn as soon as one of these appears
 	// on the serial console (a panic, an init giving up), instead of
 	// waiting for the timeout.
