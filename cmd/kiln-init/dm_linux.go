@@ -44,7 +44,7 @@ func openDMControl(control, procMisc string) (*os.File, error) {
 	}
 	f, err := os.OpenFile(control, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", control, err)
+		return nil, fmt.Errorf("%w (is dm_mod loaded?)", err)
 	}
 	return f, nil
 }

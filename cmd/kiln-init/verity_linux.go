@@ -16,6 +16,7 @@ import (
 type verityPaths struct {
 	sysBlock, devDir, control, procMisc string
 	node                                string // the node made for the device: /dev/mapper/root
+	files                               bool   // tests: partitions may be regular files (numbered 0:0)
 }
 
 var bootPaths = verityPaths{
@@ -45,12 +46,12 @@ func setupVerity(cfg *config, paths verityPaths) (string, error) {
 		return "", fmt.Errorf("verity: %w", err)
 	}
 	dataDev, hashDev := devs[0], devs[1]
-	data, dataSize, dataNum, err := openPartition(dataDev)
+	data, dataSize, dataNum, err := openPartition(dataDev, paths.files)
 	if err != nil {
 		return "", fmt.Errorf("verity: data partition: %w", err)
 	}
 	defer data.Close()
-	hash, hashSize, hashNum, err := openPartition(hashDev)
+	hash, hashSize, hashNum, err := openPartition(hashDev, paths.files)
 	if err != nil {
 		return "", fmt.Errorf("verity: hash partition: %w", err)
 	}
@@ -81,8 +82,9 @@ func setupVerity(cfg *config, paths verityPaths) (string, error) {
 }
 
 // openPartition opens a partition read-only and returns its size and its
-// "major:minor", as a device-mapper table names devices.
-func openPartition(dev string) (*os.File, int64, string, error) {
+// "major:minor", as a device-mapper table names devices. Only block
+// devices are accepted, unless files (for tests).
+func openPartition(dev string, files bool) (*os.File, int64, string, error) {
 	f, err := os.Open(dev)
 	if err != nil {
 		return nil, 0, "", err
@@ -97,7 +99,7 @@ func openPartition(dev string) (*os.File, int64, string, error) {
 		f.Close()
 		return nil, 0, "", fmt.Errorf("%s: %w", dev, err)
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFBLK {
+	if st.Mode&syscall.S_IFMT != syscall.S_IFBLK && !(files && st.Mode&syscall.S_IFMT == syscall.S_IFREG) {
 		f.Close()
 		return nil, 0, "", fmt.Errorf("%s is not a block device", dev)
 	}

@@ -34,6 +34,10 @@ func captureLog(t *testing.T) *bytes.Buffer {
 // hash partitions named by the root hash, as the build makes them) and a
 // /var partition.
 func sealedDisk(t *testing.T) *disk.Layout {
+	return sealedDiskOf(t, sealHash)
+}
+
+func sealedDiskOf(t *testing.T, rootHash string) *disk.Layout {
 	t.Helper()
 	uuid := func(s string) repro.UUID {
 		u, err := repro.ParseUUID(s)
@@ -43,8 +47,8 @@ func sealedDisk(t *testing.T) *disk.Layout {
 		return u
 	}
 	l, err := disk.Plan(disk.GPT, 32*mib, []disk.PartitionSpec{
-		{Name: "root", Type: "root", Size: 8 * mib, GUID: uuid(sealData.PartUUID)},
-		{Name: "root-verity", Type: "root-verity-x86-64", Size: 1 * mib, GUID: uuid(sealHashPart.PartUUID)},
+		{Name: "root", Type: "root", Size: 8 * mib, GUID: uuid(hashPartUUID(rootHash[:32]))},
+		{Name: "root-verity", Type: "root-verity-x86-64", Size: 1 * mib, GUID: uuid(hashPartUUID(rootHash[len(rootHash)-32:]))},
 		{Name: "var", Type: "var", Rest: true, GUID: repro.Derive("sealed", "var")},
 	}, disk.PlanOptions{DiskGUID: repro.Derive("sealed", "disk")})
 	if err != nil {
@@ -57,7 +61,7 @@ func fakePaths(f *fakeSys) verityPaths {
 	return verityPaths{
 		sysBlock: f.sys, devDir: f.dev,
 		control:  filepath.Join(f.dev, "mapper/control"),
-		procMisc: filepath.Join(f.dev, "no-proc-misc"),
+		procMisc: filepath.Join(f.sys, "proc-misc"),
 		node:     filepath.Join(f.dev, "mapper/root"),
 	}
 }
@@ -103,6 +107,61 @@ func TestSetupVerityWaitsForBoth(t *testing.T) {
 	if !strings.Contains(log.String(), "found the verity hash partition PARTUUID="+sealHashPart.PartUUID+": "+filepath.Join(f2.dev, "vda2")) {
 		t.Errorf("log lacks the hash partition:\n%s", log)
 	}
+}
+
+// TestSetupVerityChecksFirst goes through setupVerity with partitions
+// that are files holding a pair pkg/verity made: with the right roothash=
+// it passes the pre-check and goes on to device-mapper (which the fake
+// tree lacks); with a wrong one, or a flipped byte in the top hash block,
+// it stops at the pre-check, naming both hashes, before it touches
+// device-mapper.
+func TestSetupVerityChecksFirst(t *testing.T) {
+	s := seal(t, 300, verity.Params{Salt: testSalt})
+	setup := func(t *testing.T, cmdHash string, hash []byte) (string, error) {
+		t.Helper()
+		f := newFakeSys(t)
+		f.addDisk(t, "vda", sealedDiskOf(t, cmdHash), 1, 2)
+		writeFile(t, filepath.Join(f.dev, "vda1"), string(s.data))
+		writeFile(t, filepath.Join(f.dev, "vda2"), string(hash))
+		cfg, err := parseCmdline("roothash=" + cmdHash + " rootfstype=erofs kiln.timeout=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := fakePaths(f)
+		p.files = true
+		// With a device-mapper line, reaching device-mapper makes the
+		// control node (as root): the trace the mismatch must not leave.
+		writeFile(t, p.procMisc, "237 loop-control\n236 device-mapper\n")
+		_, err = setupVerity(cfg, p)
+		return p.control, err
+	}
+	log := captureLog(t)
+	control, err := setup(t, s.root, s.hash)
+	testkit.WantErr(t, err, "verity: ")
+	t.Logf("the matching pair: %v", err)
+	if !strings.Contains(err.Error(), control) || strings.Contains(err.Error(), "mismatch") {
+		t.Errorf("the matching pair did not reach device-mapper: %v", err)
+	}
+	if _, serr := os.Lstat(control); os.Geteuid() == 0 && serr != nil {
+		t.Errorf("as root, reaching device-mapper makes %s: %v", control, serr)
+	}
+	if !strings.Contains(log.String(), "kiln-init: verity: the hash partition ") || !strings.Contains(log.String(), " matches roothash= (sha256, 300 data blocks of 4096 bytes on ") {
+		t.Errorf("log lacks the match:\n%s", log)
+	}
+
+	// A roothash= that is not the pair's: its PARTUUIDs name the pair
+	// (the disk was built for it) but the tree does not match.
+	wrong := sealHash
+	control, err = setup(t, wrong, s.hash)
+	testkit.WantErr(t, err, "root hash mismatch: the kernel command line says roothash="+wrong+", but the hash partition's tree has root hash "+s.root)
+	if _, serr := os.Lstat(filepath.Dir(control)); !errors.Is(serr, os.ErrNotExist) {
+		t.Errorf("device-mapper was touched after a mismatch: %v", serr)
+	}
+	flipped := append([]byte{}, s.hash...)
+	flipped[4096+100] ^= 1
+	_, err = setup(t, s.root, flipped)
+	testkit.WantErr(t, err, "verity: data ")
+	testkit.WantErr(t, err, "root hash mismatch: the kernel command line says roothash="+s.root)
 }
 
 // TestMountExtraWaits: a source that never appears stops the boot with an
@@ -268,12 +327,12 @@ func TestDMVerityReal(t *testing.T) {
 	name := fmt.Sprintf("kiln-test-%d", os.Getpid())
 	create := func() (string, func()) {
 		t.Helper()
-		data, dataSize, dataNum, err := openPartition(dataLoop)
+		data, dataSize, dataNum, err := openPartition(dataLoop, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer data.Close()
-		hash, hashSize, hashNum, err := openPartition(hashLoop)
+		hash, hashSize, hashNum, err := openPartition(hashLoop, false)
 		if err != nil {
 			t.Fatal(err)
 		}
