@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# mkserver-rootfs.sh OUT.tar: the Debian root filesystem of the server
+# example (layers/server/kiln.yaml): `mmdebstrap --variant=minbase bookworm`
+# plus systemd as init, udev, D-Bus, the kernel, the loaders kiln installs
+# (systemd-boot, syslinux) and busybox (whose httpd serves the page). A cache
+# made once: reuses OUT.tar when it exists.
+#
+# The package set is what bookworm's main suite holds on the mirror (the
+# first URIs: of /etc/apt/sources.list.d/debian.sources, as
+# scripts/mkrootfs-debian.sh), without -updates or -security, which change
+# between point releases only: two runs on the same day install the same
+# versions. OUT.packages lists them (name=version), for the record.
+#
+# kiln makes the initramfs (initrd: kiln), so the one Debian's
+# initramfs-tools makes for the kernel is removed. Documentation, man pages
+# and translations are not installed (dpkg path-exclude; copyright files
+# stay). Needs Debian's mirrors and mmdebstrap (make deps installs it).
+set -euo pipefail
+out=$1
+[ -f "$out" ] && [ -s "$out" ] && exit 0
+mkdir -p "$(dirname "$out")"
+manifest=${out%.tar}.packages
+# mmdebstrap picks the output format from the name: keep .tar at the end.
+tmp="$out.tmp.$$.tar"
+trap 'rm -f "$tmp" "$manifest.tmp"' EXIT
+mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+pkgs=(
+  systemd systemd-sysv udev dbus   # init, devices, the system bus (logind and networkctl want it)
+  linux-image-amd64 kmod           # the kernel and its modules (modules.dep made by depmod)
+  systemd-boot-efi syslinux syslinux-common   # the loaders kiln installs (boot.loader: hybrid)
+  busybox                          # httpd, the web service
+  iproute2                         # ip, to look at the network on the console
+)
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} \
+  mmdebstrap --variant=minbase --quiet \
+  --include="$(IFS=,; echo "${pkgs[*]}")" \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --customize-hook='rm -f "$1"/boot/initrd.img-* "$1"/initrd.img "$1"/initrd.img.old' \
+  --customize-hook='rm -f "$1"/var/log/dpkg.log "$1"/var/log/alternatives.log "$1"/var/log/bootstrap.log "$1"/var/log/apt/*.log "$1"/var/cache/ldconfig/aux-cache' \
+  --customize-hook='rm -f "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old' \
+  --customize-hook="chroot \"\$1\" dpkg-query -W -f='\${Package}=\${Version}\n' > '$manifest.tmp'" \
+  bookworm "$tmp" ${mirror:+"$mirror"}
+mv "$manifest.tmp" "$manifest"
+mv "$tmp" "$out"
+trap - EXIT
