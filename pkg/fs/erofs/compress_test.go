@@ -2,7 +2,9 @@ package erofs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -318,4 +321,106 @@ func TestCompressedReproducible(t *testing.T) {
 		t.Fatalf("uncompressed image %d bytes, compressed %d", len(c), len(a))
 	}
 	t.Logf("uncompressed %d bytes, lz4 %d", len(c), len(a))
+}
+
+// TestCompressedReadTree: kiln's reader reads a compressed image back as
+// the tree it was, and refuses a corrupt pcluster and broken indexes.
+func TestCompressedReadTree(t *testing.T) {
+	tr := zTree()
+	img := writeImage(t, tr, zOpts)
+	f, size := testkit.Open(t, img)
+	got, err := ReadTree(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, got, tr)
+
+	good, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := plan(tr, zOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n *node
+	for _, c := range l.nodes {
+		if c.path == "/z/text-65536" {
+			n = c
+		}
+	}
+	if n == nil || n.zblocks == 0 {
+		t.Fatal("/z/text-65536 is not compressed")
+	}
+	idx := n.pos + (n.isize()+7)/8*8 + zMapHeaderSize
+	for _, c := range []struct {
+		name string
+		edit func(b []byte)
+		want string
+	}{
+		{"pcluster", func(b []byte) {
+			blk := b[int64(n.blkaddr)*blockSize:]
+			blk[bytes.IndexFunc(blk, func(r rune) bool { return r != 0 })+1] ^= 0x55
+		}, "corrupt lz4 block"},
+		{"nonhead distance", func(b []byte) {
+			for i := idx; ; i += zIndexSize {
+				if b[i] == zNonhead {
+					b[i+4] = 9
+					return
+				}
+			}
+		}, "NONHEAD"},
+		{"head beyond", func(b []byte) { b[idx+3*zIndexSize] = zHead1; b[idx+3*zIndexSize+3] = 0x20 }, "head at offset"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := bytes.Clone(good)
+			c.edit(b)
+			binary.LittleEndian.PutUint32(b[superOffset+4:], superChecksum(b[superOffset:blockSize]))
+			got, err := ReadTree(bytes.NewReader(b), int64(len(b)))
+			if err == nil {
+				r, _ := got.Lookup("/z/text-65536").Content.Open()
+				_, err = io.Copy(io.Discard, r)
+			}
+			testkit.ErrContains(t, err, "erofs: read: ", c.want)
+		})
+	}
+}
+
+// TestReadMkfsCompressed: ReadTree reads what mkfs.erofs -zlz4 -E
+// legacy-compress makes (COMPRESSED_FULL, the layout kiln writes), so
+// reader and writer do not merely agree with each other.
+func TestReadMkfsCompressed(t *testing.T) {
+	judge.Need(t, "mkfs.erofs", "dump.erofs")
+	src := t.TempDir()
+	want := tree.New(0)
+	for name, data := range map[string][]byte{
+		"text": text(1, 300000), "noise": noise(1, 50000), "zeros": make([]byte, 3<<20+5), "t8192": text(2, 8192),
+		"mixed": append(append(text(3, 20000), noise(3, 20000)...), text(4, 20000)...), "small": []byte("small"),
+	} {
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		trees.Put(want, 0, "/"+name, trees.File(0o644, 0, data))
+	}
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "ref.img")
+	if out, rc := judge.Run(t, nil, "mkfs.erofs", "-zlz4", "-Elegacy-compress", "-T0", img, src); rc != 0 {
+		t.Fatalf("mkfs.erofs: exit %d\n%s", rc, out)
+	}
+	if out, rc := judge.Run(t, nil, "dump.erofs", "--path=/mixed", img); rc != 0 || !strings.Contains(out, "Layout: 1 ") {
+		t.Fatalf("mkfs.erofs did not compress /mixed in layout 1 (exit %d):\n%s", rc, out)
+	}
+	f, size := testkit.Open(t, img)
+	got, err := ReadTree(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/text", "/noise", "/zeros", "/t8192", "/mixed", "/small"} {
+		g := got.Lookup(p)
+		if g == nil || !bytes.Equal(trees.Read(t, g), trees.Read(t, want.Lookup(p))) {
+			t.Errorf("%s: content differs", p)
+		}
+	}
 }

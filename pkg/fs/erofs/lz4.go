@@ -209,7 +209,12 @@ var errLZ4 = errors.New("corrupt lz4 block")
 // lz4Decode decodes the LZ4 block src into dst, which it must fill
 // exactly, using all of src (as the kernel's LZ4_decompress_safe does
 // for a pcluster with EROFS's zero padding).
-func lz4Decode(dst, src []byte) error {
+func lz4Decode(dst, src []byte) error { return lz4DecodeAs(dst, src, false) }
+
+// lz4DecodeAs is lz4Decode, or when partial, decodes only until dst is
+// full, whatever follows (LZ4_decompress_safe_partial: pclusters
+// without zero padding are followed by zeros).
+func lz4DecodeAs(dst, src []byte, partial bool) error {
 	ip, op := 0, 0
 	length := func(n int) (int, bool) {
 		for {
@@ -219,7 +224,7 @@ func lz4Decode(dst, src []byte) error {
 			b := src[ip]
 			ip++
 			n += int(b)
-			if n > len(dst) {
+			if n > len(dst)+len(src) {
 				return 0, false
 			}
 			if b != 255 {
@@ -240,11 +245,17 @@ func lz4Decode(dst, src []byte) error {
 				return errLZ4
 			}
 		}
+		if partial && lit > len(dst)-op {
+			lit = len(dst) - op
+		}
 		if lit > len(src)-ip || lit > len(dst)-op {
 			return errLZ4
 		}
 		op += copy(dst[op:], src[ip:ip+lit])
 		ip += lit
+		if partial && op == len(dst) {
+			return nil
+		}
 		if ip == len(src) {
 			if op != len(dst) {
 				return errLZ4
@@ -267,6 +278,9 @@ func lz4Decode(dst, src []byte) error {
 			}
 		}
 		ml += lz4MinMatch
+		if partial && ml > len(dst)-op {
+			ml = len(dst) - op
+		}
 		if ml > len(dst)-op {
 			return errLZ4
 		}
@@ -279,6 +293,9 @@ func lz4Decode(dst, src []byte) error {
 				dst[op+i] = dst[from+i]
 			}
 			op += ml
+		}
+		if partial && op == len(dst) {
+			return nil
 		}
 	}
 }

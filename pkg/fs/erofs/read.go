@@ -12,8 +12,9 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// ReadTree reads an uncompressed EROFS filesystem (FLAT_PLAIN and
-// FLAT_INLINE data, 4 KiB blocks, ibody and shared xattrs) back as a
+// ReadTree reads an EROFS filesystem (FLAT_PLAIN and FLAT_INLINE data,
+// regular files compressed with LZ4 in COMPRESSED_FULL layout as
+// compress.go describes, 4 KiB blocks, ibody and shared xattrs) back as a
 // tree. File contents are not copied: each regular file's Content reads
 // its extents from r. The image is hostile: every offset, size and count
 // is checked against the partition's size before it is used, a directory
@@ -79,6 +80,7 @@ type reader struct {
 	inodes    map[uint64]*tree.Inode
 	info      map[uint64]*rinode
 	maxInodes int
+	zeroPad   bool // feature_incompat ZERO_PADDING
 }
 
 // rinode is what the reader keeps of an inode to read its data.
@@ -129,6 +131,7 @@ func newReader(r io.ReaderAt, size int64) (*reader, error) {
 		inodes:    map[uint64]*tree.Inode{},
 		info:      map[uint64]*rinode{},
 		maxInodes: int(size / compactSize),
+		zeroPad:   le.Uint32(b[80:])&featureIncompatZeroPadding != 0,
 	}, nil
 }
 
@@ -185,7 +188,11 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 		in.UID, in.GID = uint32(le.Uint16(b[24:])), uint32(le.Uint16(b[26:]))
 		in.Mtime, in.Nsec = rd.buildTime, rd.buildNsec
 	}
-	if ri.size < 0 || ri.size > rd.size {
+	maxSize := rd.size
+	if ri.layout == layoutCompressedFull {
+		maxSize = rd.size / zIndexSize * blockSize // an index per lcluster
+	}
+	if ri.size < 0 || ri.size > maxSize {
 		return nil, fmt.Errorf("erofs: read: %s: size %d beyond the partition", what, ri.size)
 	}
 	in.Mode = mode & 0o7777
@@ -199,6 +206,10 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 	ri.inline = pos + isize + xsize
 	switch ri.layout {
 	case layoutFlatPlain, layoutFlatInline:
+	case layoutCompressedFull:
+		if mode&^0o7777 != 0o100000 {
+			return nil, fmt.Errorf("erofs: read: %s: a compressed file of type %#o is not read (only regular files)", what, mode&^0o7777)
+		}
 	default:
 		return nil, fmt.Errorf("erofs: read: %s: data layout %d (compressed or chunked) is not read", what, ri.layout)
 	}
@@ -216,6 +227,12 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 	case 0o100000:
 		in.Kind = tree.Regular
 		in.Size = ri.size
+		if ri.layout == layoutCompressedFull {
+			if in.Content, err = rd.zcontent(ri, iu, what); err != nil {
+				return nil, err
+			}
+			break
+		}
 		ext, err := rd.extents(ri, what)
 		if err != nil {
 			return nil, err
