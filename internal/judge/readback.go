@@ -279,7 +279,7 @@ func ReadDir(t testing.TB, root string) map[string]Node {
 			return err
 		}
 		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, root+string(filepath.Separator)))
-		n := Node{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Mtime: st.Mtim.Sec, Inode: st.Ino}
+		n := Node{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Mtime: int64(st.Mtim.Sec), Inode: uint64(st.Ino)}
 		switch st.Mode & syscall.S_IFMT {
 		case syscall.S_IFREG:
 			n.Type, n.Size = "file", st.Size
@@ -301,7 +301,8 @@ func ReadDir(t testing.TB, root string) map[string]Node {
 			if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
 				n.Type = "block"
 			}
-			n.Major, n.Minor = uint32((st.Rdev>>8)&0xfff|(st.Rdev>>32)&^0xfff), uint32(st.Rdev&0xff|(st.Rdev>>12)&^0xff)
+			rdev := uint64(st.Rdev)
+			n.Major, n.Minor = uint32((rdev>>8)&0xfff|(rdev>>32)&^0xfff), uint32(rdev&0xff|(rdev>>12)&^0xff)
 		case syscall.S_IFIFO:
 			n.Type = "fifo"
 		case syscall.S_IFSOCK:
