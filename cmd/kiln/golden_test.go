@@ -40,7 +40,7 @@ var goldenOutputs = []struct {
 // bytes are a valid image: sgdisk, e2fsck, fsck.vfat, and qemu-img check
 // and compare of each format against the raw one.
 func TestGolden(t *testing.T) {
-	judge.Need(t, "sgdisk", "sfdisk", "e2fsck", "fsck.vfat", "qemu-img")
+	judge.Need(t, "sgdisk", "sfdisk", "e2fsck", "fsck.vfat", "qemu-img", "fsck.erofs", "veritysetup")
 	src, err := filepath.Abs("../../testdata/golden")
 	if err != nil {
 		t.Fatal(err)
@@ -79,11 +79,20 @@ func TestGolden(t *testing.T) {
 
 	// The EROFS root: fsck.erofs finds nothing to say (1.5 exits 0 on
 	// some errors, so any <E> or <W> line fails too), and inspect names it.
+	// Sealed: veritysetup verify accepts the root and its hash partition
+	// with the root hash inspect reads back.
 	ero := paths["golden-erofs.raw"]
-	eparts := twoPartitions(t, ero, "gpt")
+	judge.SgdiskVerify(t, ero)
+	judge.SfdiskVerify(t, ero)
+	eparts := partitions(t, ero)
+	if len(eparts) != 3 {
+		t.Fatalf("golden-erofs.raw: want esp, root, root-verity; sfdisk sees %+v", eparts)
+	}
 	judge.FsckVfat(t, judge.Extract(t, ero, eparts[0].Start*512, eparts[0].Size*512))
-	if out, code := judge.Run(t, nil, "fsck.erofs", judge.Extract(t, ero, eparts[1].Start*512, eparts[1].Size*512)); code != 0 || strings.Contains(out, "<E>") || strings.Contains(out, "<W>") {
-		t.Errorf("fsck.erofs on golden-erofs.raw's root (exit %d):\n%s", code, out)
+	eroot := judge.Extract(t, ero, eparts[1].Start*512, eparts[1].Size*512)
+	judge.FsckErofs(t, eroot)
+	if out, ok := judge.VeritysetupVerify(t, eroot, judge.Extract(t, ero, eparts[2].Start*512, eparts[2].Size*512), rootHashOf(t, ero)); !ok {
+		t.Errorf("veritysetup verify refuses golden-erofs.raw's sealed root:\n%s", out)
 	}
 	if so, se, code := kiln(t, src, nil, "inspect", "--json", ero); code != 0 || !strings.Contains(so, `"type": "erofs"`) {
 		t.Errorf("kiln inspect golden-erofs.raw (exit %d) does not show an erofs root:\n%s%s", code, so, se)
