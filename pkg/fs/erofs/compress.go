@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -187,20 +190,83 @@ func putZIndexes(b []byte, first int64, exts []zextent, size int64, blk uint32) 
 // head types, 4 KiB lclusters (clusterbits 0), 8 reserved bytes.
 func putZHeader(b []byte) { clear(b[:zMapHeaderSize]) }
 
-// zplan decides whether n (a regular file) is compressed: it compresses
-// it once to count its pclusters.
-func (n *node) zplan(z *zwriter) error {
-	if n.in.Kind != tree.Regular || n.size <= blockSize {
-		return nil
+// zcache is what compression decided for each file: its pclusters (0:
+// not compressed), for the size it had.
+type zcache struct {
+	mu sync.Mutex
+	m  map[*tree.Inode][2]int64 // size, pclusters
+}
+
+func newZcache() *zcache { return &zcache{m: map[*tree.Inode][2]int64{}} }
+
+func (c *zcache) get(in *tree.Inode, size int64) (int64, bool) {
+	if c == nil {
+		return 0, false
 	}
-	exts, err := z.compress(n.in, n.size, n.path, nil)
-	if err != nil {
-		return err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[in]
+	return v[1], ok && v[0] == size
+}
+
+func (c *zcache) put(in *tree.Inode, size, blocks int64) {
+	if c == nil {
+		return
 	}
-	if int64(len(exts)) >= zIndexes(n.size) {
-		return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[in] = [2]int64{size, blocks}
+}
+
+// zplan decides which regular files are compressed: it compresses each
+// (not already in zc) once to count its pclusters, on every CPU; each
+// file's result depends only on its content, so the layout does not
+// depend on the scheduling. The error returned is the first file's in
+// node order.
+func zplan(nodes []*node, zc *zcache) error {
+	var todo []*node
+	for _, n := range nodes {
+		if n.in.Kind != tree.Regular || n.size <= blockSize {
+			continue
+		}
+		if b, ok := zc.get(n.in, n.size); ok {
+			n.zblocks = b
+			continue
+		}
+		todo = append(todo, n)
 	}
-	n.zblocks = int64(len(exts))
+	errs := make([]error, len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			z := newZwriter()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(todo) {
+					return
+				}
+				n := todo[i]
+				exts, err := z.compress(n.in, n.size, n.path, nil)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				if int64(len(exts)) < zIndexes(n.size) {
+					n.zblocks = int64(len(exts))
+				}
+				zc.put(n.in, n.size, n.zblocks)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

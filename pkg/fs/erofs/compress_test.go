@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/internal/testkit/trees"
+	kfs "github.com/kiln-build/kiln/pkg/fs"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
@@ -242,7 +243,7 @@ func TestCompressedFsck(t *testing.T) {
 	out, _ = judge.Run(t, nil, "dump.erofs", "--path=/z/big-20MiB", img)
 	t.Logf("dump.erofs /z/big-20MiB:\n%s", out)
 	// The judge can fail: a broken pcluster.
-	l, err := plan(tr, zOpts)
+	l, err := plan(tr, zOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func TestCompressedReadTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := plan(tr, zOpts)
+	l, err := plan(tr, zOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,4 +424,108 @@ func TestReadMkfsCompressed(t *testing.T) {
 			t.Errorf("%s: content differs", p)
 		}
 	}
+}
+
+// BenchmarkLZ4DestSize: compressing 4 KiB pclusters of text.
+func BenchmarkLZ4DestSize(b *testing.B) {
+	src := text(5, 8<<20)
+	if p := os.Getenv("KILN_LZ4_BENCH_FILE"); p != "" {
+		var err error
+		if src, err = os.ReadFile(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var e lz4Encoder
+	dst := make([]byte, blockSize)
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		for s := src; len(s) > 0; {
+			n, _ := e.destSize(s[:min(len(s), zMaxExtent)], dst)
+			s = s[n:]
+		}
+	}
+}
+
+// TestCompressionOption: New takes fs.Params.Compression: "" and "none"
+// write the uncompressed layout, byte for byte the same; "lz4"
+// compresses; any other value is an error naming it. A compressed file
+// has no extents to locate; an uncompressed one in an lz4 filesystem
+// has.
+func TestCompressionOption(t *testing.T) {
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/text", trees.File(0o644, epoch, text(1, 100000)))
+	trees.Put(tr, epoch, "/small", trees.File(0o644, epoch, []byte("small")))
+	params := func(c string) kfs.Params {
+		return kfs.Params{Name: "root", Epoch: epoch, UUID: func(string) [16]byte { return testOpts.UUID }, Compression: c}
+	}
+	_, err := Kind.New(params("zstd"))
+	testkit.ErrContains(t, err, `compression "zstd"`)
+	_, err = MinSize(tr, Options{Compression: "LZ4"})
+	testkit.ErrContains(t, err, `compression "LZ4"`)
+
+	images := map[string][]byte{}
+	for _, c := range []string{"", "none", "lz4"} {
+		f, err := Kind.New(params(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := f.MinSize(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := testkit.SparseFile(t, "img", size)
+		rep, err := f.Write(img, kfs.Region{Size: size, Locate: []string{"/small"}}, tr)
+		if err != nil {
+			t.Fatalf("%q: %v", c, err)
+		}
+		if len(rep.Extents["/small"]) != 1 {
+			t.Errorf("%q: /small extents %v", c, rep.Extents["/small"])
+		}
+		b, err := os.ReadFile(img.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		images[c] = b
+		if c == "lz4" {
+			_, err := f.Write(testkit.SparseFile(t, "img2", size), kfs.Region{Size: size, Locate: []string{"/text"}}, tr)
+			testkit.ErrContains(t, err, "/text is compressed")
+		}
+	}
+	if !bytes.Equal(images[""], images["none"]) {
+		t.Error(`compression "" and "none" write different images`)
+	}
+	if bytes.Equal(images[""], images["lz4"]) {
+		t.Error(`compression "lz4" writes the uncompressed image`)
+	}
+	if got := binary.LittleEndian.Uint32(images["lz4"][superOffset+80:]); got != featureIncompatZeroPadding {
+		t.Errorf("lz4: feature_incompat %#x", got)
+	}
+	if got := binary.LittleEndian.Uint32(images[""][superOffset+80:]); got != 0 {
+		t.Errorf("none: feature_incompat %#x", got)
+	}
+}
+
+// TestCompressedContentChanged: content that changes between the plan
+// and the write (a file source that is not stable) is an error, never an
+// image whose indexes do not match its data.
+func TestCompressedContentChanged(t *testing.T) {
+	tr := tree.New(epoch)
+	c := &flipContent{a: text(1, 100000), b: noise(1, 100000)}
+	trees.Put(tr, epoch, "/f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: 100000, Content: c})
+	err := Write(testkit.SparseFile(t, "img", 8<<20), 8<<20, tr, zOpts)
+	testkit.ErrContains(t, err, "/f: content changed since it was planned")
+}
+
+// flipContent gives a on its first Open, b after.
+type flipContent struct {
+	a, b   []byte
+	opened bool
+}
+
+func (f *flipContent) Open() (io.ReadCloser, error) {
+	if f.opened {
+		return io.NopCloser(bytes.NewReader(f.b)), nil
+	}
+	f.opened = true
+	return io.NopCloser(bytes.NewReader(f.a)), nil
 }

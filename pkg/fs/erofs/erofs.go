@@ -138,7 +138,11 @@ type layout struct {
 
 // MinSize returns the smallest size, a multiple of 1 MiB, that holds t.
 func MinSize(t *tree.Tree, o Options) (int64, error) {
-	l, err := plan(t, o)
+	return minSize(t, o, nil)
+}
+
+func minSize(t *tree.Tree, o Options, zc *zcache) (int64, error) {
+	l, err := plan(t, o, zc)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +153,7 @@ func MinSize(t *tree.Tree, o Options) (int64, error) {
 // Write writes t as an EROFS filesystem into [0,size) of w, which must
 // read as zeros beforehand.
 func Write(w io.WriterAt, size int64, t *tree.Tree, o Options) error {
-	_, err := write(w, size, t, o)
+	_, err := write(w, size, t, o, nil)
 	return err
 }
 
@@ -167,7 +171,11 @@ func checkOptions(o Options) error {
 
 // plan lays the tree out: inodes in the tree's sorted walk order, root
 // first, then the data blocks in the same order.
-func plan(t *tree.Tree, o Options) (*layout, error) {
+//
+// zc, when not nil, keeps what compression decided for each file from
+// one plan to the next (MinSize's to Write's), so that files are not
+// compressed once more only to count their blocks.
+func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 	if err := checkOptions(o); err != nil {
 		return nil, err
 	}
@@ -232,11 +240,10 @@ func plan(t *tree.Tree, o Options) (*layout, error) {
 		return nil, err
 	}
 	if o.Compression == "lz4" {
-		z := newZwriter()
+		if err := zplan(l.nodes, zc); err != nil {
+			return nil, err
+		}
 		for _, n := range l.nodes {
-			if err := n.zplan(z); err != nil {
-				return nil, err
-			}
 			if n.zblocks > 0 {
 				l.zfiles++
 			}
@@ -432,8 +439,8 @@ func encodeXattrs(xs []tree.Xattr) ([]byte, error) {
 }
 
 // write writes the laid-out tree and returns the layout (for extents).
-func write(w io.WriterAt, size int64, t *tree.Tree, o Options) (*layout, error) {
-	l, err := plan(t, o)
+func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*layout, error) {
+	l, err := plan(t, o, zc)
 	if err != nil {
 		return nil, err
 	}

@@ -269,7 +269,7 @@ func TestDumpErofs(t *testing.T) {
 	judge.Need(t, "dump.erofs")
 	tr := everyKind()
 	img := writeImage(t, tr, testOpts)
-	l, err := plan(tr, testOpts)
+	l, err := plan(tr, testOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func TestMetadataMemory(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		trees.Put(tr, epoch, fmt.Sprintf("/d%02d/f%05d", i/1000, i), trees.File(0o644, epoch, data))
 	}
-	l, err := plan(tr, testOpts)
+	l, err := plan(tr, testOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,16 +36,21 @@ func New(p fs.Params) (fs.Filesystem, error) {
 	if err := checkOptions(o); err != nil {
 		return nil, err
 	}
-	return filesystem{o}, nil
+	return &filesystem{o: o, zc: newZcache()}, nil
 }
 
-// filesystem is EROFS behind fs.Filesystem.
-type filesystem struct{ o Options }
+// filesystem is EROFS behind fs.Filesystem. What MinSize's compression
+// decided is kept for Write (files are compressed once to count their
+// blocks, once to write them).
+type filesystem struct {
+	o  Options
+	zc *zcache
+}
 
-func (f filesystem) MinSize(t *tree.Tree) (int64, error) { return MinSize(t, f.o) }
+func (f *filesystem) MinSize(t *tree.Tree) (int64, error) { return minSize(t, f.o, f.zc) }
 
-func (f filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report, error) {
-	l, err := write(w, r.Size, t, f.o)
+func (f *filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report, error) {
+	l, err := write(w, r.Size, t, f.o, f.zc)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ const (
 	lz4ChainMask    = 1<<16 - 1
 	// lz4Depth is how many earlier positions of one hash the matcher
 	// tries: a hash chain, greedy.
-	lz4Depth = 24
+	lz4Depth = 8
 	// lz4GoodEnough stops the search at a match this long.
 	lz4GoodEnough = 256
 )

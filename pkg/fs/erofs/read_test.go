@@ -155,7 +155,7 @@ func TestReadTreeRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := plan(tr, testOpts)
+	l, err := plan(tr, testOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func FuzzReadTree(f *testing.F) {
 	trees.Put(tr, epoch, "/d/f", trees.File(0o644, epoch, []byte("data")))
 	trees.Put(tr, epoch, "/big", trees.File(0o644, epoch-1, pattern("b", 5000))).Xattrs = []tree.Xattr{{Name: "user.a", Value: []byte("v")}}
 	trees.Put(tr, epoch, "/l", &tree.Inode{Kind: tree.Symlink, Mode: 0o777, Mtime: epoch, Target: "d/f", Size: 3})
-	l, err := plan(tr, testOpts)
+	l, err := plan(tr, testOpts, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func FuzzReadTree(f *testing.F) {
 	trees.Put(zt, epoch, "/t", trees.File(0o644, epoch, text(1, 20000)))
 	trees.Put(zt, epoch, "/z", trees.File(0o644, epoch, make([]byte, 300000)))
 	trees.Put(zt, epoch, "/m", trees.File(0o644, epoch, append(text(2, 9000), noise(2, 9000)...)))
-	zl, err := plan(zt, zOpts)
+	zl, err := plan(zt, zOpts, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestLargeFile(t *testing.T) {
 	if err := Write(m, size, tr, testOpts); err != nil {
 		t.Fatal(err)
 	}
-	l, err := plan(tr, testOpts)
+	l, err := plan(tr, testOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
