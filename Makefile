@@ -71,8 +71,12 @@ demo: deps build demo-debs
 # qemu-img convert) on a Debian rootfs, and a scaling run: medians of
 # BENCH_RUNS runs, a table on stdout and in .cache/bench/results.md.
 # BENCH_SCALE=0 skips the scaling run; see scripts/bench.sh for the rest.
+# Then scripts/bench-sealed.sh: kiln's sealed root (EROFS + dm-verity)
+# against mkfs.erofs + veritysetup format, in .cache/bench/sealed.md
+# (BENCH_SEALED=0 skips it).
 bench: deps build
 	GO=$(GO) scripts/bench.sh
+	[ "$(BENCH_SEALED)" = 0 ] || GO=$(GO) scripts/bench-sealed.sh
 
 clean:
 	rm -rf bin out
