@@ -95,11 +95,12 @@ type verityReport struct {
 }
 
 type fsReport struct {
-	Type  string `json:"type"`
-	Label string `json:"label"`
-	UUID  string `json:"uuid"`
-	Size  int64  `json:"size"`
-	Used  int64  `json:"used"`
+	Type   string `json:"type"`
+	Label  string `json:"label"`
+	UUID   string `json:"uuid"`
+	Size   int64  `json:"size"`
+	Used   int64  `json:"used"`
+	Inodes int64  `json:"inodes,omitempty"` // in use (ext4, erofs)
 }
 
 // inspectImage reads the image through imgfmt.Open, as diff and convert
@@ -252,7 +253,7 @@ func probeFS(r io.ReaderAt, size int64) *fsReport {
 	if err != nil {
 		return nil
 	}
-	return &fsReport{Type: i.Type, Label: i.Label, UUID: i.UUID, Size: i.Size, Used: i.Used}
+	return &fsReport{Type: i.Type, Label: i.Label, UUID: i.UUID, Size: i.Size, Used: i.Used, Inodes: i.Inodes}
 }
 
 func printReport(w io.Writer, r *report) {
@@ -271,6 +272,9 @@ func printReport(w io.Writer, r *report) {
 		fsd := "-"
 		if p.FS != nil {
 			fsd = fmt.Sprintf("%s label=%q uuid=%s size=%s used=%s", p.FS.Type, p.FS.Label, p.FS.UUID, human(p.FS.Size), human(p.FS.Used))
+			if p.FS.Inodes > 0 {
+				fsd += fmt.Sprintf(" inodes=%d", p.FS.Inodes)
+			}
 		}
 		typ := p.Type
 		if p.TypeGUID != "" {

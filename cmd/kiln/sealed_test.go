@@ -210,7 +210,14 @@ func TestSealedMergeRules(t *testing.T) {
 		t.Errorf("inspect verity %+v, problems %q; build said %s", rep.Verity, rep.Problems, v.RootHash)
 	}
 	if rep.Partitions[1].FS == nil || rep.Partitions[1].FS.Type != "erofs" {
-		t.Errorf("inspect: root filesystem %+v, want erofs", rep.Partitions[1].FS)
+		t.Fatalf("inspect: root filesystem %+v, want erofs", rep.Partitions[1].FS)
+	}
+	// The inode count inspect shows is dump.erofs's and the tree's.
+	inodes := map[*tree.Inode]bool{}
+	rt.Walk(func(_ string, d tree.Dirent) error { inodes[d.Inode] = true; return nil })
+	sb, _ := judge.Run(t, nil, "dump.erofs", "-s", data)
+	if got := rep.Partitions[1].FS.Inodes; got != int64(len(inodes)) || !strings.Contains(strings.Join(strings.Fields(sb), " ")+" ", fmt.Sprintf("Filesystem inode count: %d ", got)) {
+		t.Errorf("inspect: root inodes %d; kiln's reader counts %d; dump.erofs -s says:\n%s", got, len(inodes), sb)
 	}
 	text, _, _ := kiln(t, dir, nil, "inspect", img)
 	if !strings.Contains(text, "verity: partition 3 seals partition 2: root hash "+v.RootHash) {

@@ -141,6 +141,9 @@ type Info struct {
 	UUID  string // as blkid's UUID
 	Size  int64  // bytes the filesystem spans
 	Used  int64  // bytes in use
+	// Inodes in use (files, directories, links, ...), 0 when the
+	// filesystem does not count them (FAT).
+	Inodes int64
 }
 
 // HeaderField is a named field of a filesystem's header: Off and Size in

@@ -120,6 +120,9 @@ func Probe(r io.ReaderAt, size int64) (*fs.Info, error) {
 		UUID:  u.String(),
 		Size:  blocks * blockSize,
 		Used:  blocks * blockSize,
+		// inos, as mkfs.erofs and kiln write it: the inodes the image
+		// holds (a count, not bounded by anything else here).
+		Inodes: int64(min(le.Uint64(b[16:]), 1<<62)),
 	}, nil
 }
 

@@ -29,7 +29,8 @@ func probeInfo(r io.ReaderAt, _ int64) (*fs.Info, error) {
 	if typ == "" {
 		typ = "ext2 (needs recovery)"
 	}
-	return &fs.Info{Type: typ, Label: i.Label, UUID: i.UUID.String(), Size: int64(i.Blocks) * bs, Used: int64(i.Blocks-i.FreeBlocks) * bs}, nil
+	return &fs.Info{Type: typ, Label: i.Label, UUID: i.UUID.String(), Size: int64(i.Blocks) * bs, Used: int64(i.Blocks-i.FreeBlocks) * bs,
+		Inodes: int64(i.Inodes) - int64(min(i.FreeInodes, i.Inodes))}, nil
 }
 
 // superblockFields are the superblock's fields (offsets from the superblock's
