@@ -72,8 +72,7 @@ type zextent struct {
 // file to file.
 type zwriter struct {
 	enc  lz4Encoder
-	buf  []byte // the file's next bytes: [0, n)
-	n    int
+	buf  []byte // the file's next bytes
 	out  []byte // one block
 	exts []zextent
 }
@@ -92,23 +91,29 @@ func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i i
 	}
 	defer r.Close()
 	z.exts = z.exts[:0]
-	z.n = 0
-	var read, pos int64 // bytes read from r; file offset of buf[0]
+	off, end := 0, 0    // the bytes read and not yet in a pcluster: buf[off:end]
+	var read, pos int64 // bytes read from r; file offset of buf[off]
 	for pos < size {
-		// Keep at least zMaxExtent bytes ahead (or the rest of the file).
-		if want := min(int64(len(z.buf)), size-pos); int64(z.n) < want {
-			m, err := io.ReadFull(r, z.buf[z.n:want])
+		// Keep at least zMaxExtent bytes ahead (or the rest of the
+		// file), moving what is left to the front once past half.
+		if want := min(int64(zMaxExtent), size-pos); int64(end-off) < want {
+			if off > 0 {
+				end = copy(z.buf, z.buf[off:end])
+				off = 0
+			}
+			k := min(int64(len(z.buf)-end), size-read)
+			m, err := io.ReadFull(r, z.buf[end:end+int(k)])
 			read += int64(m)
 			if err != nil {
 				return nil, fmt.Errorf("erofs: %s: content is %d bytes, want %d: %w", path, read, size, err)
 			}
-			z.n = int(want)
+			end += m
 		}
-		src := z.buf[:min(z.n, zMaxExtent)]
-		clear(z.out)
+		src := z.buf[off:min(end, off+zMaxExtent)]
 		var used int
 		raw := true
 		if len(src) > blockSize {
+			clear(z.out)
 			var w int
 			used, w = z.enc.destSize(src, z.out)
 			if used > blockSize {
@@ -120,8 +125,8 @@ func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i i
 			}
 		}
 		if raw {
-			clear(z.out)
 			used = copy(z.out, src)
+			clear(z.out[used:])
 		}
 		if put != nil {
 			if err := put(len(z.exts), z.out); err != nil {
@@ -130,7 +135,7 @@ func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i i
 		}
 		z.exts = append(z.exts, zextent{start: pos, raw: raw})
 		pos += int64(used)
-		z.n = copy(z.buf, z.buf[used:z.n])
+		off += used
 	}
 	var one [1]byte
 	if m, _ := r.Read(one[:]); m != 0 {
@@ -270,9 +275,117 @@ func zplan(nodes []*node, zc *zcache) error {
 	return nil
 }
 
+// zjob is a compressed file compressed ahead of the writer: its
+// pclusters (zblocks blocks) and extents.
+type zjob struct {
+	n    *node
+	done chan struct{}
+	data []byte
+	exts []zextent
+	err  error
+}
+
+const (
+	// zAheadBytes bounds the compressed blocks held ahead of the writer;
+	// a file of more than zAheadFile is compressed by the writer itself.
+	zAheadBytes = 64 << 20
+	zAheadFile  = 16 << 20
+)
+
+// zahead compresses files ahead of the writer, on every CPU, in node
+// order, holding at most zAheadBytes; the writer takes them in order.
+type zahead struct {
+	jobs    map[*node]*zjob
+	mu      sync.Mutex
+	cond    *sync.Cond
+	avail   int64
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func startZahead(nodes []*node) *zahead {
+	a := &zahead{jobs: map[*node]*zjob{}, avail: zAheadBytes}
+	a.cond = sync.NewCond(&a.mu)
+	var order []*zjob
+	for _, n := range nodes {
+		if n.zblocks > 0 && n.zblocks*blockSize <= zAheadFile {
+			j := &zjob{n: n, done: make(chan struct{})}
+			a.jobs[n] = j
+			order = append(order, j)
+		}
+	}
+	if len(order) == 0 {
+		return a
+	}
+	ch := make(chan *zjob)
+	a.wg.Add(1)
+	go func() { // hands jobs out in order, within the budget
+		defer a.wg.Done()
+		defer close(ch)
+		for _, j := range order {
+			if !a.acquire(j.n.zblocks * blockSize) {
+				return
+			}
+			ch <- j
+		}
+	}()
+	for range runtime.GOMAXPROCS(0) {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			z := newZwriter()
+			for j := range ch {
+				j.data = make([]byte, j.n.zblocks*blockSize)
+				exts, err := z.compress(j.n.in, j.n.size, j.n.path, func(i int, blk []byte) error {
+					if int64(i) >= j.n.zblocks {
+						return fmt.Errorf("erofs: %s: content changed since it was planned (more than %d pclusters)", j.n.path, j.n.zblocks)
+					}
+					copy(j.data[i*blockSize:], blk)
+					return nil
+				})
+				j.exts, j.err = append([]zextent(nil), exts...), err
+				close(j.done)
+			}
+		}()
+	}
+	return a
+}
+
+func (a *zahead) acquire(n int64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.avail < n && !a.stopped {
+		a.cond.Wait()
+	}
+	a.avail -= n
+	return !a.stopped
+}
+
+func (a *zahead) release(n int64) {
+	a.mu.Lock()
+	a.avail += n
+	a.mu.Unlock()
+	a.cond.Broadcast()
+}
+
+// stop ends the workers (after the files they are at) and waits for
+// them: on an error, jobs not taken are left.
+func (a *zahead) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+	a.cond.Broadcast()
+	// Drain: workers blocked on nothing, the dispatcher may wait on a
+	// send that no worker takes once they stopped; workers range over
+	// the channel until it closes, so they take and finish what is
+	// handed out.
+	a.wg.Wait()
+}
+
 // writeCompressed writes a compressed file: its pclusters to the data
-// area, its inode, xattrs, map header and indexes to the metadata.
-func (n *node) writeCompressed(w io.WriterAt, mw *metaWriter, z *zwriter, o Options) error {
+// area, its inode, xattrs, map header and indexes to the metadata. Its
+// pclusters come from a (compressed ahead) or are compressed here by z.
+func (n *node) writeCompressed(w io.WriterAt, mw *metaWriter, a *zahead, z *zwriter, o Options) error {
 	ibody := n.isize() + int64(len(n.xattrs))
 	hdr := (ibody+7)/8*8 + zMapHeaderSize
 	m, err := mw.at(n.pos, hdr)
@@ -282,17 +395,33 @@ func (n *node) writeCompressed(w io.WriterAt, mw *metaWriter, z *zwriter, o Opti
 	n.putInode(m[:n.isize()], o)
 	copy(m[n.isize():], n.xattrs)
 	putZHeader(m[hdr-zMapHeaderSize:])
-	exts, err := z.compress(n.in, n.size, n.path, func(i int, blk []byte) error {
-		if int64(i) >= n.zblocks {
-			return fmt.Errorf("erofs: %s: content changed since it was planned (more than %d pclusters)", n.path, n.zblocks)
+	var exts []zextent
+	if j := a.jobs[n]; j != nil {
+		<-j.done
+		if j.err != nil {
+			return j.err
 		}
-		if _, err := w.WriteAt(blk, (int64(n.blkaddr)+int64(i))*blockSize); err != nil {
-			return fmt.Errorf("erofs: %s: %w", n.path, err)
+		exts = j.exts
+		if int64(len(exts)) == n.zblocks {
+			if _, err := w.WriteAt(j.data, int64(n.blkaddr)*blockSize); err != nil {
+				return fmt.Errorf("erofs: %s: %w", n.path, err)
+			}
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		j.data = nil
+		a.release(n.zblocks * blockSize)
+	} else {
+		exts, err = z.compress(n.in, n.size, n.path, func(i int, blk []byte) error {
+			if int64(i) >= n.zblocks {
+				return fmt.Errorf("erofs: %s: content changed since it was planned (more than %d pclusters)", n.path, n.zblocks)
+			}
+			if _, err := w.WriteAt(blk, (int64(n.blkaddr)+int64(i))*blockSize); err != nil {
+				return fmt.Errorf("erofs: %s: %w", n.path, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	if int64(len(exts)) != n.zblocks {
 		return fmt.Errorf("erofs: %s: content changed since it was planned (%d pclusters, planned %d)", n.path, len(exts), n.zblocks)

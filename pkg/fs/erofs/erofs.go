@@ -450,12 +450,17 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 	mw := &metaWriter{w: w, buf: make([]byte, metaWindow)}
 	buf := make([]byte, 1<<20)
 	var z *zwriter
+	var ahead *zahead
+	if l.zfiles > 0 {
+		ahead = startZahead(l.nodes)
+		defer ahead.stop()
+	}
 	for _, n := range l.nodes {
 		if n.zblocks > 0 {
-			if z == nil {
+			if z == nil && ahead.jobs[n] == nil {
 				z = newZwriter()
 			}
-			if err := n.writeCompressed(w, mw, z, o); err != nil {
+			if err := n.writeCompressed(w, mw, ahead, z, o); err != nil {
 				return nil, err
 			}
 			continue

@@ -22,7 +22,7 @@ const (
 	lz4ChainMask    = 1<<16 - 1
 	// lz4Depth is how many earlier positions of one hash the matcher
 	// tries: a hash chain, greedy.
-	lz4Depth = 8
+	lz4Depth = 16
 	// lz4GoodEnough stops the search at a match this long.
 	lz4GoodEnough = 256
 )
@@ -132,7 +132,13 @@ func (e *lz4Encoder) destSize(src, dst []byte) (consumed, written int) {
 			bestLen, end = short, ip+short
 		}
 		op = putSequence(dst, op, src[anchor:ip], bestOff, bestLen)
+		// Positions inside the match: its first few and its last two
+		// (all of a long match costs time for little gain).
 		for p := ip + 1; p < end && p <= ipLimit; p++ {
+			if p-ip > 8 && p < end-2 {
+				p = end - 3
+				continue
+			}
 			insert(p)
 		}
 		anchor, ip = end, end
