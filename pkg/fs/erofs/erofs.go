@@ -1,7 +1,10 @@
 // Package erofs writes EROFS, the Linux kernel's read-only filesystem, in
-// its plain uncompressed layout (block size 4096, no compression, no
-// chunks, no fragments, no deduplication), which every kernel since 5.4
-// mounts.
+// its plain uncompressed layout (block size 4096, no chunks, no
+// fragments, no deduplication), which every kernel since 5.4 mounts, or
+// with Options.Compression "lz4" with regular files LZ4-compressed in the
+// full-index layout of compress.go (kernels since 5.4: zero padding, 4
+// KiB physical clusters, no big pclusters, compact indexes, tail packing
+// or fragments).
 //
 // The layout follows mkfs.erofs's: the superblock at byte 1024 of block 0
 // (with its crc32c checksum), then the inodes from byte 1152 (metadata
@@ -23,7 +26,8 @@
 // tree are byte-identical.
 //
 // ReadTree reads the same layout back (and mkfs.erofs's uncompressed
-// images, shared xattrs included), bounded: images are hostile.
+// images, shared xattrs included, and its -E legacy-compress lz4 ones),
+// bounded: images are hostile.
 //
 // It imports pkg/fs, pkg/tree and pkg/repro.
 package erofs

@@ -1,6 +1,7 @@
 package erofs
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"sort"
@@ -18,7 +19,33 @@ import (
 // device, xattr, content and hardlink must come back as the tree was.
 func TestGoErofs(t *testing.T) {
 	want := everyKind()
-	img := writeImage(t, want, testOpts)
+	got, err := readGoErofs(t, writeImage(t, want, testOpts))
+	if err != nil {
+		t.Fatalf("go-erofs: %v", err)
+	}
+	sameTree(t, got, want)
+}
+
+// TestGoErofsCompressed: go-erofs v0.3.1 refuses compressed images
+// (erofs.go: "unsupported compressed filesystem" for ZERO_PADDING), so
+// it cannot judge them; once a version reads them, this test compares
+// the tree as TestGoErofs does.
+func TestGoErofsCompressed(t *testing.T) {
+	want := zTree()
+	got, err := readGoErofs(t, writeImage(t, want, zOpts))
+	if err != nil {
+		if !errors.Is(err, goerofs.ErrNotImplemented) {
+			t.Fatalf("go-erofs: %v", err)
+		}
+		t.Logf("go-erofs does not read compressed images: %v", err)
+		return
+	}
+	sameTree(t, got, want)
+}
+
+// readGoErofs reads the image at img with go-erofs into a tree.
+func readGoErofs(t *testing.T, img string) (*tree.Tree, error) {
+	t.Helper()
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +53,7 @@ func TestGoErofs(t *testing.T) {
 	defer f.Close()
 	fsys, err := goerofs.Open(f)
 	if err != nil {
-		t.Fatalf("go-erofs: %v", err)
+		return nil, err
 	}
 	got := tree.New(testOpts.Epoch)
 	byIno := map[int64]*tree.Inode{}
@@ -114,7 +141,7 @@ func TestGoErofs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-erofs walk: %v", err)
 	}
-	sameTree(t, got, want)
+	return got, nil
 }
 
 // putAt sets n at the absolute path p of tr, whose parents exist (WalkDir
