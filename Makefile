@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs e2fsprogs-tests vet lint fuzz clean bench
+.PHONY: all build test test-short deps demo demo-debs server server-rootfs server-run e2fsprogs-tests vet lint fuzz clean bench
 
 all: build
 
@@ -66,6 +66,26 @@ demo: deps build demo-debs
 	bin/kiln run --firmware uefi --expect KILN-DEMO-BOOTED --timeout 180s out/demo.img
 	@echo "== booting out/demo.img under BIOS (SeaBIOS, syslinux)"
 	bin/kiln run --firmware bios --expect KILN-DEMO-BOOTED --timeout 180s out/demo.img
+
+# The server example (layers/server): a Debian systemd server with a web
+# page on a sealed root (EROFS under dm-verity, /var writable). Its root
+# filesystem is made once with mmdebstrap into .cache/server (outside git).
+# The boot prints KILN-STATUS lines (see layers/server/kiln.yaml): a failed
+# unit or a page not served fails the run. To browse the page:
+# bin/kiln run --forward 8080:80 out/server.img, then http://127.0.0.1:8080/.
+SERVER_FAIL := --fail-on 'KILN-STATUS failed-unit=' --fail-on 'KILN-STATUS www=failed' --fail-on 'Kernel panic'
+server-rootfs:
+	scripts/mkserver-rootfs.sh .cache/server/rootfs.tar
+
+server: deps build server-rootfs
+	bin/kiln build layers/server/kiln.yaml
+	bin/kiln inspect out/server.img
+
+server-run: server
+	@echo "== booting out/server.img under UEFI (OVMF, systemd-boot), with a NIC (DHCP)"
+	bin/kiln run --firmware uefi --net --expect KILN-SERVER-BOOTED $(SERVER_FAIL) --timeout 300s out/server.img
+	@echo "== booting out/server.img under BIOS (SeaBIOS, syslinux)"
+	bin/kiln run --firmware bios --expect KILN-SERVER-BOOTED $(SERVER_FAIL) --timeout 300s out/server.img
 
 # kiln against the shell pipeline (tar, sgdisk, mkfs.vfat, mcopy, mke2fs -d,
 # qemu-img convert) on a Debian rootfs, and a scaling run: medians of
