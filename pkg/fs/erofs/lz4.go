@@ -295,10 +295,11 @@ func lz4DecodeAs(dst, src []byte, partial bool) error {
 		if off >= ml {
 			op += copy(dst[op:op+ml], dst[from:from+ml])
 		} else {
-			for i := 0; i < ml; i++ {
-				dst[op+i] = dst[from+i]
+			// The pattern of off bytes repeats: copy it doubling.
+			end := op + ml
+			for op < end {
+				op += copy(dst[op:end], dst[from:op])
 			}
-			op += ml
 		}
 		if partial && op == len(dst) {
 			return nil

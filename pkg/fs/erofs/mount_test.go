@@ -56,17 +56,7 @@ func TestKernelMount(t *testing.T) {
 // mount point.
 func mountMatches(t *testing.T, tr *tree.Tree, o Options) string {
 	t.Helper()
-	judge.Need(t, "mount", "umount")
-	img := writeImage(t, tr, o)
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "erofs", "-o", "loop,ro", img, dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v\n%s", err, out)
-		}
-	})
+	dir := mountImage(t, writeImage(t, tr, o))
 	if err := tr.Walk(func(p string, d tree.Dirent) error {
 		host := filepath.Join(dir, p)
 		want := describeTree(t, d.Inode)
@@ -107,5 +97,22 @@ func mountMatches(t *testing.T, tr *tree.Tree, o Options) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// mountImage loop-mounts the EROFS image img read-only (unmounted at the
+// test's end) and returns the mount point.
+func mountImage(t *testing.T, img string) string {
+	t.Helper()
+	judge.Need(t, "mount", "umount")
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "erofs", "-o", "loop,ro", img, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v\n%s", err, out)
+		}
+	})
 	return dir
 }
