@@ -16,6 +16,7 @@ declare -A pkg=(
   [skopeo]=skopeo [podman]=podman
   [fsck.erofs]=erofs-utils [mkfs.erofs]=erofs-utils [dump.erofs]=erofs-utils
   [veritysetup]=cryptsetup-bin
+  [jq]=jq
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
