@@ -85,26 +85,7 @@ func (e *lz4Encoder) destSize(src, dst []byte) (consumed, written int) {
 		if op+litCost(ip-anchor+1) > budget {
 			break
 		}
-		cur := base + int32(ip)
-		h := lz4Hash(binary.LittleEndian.Uint32(src[ip:]))
-		cand := e.head[h]
-		bestLen, bestOff := 0, 0
-		prev := cur
-		for d := lz4Depth; d > 0 && cand >= base && cand < prev && cur-cand <= lz4MaxOffset; d-- {
-			c := int(cand - base)
-			if bestLen == 0 || src[c+bestLen] == src[ip+bestLen] {
-				if n := matchLen(src[c:], src[ip:matchLimit]); n > bestLen {
-					bestLen, bestOff = n, ip-c
-					if n >= lz4GoodEnough || ip+n >= matchLimit {
-						break
-					}
-				}
-			}
-			prev = cand
-			cand = e.chain[cand&lz4ChainMask]
-		}
-		e.chain[cur&lz4ChainMask] = e.head[h]
-		e.head[h] = cur
+		bestLen, bestOff := e.find(src, base, ip, matchLimit)
 		if bestLen < lz4MinMatch {
 			// Skip faster through data that does not match (as lz4's
 			// acceleration does).
@@ -154,6 +135,35 @@ func (e *lz4Encoder) destSize(src, dst []byte) (consumed, written int) {
 	}
 	op = putSequence(dst, op, src[anchor:anchor+n], 0, 0)
 	return anchor + n, op
+}
+
+// find returns the longest match (length, offset back) for src[ip:]
+// among the earlier positions of its hash, and hashes ip.
+func (e *lz4Encoder) find(src []byte, base int32, ip, matchLimit int) (int, int) {
+	cur := base + int32(ip)
+	v := binary.LittleEndian.Uint32(src[ip:])
+	h := lz4Hash(v)
+	cand := e.head[h]
+	bestLen, bestOff := 0, 0
+	prev := cur
+	for d := lz4Depth; d > 0 && cand >= base && cand < prev && cur-cand <= lz4MaxOffset; d-- {
+		c := int(cand - base)
+		// The first 4 bytes (a match's least), then the byte that would
+		// make it longer than the best so far.
+		if binary.LittleEndian.Uint32(src[c:]) == v && src[c+bestLen] == src[ip+bestLen] {
+			if n := matchLen(src[c:], src[ip:matchLimit]); n > bestLen {
+				bestLen, bestOff = n, ip-c
+				if n >= lz4GoodEnough || ip+n >= matchLimit {
+					break
+				}
+			}
+		}
+		prev = cand
+		cand = e.chain[cand&lz4ChainMask]
+	}
+	e.chain[cur&lz4ChainMask] = e.head[h]
+	e.head[h] = cur
+	return bestLen, bestOff
 }
 
 // matchLen is how many leading bytes a and b share (b no longer than a
