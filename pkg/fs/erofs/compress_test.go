@@ -634,3 +634,27 @@ func (z *zeroCheck) Write(p []byte) (int, error) {
 }
 
 var zeroBlock = make([]byte, 64<<10)
+
+// TestCompressedRefuses: with lz4, content shorter or longer than its
+// size is an error naming the file, as without compression.
+func TestCompressedRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		size int64
+		want string
+	}{
+		{"short", text(1, 10000), 20000, "/f: content is 10000 bytes, want 20000"},
+		{"long", text(1, 30000), 20000, "/f: content is longer than its size 20000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := tree.New(epoch)
+			f := trees.Put(tr, epoch, "/f", trees.File(0o644, epoch, c.data))
+			f.Size = c.size
+			_, err := MinSize(tr, zOpts)
+			testkit.ErrContains(t, err, c.want)
+			err = Write(testkit.SparseFile(t, "img", 8<<20), 8<<20, tr, zOpts)
+			testkit.ErrContains(t, err, c.want)
+		})
+	}
+}
