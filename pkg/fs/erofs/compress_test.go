@@ -658,3 +658,48 @@ func TestCompressedRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestCompressedReadHostile is FuzzReadTree's check on seeded mutations
+// of a compressed image (the fuzzing engine is slow here): bytes of the
+// compressed inodes, their indexes and their pclusters changed at
+// random, the superblock checksum fixed; ReadTree and reading every file
+// never panic, stay within testkit.ReadBound and fail with the package's
+// errors.
+func TestCompressedReadHostile(t *testing.T) {
+	tr := tree.New(epoch)
+	trees.Put(tr, epoch, "/t", trees.File(0o644, epoch, text(1, 20000)))
+	trees.Put(tr, epoch, "/z", trees.File(0o644, epoch, make([]byte, 300000)))
+	trees.Put(tr, epoch, "/m", trees.File(0o644, epoch, append(text(2, 9000), noise(2, 9000)...)))
+	l, err := plan(tr, zOpts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w bytesWriterAt
+	if err := Write(&w, 1<<20, tr, zOpts); err != nil {
+		t.Fatal(err)
+	}
+	good := []byte(w[:l.blocks*blockSize])
+	r := rand.New(rand.NewPCG(1, 3))
+	failed := 0
+	for i := 0; i < 3000; i++ {
+		b := bytes.Clone(good)
+		for k := 1 + r.IntN(4); k > 0; k-- {
+			var at int
+			if r.IntN(2) == 0 { // the metadata: inodes, headers, indexes
+				at = superOffset + superSize + r.IntN(int(l.metaEnd)-superOffset-superSize)
+			} else { // the data: pclusters
+				at = int(l.dataStart)*blockSize + r.IntN(len(b)-int(l.dataStart)*blockSize)
+			}
+			b[at] = byte(r.Uint32())
+		}
+		binary.LittleEndian.PutUint32(b[superOffset+4:], superChecksum(b[superOffset:blockSize]))
+		fuzzOne(t, b)
+		if _, err := ReadTree(bytes.NewReader(b), int64(len(b))); err != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Error("no mutation made ReadTree fail: the mutations do not reach the compressed files")
+	}
+	t.Logf("%d of 3000 mutations refused by ReadTree", failed)
+}
