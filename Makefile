@@ -31,12 +31,14 @@ lint: vet
 
 # Every test, then every fuzz target for FUZZTIME (scripts/test.sh): the
 # boot tests use the demo's Debian packages as layers, fetched once into
-# .cache/debs (outside git) and found there through KILN_DEBS. The last
+# .cache/debs (outside git) and found there through KILN_DEBS, and the
+# server example's rootfs (.cache/server, mmdebstrap, a few minutes the
+# first time) for the sealed server's boots (TestBootServer). The last
 # line counts the tests that passed, failed and were skipped; CI=true (as
 # .ci/run sets) turns a skip for a missing judge into a failure.
 # TESTFLAGS='-run TestX' narrows the run.
 FUZZTIME ?= 15s
-test: deps build lint demo-debs e2fsprogs-tests
+test: deps build lint demo-debs e2fsprogs-tests server-rootfs
 	KILN_DEBS=$(CURDIR)/.cache/debs KILN_E2FSPROGS_TESTS=$(CURDIR)/.cache/e2fsprogs/tests \
 		GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
 
