@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -196,46 +197,130 @@ func putZIndexes(b []byte, first int64, exts []zextent, size int64, blk uint32) 
 func putZHeader(b []byte) { clear(b[:zMapHeaderSize]) }
 
 // zcache is what compression decided for each file: its pclusters (0:
-// not compressed), for the size it had.
+// not compressed) for the size it had, and, when it keeps them, the
+// pclusters themselves and their extents, in a spill file: then Write
+// copies them instead of compressing the file once more.
 type zcache struct {
-	mu sync.Mutex
-	m  map[*tree.Inode][2]int64 // size, pclusters
+	mu    sync.Mutex
+	m     map[*tree.Inode]*zent
+	spill bool       // keep the pclusters (in unlinked temporary files)
+	files []*os.File // the spill files
 }
 
-func newZcache() *zcache { return &zcache{m: map[*tree.Inode][2]int64{}} }
+// zent is one file's compression.
+type zent struct {
+	size, blocks int64
+	exts         []zextent // with the pclusters, or nil
+	f            *os.File  // the spill file holding them
+	off          int64     // at this offset
+}
 
-func (c *zcache) get(in *tree.Inode, size int64) (int64, bool) {
+func newZcache() *zcache { return &zcache{m: map[*tree.Inode]*zent{}, spill: true} }
+
+func (c *zcache) get(in *tree.Inode, size int64) *zent {
 	if c == nil {
-		return 0, false
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.m[in]
-	return v[1], ok && v[0] == size
+	if e := c.m[in]; e != nil && e.size == size {
+		return e
+	}
+	return nil
 }
 
-func (c *zcache) put(in *tree.Inode, size, blocks int64) {
+// release closes the spill files: the pclusters are written; the counts
+// stay (a later Write compresses again).
+func (c *zcache) release() {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.m[in] = [2]int64{size, blocks}
+	for _, e := range c.m {
+		e.f, e.exts = nil, nil
+	}
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+}
+
+func (c *zcache) addFile(f *os.File) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.files = append(c.files, f)
+}
+
+func (c *zcache) put(in *tree.Inode, e *zent) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[in] = e
+}
+
+// spillFile appends pclusters to an unlinked temporary file (gone with
+// the process, or when the zcache holding it is collected), through a
+// buffer that a file not compressed after all can be taken back from.
+type spillFile struct {
+	f       *os.File
+	flushed int64
+	buf     []byte
+}
+
+func newSpillFile() *spillFile {
+	f, err := os.CreateTemp("", "kiln-erofs-lz4-*")
+	if err != nil {
+		return nil // then Write compresses again
+	}
+	os.Remove(f.Name())
+	return &spillFile{f: f, buf: make([]byte, 0, 4<<20)}
+}
+
+func (s *spillFile) end() int64 { return s.flushed + int64(len(s.buf)) }
+
+func (s *spillFile) add(b []byte) error {
+	if len(s.buf)+len(b) > cap(s.buf) {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	s.buf = append(s.buf, b...)
+	return nil
+}
+
+func (s *spillFile) flush() error {
+	if _, err := s.f.WriteAt(s.buf, s.flushed); err != nil {
+		return fmt.Errorf("erofs: spilling compressed data: %w", err)
+	}
+	s.flushed += int64(len(s.buf))
+	s.buf = s.buf[:0]
+	return nil
+}
+
+// rewind forgets what was added from off on, where it is still held.
+func (s *spillFile) rewind(off int64) {
+	if off >= s.flushed {
+		s.buf = s.buf[:off-s.flushed]
+	}
 }
 
 // zplan decides which regular files are compressed: it compresses each
 // (not already in zc) once to count its pclusters, on every CPU; each
 // file's result depends only on its content, so the layout does not
-// depend on the scheduling. The error returned is the first file's in
-// node order.
+// depend on the scheduling. With zc (and its spill), the pclusters are
+// kept for the write. The error returned is the first file's in node
+// order.
 func zplan(nodes []*node, zc *zcache) error {
 	var todo []*node
 	for _, n := range nodes {
 		if n.in.Kind != tree.Regular || n.size <= blockSize {
 			continue
 		}
-		if b, ok := zc.get(n.in, n.size); ok {
-			n.zblocks = b
+		if e := zc.get(n.in, n.size); e != nil {
+			n.zblocks, n.zsrc = e.blocks, e
 			continue
 		}
 		todo = append(todo, n)
@@ -248,21 +333,56 @@ func zplan(nodes []*node, zc *zcache) error {
 		go func() {
 			defer wg.Done()
 			z := newZwriter()
+			var sp *spillFile
+			if zc != nil && zc.spill {
+				if sp = newSpillFile(); sp != nil {
+					zc.addFile(sp.f)
+				}
+			}
+			var spilled []*zent // entries whose pclusters sp holds
+			defer func() {
+				if sp == nil {
+					return
+				}
+				if err := sp.flush(); err != nil {
+					for _, e := range spilled {
+						e.f, e.exts = nil, nil // Write compresses these again
+					}
+				}
+			}()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(todo) {
 					return
 				}
 				n := todo[i]
-				exts, err := z.compress(n.in, n.size, n.path, nil)
+				var put func(int, []byte) error
+				var start int64
+				if sp != nil {
+					start = sp.end()
+					put = func(_ int, blk []byte) error { return sp.add(blk) }
+				}
+				exts, err := z.compress(n.in, n.size, n.path, put)
 				if err != nil {
 					errs[i] = err
+					if sp != nil {
+						sp.rewind(start)
+					}
 					continue
 				}
+				e := &zent{size: n.size}
 				if int64(len(exts)) < zIndexes(n.size) {
 					n.zblocks = int64(len(exts))
+					e.blocks = n.zblocks
+					if sp != nil {
+						e.f, e.off, e.exts = sp.f, start, append([]zextent(nil), exts...)
+						spilled = append(spilled, e)
+					}
+				} else if sp != nil {
+					sp.rewind(start)
 				}
-				zc.put(n.in, n.size, n.zblocks)
+				n.zsrc = e
+				zc.put(n.in, e)
 			}
 		}()
 	}
@@ -274,6 +394,9 @@ func zplan(nodes []*node, zc *zcache) error {
 	}
 	return nil
 }
+
+// spilled says whether n's pclusters are in a spill file.
+func (n *node) spilled() bool { return n.zsrc != nil && n.zsrc.f != nil }
 
 // zjob is a compressed file compressed ahead of the writer: its
 // pclusters (zblocks blocks) and extents.
@@ -308,7 +431,7 @@ func startZahead(nodes []*node) *zahead {
 	a.cond = sync.NewCond(&a.mu)
 	var order []*zjob
 	for _, n := range nodes {
-		if n.zblocks > 0 && n.zblocks*blockSize <= zAheadFile {
+		if n.zblocks > 0 && !n.spilled() && n.zblocks*blockSize <= zAheadFile {
 			j := &zjob{n: n, done: make(chan struct{})}
 			a.jobs[n] = j
 			order = append(order, j)
@@ -396,7 +519,22 @@ func (n *node) writeCompressed(w io.WriterAt, mw *metaWriter, a *zahead, z *zwri
 	copy(m[n.isize():], n.xattrs)
 	putZHeader(m[hdr-zMapHeaderSize:])
 	var exts []zextent
-	if j := a.jobs[n]; j != nil {
+	if n.spilled() {
+		// Compressed when planned: copied from the spill file.
+		e := n.zsrc
+		exts = e.exts
+		buf := make([]byte, min(n.zblocks*blockSize, 1<<20))
+		for done := int64(0); done < n.zblocks*blockSize; {
+			k := min(int64(len(buf)), n.zblocks*blockSize-done)
+			if _, err := e.f.ReadAt(buf[:k], e.off+done); err != nil {
+				return fmt.Errorf("erofs: %s: reading back its compressed data: %w", n.path, err)
+			}
+			if _, err := w.WriteAt(buf[:k], int64(n.blkaddr)*blockSize+done); err != nil {
+				return fmt.Errorf("erofs: %s: %w", n.path, err)
+			}
+			done += k
+		}
+	} else if j := a.jobs[n]; j != nil {
 		<-j.done
 		if j.err != nil {
 			return j.err

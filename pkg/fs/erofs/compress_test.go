@@ -533,15 +533,76 @@ func TestCompressionOption(t *testing.T) {
 	}
 }
 
-// TestCompressedContentChanged: content that changes between the plan
-// and the write (a file source that is not stable) is an error, never an
-// image whose indexes do not match its data.
+// TestCompressedContentChanged: when Write compresses a file again (no
+// spill file for what the plan compressed), content that changed since
+// the plan (a file source that is not stable) is an error, never an
+// image whose indexes do not match its data; a file compressed ahead
+// (small) and one compressed by the writer (over zAheadFile).
 func TestCompressedContentChanged(t *testing.T) {
+	for _, n := range []int{100000, zAheadFile * 3} {
+		tr := tree.New(epoch)
+		c := &flipContent{a: bytes.Repeat(text(1, 100000), n/100000+1)[:n], b: noise(1, n)}
+		trees.Put(tr, epoch, "/f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: int64(n), Content: c})
+		zc := &zcache{m: map[*tree.Inode]*zent{}} // no spill
+		_, err := write(testkit.SparseFile(t, "img", 64<<20), 64<<20, tr, zOpts, zc)
+		testkit.ErrContains(t, err, "/f: content changed since it was planned")
+	}
+}
+
+// TestCompressedSpill: the pclusters the plan keeps in spill files and
+// copies (Write, and MinSize then Write through New) give the same
+// bytes as compressing again in the write (no spill); released, the
+// cache still sizes, and a second Write compresses again, alike.
+func TestCompressedSpill(t *testing.T) {
 	tr := tree.New(epoch)
-	c := &flipContent{a: text(1, 100000), b: noise(1, 100000)}
-	trees.Put(tr, epoch, "/f", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: 100000, Content: c})
-	err := Write(testkit.SparseFile(t, "img", 8<<20), 8<<20, tr, zOpts)
-	testkit.ErrContains(t, err, "/f: content changed since it was planned")
+	zFiles(tr)
+	size, err := MinSize(tr, zOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(f *os.File) []byte {
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	plain := testkit.SparseFile(t, "plain", size)
+	zc := &zcache{m: map[*tree.Inode]*zent{}}
+	if _, err := write(plain, size, tr, zOpts, zc); err != nil {
+		t.Fatal(err)
+	}
+	want := read(plain)
+	spilled := testkit.SparseFile(t, "spilled", size)
+	if err := Write(spilled, size, tr, zOpts); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(read(spilled), want) {
+		t.Error("Write (spill) and write without spill differ")
+	}
+	f, err := Kind.New(kfs.Params{Name: "root", Label: "kiln-root", Epoch: epoch, UUID: func(string) [16]byte { return testOpts.UUID }, Compression: "lz4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := f.(*filesystem)
+	if got, err := fs.MinSize(tr); err != nil || got != size {
+		t.Fatalf("MinSize %d (%v), want %d", got, err, size)
+	}
+	if len(fs.zc.files) == 0 {
+		t.Fatal("MinSize kept no spill file")
+	}
+	for i := 0; i < 2; i++ {
+		img := testkit.SparseFile(t, "img", size)
+		if _, err := fs.Write(img, kfs.Region{Size: size}, tr); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(read(img), want) {
+			t.Errorf("Write %d through New differs", i+1)
+		}
+		if len(fs.zc.files) != 0 {
+			t.Errorf("Write %d left %d spill files open", i+1, len(fs.zc.files))
+		}
+	}
 }
 
 // flipContent gives a on its first Open, b after.

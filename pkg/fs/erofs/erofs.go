@@ -113,6 +113,7 @@ type node struct {
 	tail     int64 // bytes of data inline after the inode
 	nblocks  int64 // whole blocks of data in the data area
 	zblocks  int64 // a compressed file's pclusters (0: not compressed)
+	zsrc     *zent // its compression as planned
 	blkaddr  uint32
 	pos      int64 // the inode's byte offset: nid = pos/32
 }
@@ -157,7 +158,9 @@ func minSize(t *tree.Tree, o Options, zc *zcache) (int64, error) {
 // Write writes t as an EROFS filesystem into [0,size) of w, which must
 // read as zeros beforehand.
 func Write(w io.WriterAt, size int64, t *tree.Tree, o Options) error {
-	_, err := write(w, size, t, o, nil)
+	zc := newZcache()
+	defer zc.release()
+	_, err := write(w, size, t, o, zc)
 	return err
 }
 
@@ -461,7 +464,7 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 	}
 	for _, n := range l.nodes {
 		if n.zblocks > 0 {
-			if z == nil && ahead.jobs[n] == nil {
+			if z == nil && !n.spilled() && ahead.jobs[n] == nil {
 				z = newZwriter()
 			}
 			if err := n.writeCompressed(w, mw, ahead, z, o); err != nil {

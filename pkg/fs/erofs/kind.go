@@ -51,6 +51,7 @@ func (f *filesystem) MinSize(t *tree.Tree) (int64, error) { return minSize(t, f.
 
 func (f *filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report, error) {
 	l, err := write(w, r.Size, t, f.o, f.zc)
+	f.zc.release()
 	if err != nil {
 		return nil, err
 	}
