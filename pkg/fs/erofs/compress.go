@@ -12,12 +12,20 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// Compressed files (compression: lz4) are laid out as mkfs.erofs -zlz4
-// -E legacy-compress lays them out, in the form every kernel since 5.3
-// reads (5.4 for the zero padding):
+// Compressed files (compression: lz4) are laid out with full indexes, as
+// mkfs.erofs -zlz4 -E legacy-compress lays them out, and with zero
+// padding, as mkfs.erofs -zlz4 does by default: the form Linux reads
+// since 5.4, its first release with EROFS out of staging (ZERO_PADDING,
+// then LZ4_0PADDING, came in 5.3; full indexes in 5.3's staging EROFS).
+// None of the later features is used: no compact indexes, big pclusters
+// (5.13), COMPR_CFGS (5.16), tail packing (5.17), fragments (6.1) or
+// deduplication. In detail:
 //
-//   - the superblock has feature_incompat LZ4_0PADDING (ZERO_PADDING)
-//     and lz4_max_distance 65535;
+//   - the superblock has feature_incompat ZERO_PADDING (LZ4_0PADDING)
+//     and lz4_max_distance 65535 (5.11 on reads it; before, the field
+//     is reserved; LZ4's largest window either way), both set only
+//     when a file is compressed: recent kernels take either as the
+//     mark of a filesystem with LZ4-compressed inodes;
 //   - a compressed file has data layout COMPRESSED_FULL (1): after its
 //     inode and xattrs, aligned to 8 bytes, an 8-byte z_erofs_map_header
 //     (LZ4 for both heads, 4 KiB logical clusters, no advise bits), 8
@@ -42,8 +50,7 @@ import (
 // most 4096 bytes) keep the uncompressed layout with an inline tail, as
 // do directories and symlinks.
 const (
-	layoutCompressedFull    = 1
-	layoutCompressedCompact = 3
+	layoutCompressedFull = 1
 
 	featureIncompatZeroPadding = 0x1
 
