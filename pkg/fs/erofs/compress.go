@@ -64,8 +64,11 @@ const (
 
 	// zMaxExtent bounds the file bytes of one compressed pcluster: the
 	// kernel's delta[0] is below 2048 lclusters (8 MiB) without big
-	// pclusters; kiln writes at most 1 MiB.
-	zMaxExtent     = 1 << 20
+	// pclusters; kiln writes at most 768 KiB, within what mkfs.erofs 1.5
+	// (Debian 12's, beside Linux 6.1) writes (its input window is 900
+	// KiB: 3 MiB of zeros take 4 pclusters), and a read that starts
+	// cold in an extent decompresses no more than that.
+	zMaxExtent     = 768 << 10
 	zReadMaxExtent = 2047 * blockSize
 )
 
