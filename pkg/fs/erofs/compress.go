@@ -106,7 +106,8 @@ func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i i
 	var read, pos int64 // bytes read from r; file offset of buf[off]
 	for pos < size {
 		// Keep at least zMaxExtent bytes ahead (or the rest of the
-		// file), moving what is left to the front once past half.
+		// file): below that, what is left moves to the buffer's front
+		// and the buffer is filled (about once per zMaxExtent bytes).
 		if want := min(int64(zMaxExtent), size-pos); int64(end-off) < want {
 			if off > 0 {
 				end = copy(z.buf, z.buf[off:end])
@@ -124,7 +125,6 @@ func (z *zwriter) compress(in *tree.Inode, size int64, path string, put func(i i
 		var used int
 		raw := true
 		if len(src) > blockSize {
-			clear(z.out)
 			var w int
 			used, w = z.enc.destSize(src, z.out)
 			if used > blockSize {
