@@ -209,7 +209,10 @@ func putZHeader(b []byte) { clear(b[:zMapHeaderSize]) }
 // zcache is what compression decided for each file: its pclusters (0:
 // not compressed) for the size it had, and, when it keeps them, the
 // pclusters themselves and their extents, in a spill file: then Write
-// copies them instead of compressing the file once more.
+// copies them instead of compressing the file once more. It relies on
+// what kiln's trees are: an inode's content does not change once the
+// tree is merged (a Write without the spill compresses again, and
+// refuses content that changed).
 type zcache struct {
 	mu    sync.Mutex
 	m     map[*tree.Inode]*zent
