@@ -400,6 +400,16 @@ func TestCompressedReadTree(t *testing.T) {
 			}
 		}, "NONHEAD"},
 		{"head beyond", func(b []byte) { b[idx+3*zIndexSize] = zHead1; b[idx+3*zIndexSize+3] = 0x20 }, "head at offset"},
+		{"more heads than blocks", func(b []byte) {
+			for i := idx; ; i += zIndexSize {
+				if b[i] == zNonhead {
+					b[i], b[i+2], b[i+3] = zHead1, 0, 0
+					copy(b[i+4:i+8], b[idx+4:idx+8]) // the first pcluster's block
+					return
+				}
+			}
+		}, "more pclusters than the inode's"},
+		{"blocks beyond", func(b []byte) { binary.LittleEndian.PutUint32(b[n.pos+16:], 1<<30) }, "compressed blocks in a partition"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := bytes.Clone(good)

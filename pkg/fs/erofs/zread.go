@@ -18,7 +18,9 @@ type zext struct {
 // zcontent reads a COMPRESSED_FULL inode's map header and lcluster
 // indexes (after its inode and xattrs, at ri.inline) into extents,
 // checked against the partition and each other before anything is
-// allocated by their counts. nblks is its i_u (compressed blocks).
+// allocated by their counts. nblks is its i_u (compressed blocks): the
+// partition holds them, and there are no more pclusters than that, so
+// the extents take at most 32 bytes per block of the partition.
 func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error) {
 	hpos := (ri.inline + 7) / 8 * 8
 	h, err := rd.read(hpos, zMapHeaderSize, what+": map header")
@@ -35,6 +37,9 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 		return zf, nil
 	}
 	n := zIndexes(ri.size)
+	if int64(nblks) > rd.size/blockSize {
+		return nil, fmt.Errorf("erofs: read: %s: %d compressed blocks in a partition of %d bytes", what, nblks, rd.size)
+	}
 	ipos := hpos + zMapHeaderSize
 	if ipos > rd.size || n > (rd.size-ipos)/zIndexSize {
 		return nil, fmt.Errorf("erofs: read: %s: %d lcluster indexes beyond the partition", what, n)
@@ -70,6 +75,9 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 			if pa > rd.size-blockSize {
 				return nil, fmt.Errorf("erofs: read: %s: lcluster %d: pcluster at block %d beyond the partition", what, lcn, u)
 			}
+			if len(zf.ext) >= int(nblks) {
+				return nil, fmt.Errorf("erofs: read: %s: lcluster %d: more pclusters than the inode's %d", what, lcn, nblks)
+			}
 			if len(zf.ext) > 0 {
 				zf.ext[len(zf.ext)-1].end = start
 			}
@@ -82,9 +90,6 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 		default:
 			return nil, fmt.Errorf("erofs: read: %s: lcluster %d: index type %d (HEAD2) is not read", what, lcn, typ)
 		}
-	}
-	if len(zf.ext) > int(nblks) {
-		return nil, fmt.Errorf("erofs: read: %s: %d pclusters, the inode says %d", what, len(zf.ext), nblks)
 	}
 	for i, x := range zf.ext {
 		l := x.end - x.start
