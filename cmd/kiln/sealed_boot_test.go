@@ -230,7 +230,7 @@ func fileOffset(t *testing.T, img string, p disk.Partition, path string, at int6
 		t.Fatal(err)
 	}
 	i := bytes.Index(all, needle)
-	if i < 0 || bytes.Index(all[i+1:], needle) >= 0 {
+	if i < 0 || bytes.Contains(all[i+1:], needle) {
 		t.Fatalf("%s's bytes at %d are not found exactly once in the partition", path, at)
 	}
 	return p.Start + int64(i)
