@@ -124,8 +124,8 @@ func TestCompressedSizeVsMkfs(t *testing.T) {
 // -zlz4hc on a real root filesystem (a tar: KILN_EROFS_BENCH_TAR, e.g.
 // .cache/minbase.tar or .cache/bench/rootfs.tar; root, since the tar is
 // extracted for mkfs.erofs), logs sizes and times (reported, not
-// asserted), and checks kiln's image with fsck.erofs, ReadTree and, with
-// KILN_EROFS_MOUNT=1, the kernel.
+// asserted), and checks kiln's image with fsck.erofs (--extract too),
+// ReadTree and, with KILN_EROFS_MOUNT=1, the kernel.
 func TestCompressedRootfs(t *testing.T) {
 	tarPath := os.Getenv("KILN_EROFS_BENCH_TAR")
 	if tarPath == "" {
@@ -158,6 +158,7 @@ func TestCompressedRootfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameTree(t, got, tr)
+	extractMatches(t, tr, zOpts)
 	if os.Getenv("KILN_EROFS_MOUNT") != "" {
 		mountMatches(t, tr, zOpts)
 	}
