@@ -2,7 +2,6 @@ package erofs
 
 import (
 	"encoding/binary"
-
 	"fmt"
 	"io"
 )
@@ -88,7 +87,7 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 				return nil, fmt.Errorf("erofs: read: %s: lcluster %d: NONHEAD %d lclusters after its head, says %d", what, lcn, lcn-headLcn, u&0xffff)
 			}
 		default:
-			return nil, fmt.Errorf("erofs: read: %s: lcluster %d: index type %d (HEAD2) is not read", what, lcn, typ)
+			return nil, fmt.Errorf("erofs: read: %s: lcluster %d: index advise %#x (HEAD2, partial references) is not read", what, lcn, typ)
 		}
 	}
 	for i, x := range zf.ext {
