@@ -50,7 +50,8 @@ import (
 // most 4096 bytes) keep the uncompressed layout with an inline tail, as
 // do directories and symlinks.
 const (
-	layoutCompressedFull = 1
+	layoutCompressedFull    = 1
+	layoutCompressedCompact = 3 // read only
 
 	featureIncompatZeroPadding = 0x1
 

@@ -425,17 +425,23 @@ func TestCompressedReadTree(t *testing.T) {
 	}
 }
 
-// TestReadMkfsCompressed: ReadTree reads what mkfs.erofs -zlz4 -E
-// legacy-compress makes (COMPRESSED_FULL, the layout kiln writes), so
+// TestReadMkfsCompressed: ReadTree reads what mkfs.erofs -zlz4 makes,
+// with -E legacy-compress (COMPRESSED_FULL, the layout kiln writes, no
+// zero padding) and by default (COMPRESSED_COMPACT, zero padding), so
 // reader and writer do not merely agree with each other.
 func TestReadMkfsCompressed(t *testing.T) {
 	judge.Need(t, "mkfs.erofs", "dump.erofs")
 	src := t.TempDir()
 	want := tree.New(0)
-	for name, data := range map[string][]byte{
+	files := map[string][]byte{
 		"text": text(1, 300000), "noise": noise(1, 50000), "zeros": make([]byte, 3<<20+5), "t8192": text(2, 8192),
 		"mixed": append(append(text(3, 20000), noise(3, 20000)...), text(4, 20000)...), "small": []byte("small"),
-	} {
+	}
+	// Sizes that put the 2-byte compact entries in and out of play.
+	for _, n := range []int{70000, 131072, 200001, 4 << 20} {
+		files[fmt.Sprintf("t%d", n)] = append(text(uint64(n), n/2), noise(uint64(n), n-n/2)...)
+	}
+	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -444,43 +450,55 @@ func TestReadMkfsCompressed(t *testing.T) {
 	if err := os.Chmod(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img := filepath.Join(t.TempDir(), "ref.img")
-	if out, rc := judge.Run(t, nil, "mkfs.erofs", "-zlz4", "-Elegacy-compress", "-T0", img, src); rc != 0 {
+	for _, c := range []struct {
+		args   []string
+		layout string
+	}{{[]string{"-Elegacy-compress"}, "1"}, {nil, "3"}} {
+		img := filepath.Join(t.TempDir(), "ref.img")
+		args := append(append([]string{"-zlz4", "-T0"}, c.args...), img, src)
+		if out, rc := judge.Run(t, nil, "mkfs.erofs", args...); rc != 0 {
+			t.Fatalf("mkfs.erofs: exit %d\n%s", rc, out)
+		}
+		if out, rc := judge.Run(t, nil, "dump.erofs", "--path=/mixed", img); rc != 0 || !strings.Contains(out, "Layout: "+c.layout+" ") {
+			t.Fatalf("mkfs.erofs %v did not compress /mixed in layout %s (exit %d):\n%s", c.args, c.layout, rc, out)
+		}
+		f, size := testkit.Open(t, img)
+		got, err := ReadTree(f, size)
+		if err != nil {
+			t.Fatalf("layout %s: %v", c.layout, err)
+		}
+		for name := range files {
+			g := got.Lookup("/" + name)
+			if g == nil || !bytes.Equal(trees.Read(t, g), files[name]) {
+				t.Errorf("layout %s: /%s: content differs", c.layout, name)
+			}
+		}
+	}
+
+	// Hostile: seeded mutations of a small compact image's metadata
+	// (FuzzReadTree's check).
+	small := t.TempDir()
+	for name, data := range map[string][]byte{"t": text(5, 70000), "z": make([]byte, 300000), "m": append(text(6, 9000), noise(6, 9000)...)} {
+		if err := os.WriteFile(filepath.Join(small, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "small.img")
+	if out, rc := judge.Run(t, nil, "mkfs.erofs", "-zlz4", "-T0", img, small); rc != 0 {
 		t.Fatalf("mkfs.erofs: exit %d\n%s", rc, out)
 	}
-	if out, rc := judge.Run(t, nil, "dump.erofs", "--path=/mixed", img); rc != 0 || !strings.Contains(out, "Layout: 1 ") {
-		t.Fatalf("mkfs.erofs did not compress /mixed in layout 1 (exit %d):\n%s", rc, out)
-	}
-	f, size := testkit.Open(t, img)
-	got, err := ReadTree(f, size)
+	good, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/text", "/noise", "/zeros", "/t8192", "/mixed", "/small"} {
-		g := got.Lookup(p)
-		if g == nil || !bytes.Equal(trees.Read(t, g), trees.Read(t, want.Lookup(p))) {
-			t.Errorf("%s: content differs", p)
+	r := rand.New(rand.NewPCG(2, 3))
+	for i := 0; i < 1000; i++ {
+		b := bytes.Clone(good)
+		for k := 1 + r.IntN(3); k > 0; k-- {
+			b[superOffset+superSize+r.IntN(blockSize-superOffset-superSize)] = byte(r.Uint32())
 		}
-	}
-}
-
-// BenchmarkLZ4DestSize: compressing 4 KiB pclusters of text.
-func BenchmarkLZ4DestSize(b *testing.B) {
-	src := text(5, 8<<20)
-	if p := os.Getenv("KILN_LZ4_BENCH_FILE"); p != "" {
-		var err error
-		if src, err = os.ReadFile(p); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var e lz4Encoder
-	dst := make([]byte, blockSize)
-	b.SetBytes(int64(len(src)))
-	for b.Loop() {
-		for s := src; len(s) > 0; {
-			n, _ := e.destSize(s[:min(len(s), zMaxExtent)], dst)
-			s = s[n:]
-		}
+		binary.LittleEndian.PutUint32(b[superOffset+4:], superChecksum(b[superOffset:blockSize]))
+		fuzzOne(t, b)
 	}
 }
 

@@ -26,8 +26,9 @@
 // tree are byte-identical.
 //
 // ReadTree reads the same layout back (and mkfs.erofs's uncompressed
-// images, shared xattrs included, and its -E legacy-compress lz4 ones),
-// bounded: images are hostile.
+// images, shared xattrs included, and its -zlz4 ones, compact indexes
+// included, without big pclusters, tail packing or fragments), bounded:
+// images are hostile.
 //
 // It imports pkg/fs, pkg/tree and pkg/repro.
 package erofs

@@ -14,8 +14,8 @@ import (
 
 // ReadTree reads an EROFS filesystem (FLAT_PLAIN and FLAT_INLINE data,
 // regular files compressed with LZ4 in COMPRESSED_FULL layout as
-// compress.go describes, 4 KiB blocks, ibody and shared xattrs) back as a
-// tree. File contents are not copied: each regular file's Content reads
+// compress.go describes or COMPRESSED_COMPACT as mkfs.erofs writes it
+// by default, 4 KiB blocks, ibody and shared xattrs) back as a tree. File contents are not copied: each regular file's Content reads
 // its extents from r. The image is hostile: every offset, size and count
 // is checked against the partition's size before it is used, a directory
 // reached twice (a loop) is an error, and a hardlinked file is one inode.
@@ -189,8 +189,8 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 		in.Mtime, in.Nsec = rd.buildTime, rd.buildNsec
 	}
 	maxSize := rd.size
-	if ri.layout == layoutCompressedFull {
-		maxSize = rd.size / zIndexSize * blockSize // an index per lcluster
+	if ri.layout == layoutCompressedFull || ri.layout == layoutCompressedCompact {
+		maxSize = rd.size / 2 * blockSize // 2 bytes of index at least per lcluster
 	}
 	if ri.size < 0 || ri.size > maxSize {
 		return nil, fmt.Errorf("erofs: read: %s: size %d beyond the partition", what, ri.size)
@@ -206,7 +206,7 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 	ri.inline = pos + isize + xsize
 	switch ri.layout {
 	case layoutFlatPlain, layoutFlatInline:
-	case layoutCompressedFull:
+	case layoutCompressedFull, layoutCompressedCompact:
 		if mode&^0o7777 != 0o100000 {
 			return nil, fmt.Errorf("erofs: read: %s: a compressed file of type %#o is not read (only regular files)", what, mode&^0o7777)
 		}
@@ -227,7 +227,7 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 	case 0o100000:
 		in.Kind = tree.Regular
 		in.Size = ri.size
-		if ri.layout == layoutCompressedFull {
+		if ri.layout == layoutCompressedFull || ri.layout == layoutCompressedCompact {
 			if in.Content, err = rd.zcontent(ri, iu, what); err != nil {
 				return nil, err
 			}

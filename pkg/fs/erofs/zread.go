@@ -2,6 +2,7 @@ package erofs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -28,7 +29,8 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 	}
 	le := binary.LittleEndian
 	advise, algs, cbits := le.Uint16(h[4:]), h[6], h[7]
-	if advise != 0 || algs != 0 || cbits != 0 {
+	compact := ri.layout == layoutCompressedCompact
+	if (advise != 0 && (!compact || advise != zAdviseCompacted2B)) || algs != 0 || cbits != 0 {
 		return nil, fmt.Errorf("erofs: read: %s: map header advise %#x, algorithms %#x, clusterbits %#x: kiln reads LZ4, 4 KiB lclusters, no big pclusters, tail packing or fragments", what, advise, algs, cbits)
 	}
 	zf := &zfile{r: rd.r, size: ri.size, what: what, partial: !rd.zeroPad}
@@ -39,24 +41,28 @@ func (rd *reader) zcontent(ri *rinode, nblks uint32, what string) (*zfile, error
 	if int64(nblks) > rd.size/blockSize {
 		return nil, fmt.Errorf("erofs: read: %s: %d compressed blocks in a partition of %d bytes", what, nblks, rd.size)
 	}
-	ipos := hpos + zMapHeaderSize
-	if ipos > rd.size || n > (rd.size-ipos)/zIndexSize {
-		return nil, fmt.Errorf("erofs: read: %s: %d lcluster indexes beyond the partition", what, n)
+	var ix zindexer
+	if compact {
+		c := &compactIndexes{r: rd.r, n: n, ebase: hpos + 8}
+		if c.init(advise, rd.size) != nil {
+			return nil, fmt.Errorf("erofs: read: %s: %d compact lcluster indexes beyond the partition", what, n)
+		}
+		ix = c
+	} else {
+		ipos := hpos + zMapHeaderSize
+		if ipos > rd.size || n > (rd.size-ipos)/zIndexSize {
+			return nil, fmt.Errorf("erofs: read: %s: %d lcluster indexes beyond the partition", what, n)
+		}
+		ix = &fullIndexes{r: rd.r, n: n, pos: ipos, buf: make([]byte, min(n*zIndexSize, blockSize))}
 	}
-	// The indexes, a block's worth at a time; extents grow by one per
-	// HEAD index, each backed by a pcluster in the partition.
-	buf := make([]byte, min(n*zIndexSize, blockSize))
+	// Extents grow by one per HEAD index, each backed by a pcluster in
+	// the partition.
 	headLcn := int64(-1)
 	for lcn := int64(0); lcn < n; lcn++ {
-		k := lcn % int64(len(buf)/zIndexSize)
-		if k == 0 {
-			m := min(int64(len(buf)), (n-lcn)*zIndexSize)
-			if _, err := rd.r.ReadAt(buf[:m], ipos+lcn*zIndexSize); err != nil {
-				return nil, fmt.Errorf("erofs: read: %s: lcluster indexes: %w", what, err)
-			}
+		typ, ofs, u, err := ix.at(lcn)
+		if err != nil {
+			return nil, fmt.Errorf("erofs: read: %s: lcluster %d: %w", what, lcn, err)
 		}
-		e := buf[k*zIndexSize:]
-		typ, ofs, u := le.Uint16(e[0:]), int64(le.Uint16(e[2:])), le.Uint32(e[4:])
 		switch typ {
 		case zPlain, zHead1:
 			start := lcn*blockSize + ofs
@@ -156,4 +162,128 @@ func (r *zreader) Read(p []byte) (int, error) {
 	n := copy(p, r.out)
 	r.out = r.out[n:]
 	return n, nil
+}
+
+// zindexer gives a compressed file's lcluster indexes in order: type,
+// offset of the head (HEAD, PLAIN) and block (HEAD, PLAIN) or distance
+// back to the head (NONHEAD).
+type zindexer interface {
+	at(lcn int64) (typ uint16, ofs int64, u uint32, err error)
+}
+
+// fullIndexes reads COMPRESSED_FULL's 8-byte indexes, a block's worth at
+// a time.
+type fullIndexes struct {
+	r   io.ReaderAt
+	n   int64
+	pos int64
+	buf []byte
+}
+
+func (f *fullIndexes) at(lcn int64) (uint16, int64, uint32, error) {
+	k := lcn % int64(len(f.buf)/zIndexSize)
+	if k == 0 {
+		m := min(int64(len(f.buf)), (f.n-lcn)*zIndexSize)
+		if _, err := f.r.ReadAt(f.buf[:m], f.pos+lcn*zIndexSize); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	e := f.buf[k*zIndexSize:]
+	le := binary.LittleEndian
+	return le.Uint16(e[0:]), int64(le.Uint16(e[2:])), le.Uint32(e[4:]), nil
+}
+
+// zAdviseCompacted2B: compact indexes use 2-byte entries in their middle.
+const zAdviseCompacted2B = 0x1
+
+// compactIndexes reads COMPRESSED_COMPACT's indexes (mkfs.erofs's
+// default), as the kernel's unpack_compacted_index does with 4 KiB
+// lclusters and no big pclusters: from ebase, 4-byte entries up to a
+// 32-byte boundary, then 2-byte ones in packs of 16 (when the header
+// says so), then 4-byte ones in packs of 2; each pack holds entries of
+// 12 bits of offset or distance and 2 of type (a last NONHEAD holds its
+// distance to the next head), and at its end a block address from which
+// its heads count up.
+type compactIndexes struct {
+	r              io.ReaderAt
+	n, ebase       int64
+	initial, c2b   int64
+	pack           [32]byte
+	packAt, packSz int64
+}
+
+func (c *compactIndexes) init(advise uint16, size int64) error {
+	c.initial = (32 - c.ebase%32) / 4
+	if c.initial == 8 {
+		c.initial = 0
+	}
+	if advise&zAdviseCompacted2B != 0 && c.initial < c.n {
+		c.c2b = (c.n - c.initial) / 16 * 16
+	}
+	// The packs end at most a pack past the last entry.
+	end := c.ebase + min(c.n, c.initial)*4 + c.c2b*2 + max(0, c.n-c.initial-c.c2b)*4 + 32
+	if c.ebase > size || end > size+32 || end < c.ebase {
+		return errLZ4
+	}
+	c.packAt = -1
+	return nil
+}
+
+func (c *compactIndexes) at(lcn int64) (uint16, int64, uint32, error) {
+	var pos int64
+	shift := int64(2)
+	switch {
+	case lcn < c.initial:
+		pos = c.ebase + lcn*4
+	case lcn-c.initial < c.c2b:
+		shift, pos = 1, c.ebase+c.initial*4+(lcn-c.initial)*2
+	default:
+		pos = c.ebase + c.initial*4 + c.c2b*2 + (lcn-c.initial-c.c2b)*4
+	}
+	vcnt := int64(2)
+	if shift == 1 {
+		vcnt = 16
+	}
+	size := vcnt << shift
+	base := pos / size * size
+	if base != c.packAt {
+		if _, err := c.r.ReadAt(c.pack[:size], base); err != nil {
+			return 0, 0, 0, err
+		}
+		c.packAt, c.packSz = base, size
+	}
+	bits := (size - 4) * 8 / vcnt
+	decode := func(j int64) (uint16, int64) {
+		b := bits * j
+		v := binary.LittleEndian.Uint32(c.pack[b/8:]) >> (b % 8)
+		return uint16(v>>12) & 3, int64(v & 0xfff)
+	}
+	i := (pos - base) >> shift
+	typ, lo := decode(i)
+	if typ == zNonhead {
+		if lo&0x800 != 0 {
+			return 0, 0, 0, errors.New("compressed block count (big pclusters) is not read")
+		}
+		if i+1 == vcnt {
+			// A pack's last entry holds the distance to the next
+			// head: the distance to its own comes from the one
+			// before it.
+			lo = 1
+			if t, d := decode(i - 1); t == zNonhead {
+				lo = d + 1
+			}
+		}
+		return typ, 0, uint32(lo), nil
+	}
+	nblk := uint32(1)
+	for j := i; j > 0; {
+		j--
+		if t, d := decode(j); t == zNonhead {
+			j -= d
+		}
+		if j >= 0 {
+			nblk++
+		}
+	}
+	return typ, lo, binary.LittleEndian.Uint32(c.pack[size-4:]) + nblk, nil
 }
