@@ -211,7 +211,7 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 			return nil, fmt.Errorf("erofs: read: %s: a compressed file of type %#o is not read (only regular files)", what, mode&^0o7777)
 		}
 	default:
-		return nil, fmt.Errorf("erofs: read: %s: data layout %d (compressed or chunked) is not read", what, ri.layout)
+		return nil, fmt.Errorf("erofs: read: %s: data layout %d (chunked, or unknown) is not read", what, ri.layout)
 	}
 	ri.blkaddr = int64(iu) * blockSize
 	if ri.layout == layoutFlatInline {

@@ -191,7 +191,7 @@ func TestReadTreeRefuses(t *testing.T) {
 			}
 			fix(b)
 		}, "beyond the partition"},
-		{"compressed", func(b []byte) { b[l.nodes[2].pos] = 3 << 1; fix(b) }, "data layout 3"},
+		{"chunked", func(b []byte) { b[l.nodes[2].pos] = 4 << 1; fix(b) }, "data layout 4"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := bytes.Clone(good)
