@@ -1,6 +1,7 @@
 package erofs
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,10 +37,10 @@ func fileSize(t *testing.T, p string) int64 {
 
 // mkfsSizes runs mkfs.erofs on dir with each of the compressors and
 // returns the image sizes (blocks used, as kiln's MinSize counts them
-// before rounding) and the time each took.
-func mkfsSizes(t *testing.T, dir string, algs ...string) (map[string]int64, map[string]string) {
+// before rounding), the time each took and the images.
+func mkfsSizes(t *testing.T, dir string, algs ...string) (map[string]int64, map[string]string, map[string]string) {
 	t.Helper()
-	sizes, times := map[string]int64{}, map[string]string{}
+	sizes, times, imgs := map[string]int64{}, map[string]string{}, map[string]string{}
 	for _, a := range algs {
 		img := filepath.Join(t.TempDir(), a+".img")
 		args := []string{"-T0", "-x-1"}
@@ -52,8 +53,9 @@ func mkfsSizes(t *testing.T, dir string, algs ...string) (map[string]int64, map[
 		}
 		times[a] = fmt.Sprintf("%.2fs wall, %.2fs CPU", time.Since(start).Seconds(), (cpuTime(syscall.RUSAGE_CHILDREN) - cpu).Seconds())
 		sizes[a] = fileSize(t, img)
+		imgs[a] = img
 	}
-	return sizes, times
+	return sizes, times, imgs
 }
 
 // kilnSize writes tr with o as kiln build does (MinSize, then Write at
@@ -109,7 +111,7 @@ func TestCompressedSizeVsMkfs(t *testing.T) {
 	if err := os.Link(filepath.Join(dir, "z/hard-a"), filepath.Join(dir, "z/hard-b")); err != nil {
 		t.Fatal(err)
 	}
-	sizes, _ := mkfsSizes(t, dir, "none", "lz4", "lz4hc")
+	sizes, _, _ := mkfsSizes(t, dir, "none", "lz4", "lz4hc")
 	none, _ := kilnSize(t, tr, testOpts)
 	lz4, _ := kilnSize(t, tr, zOpts)
 	t.Logf("uncompressed: kiln %d, mkfs.erofs %d", none, sizes["none"])
@@ -137,7 +139,7 @@ func TestCompressedRootfs(t *testing.T) {
 	if out, err := exec.Command("tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", dir, "-f", tarPath).CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v\n%s", err, out)
 	}
-	sizes, times := mkfsSizes(t, dir, "none", "lz4", "lz4hc")
+	sizes, times, imgs := mkfsSizes(t, dir, "none", "lz4", "lz4hc")
 	none, tNone := kilnSize(t, tr, testOpts)
 	lz4, tLZ4 := kilnSize(t, tr, zOpts)
 	t.Logf("uncompressed: kiln %d in %s, mkfs.erofs %d in %s", none, tNone, sizes["none"], times["none"])
@@ -159,6 +161,29 @@ func TestCompressedRootfs(t *testing.T) {
 	}
 	sameTree(t, got, tr)
 	extractMatches(t, tr, zOpts)
+
+	// kiln's reader reads mkfs.erofs -zlz4's image (compact indexes)
+	// of the same tree: every regular file's content.
+	mf, msize := testkit.Open(t, imgs["lz4"])
+	mtree, err := ReadTree(mf, msize)
+	if err != nil {
+		t.Fatalf("ReadTree of mkfs.erofs -zlz4's image: %v", err)
+	}
+	files := 0
+	if err := tr.Walk(func(p string, d tree.Dirent) error {
+		if d.Inode.Kind != tree.Regular {
+			return nil
+		}
+		files++
+		g := mtree.Lookup(p)
+		if g == nil || g.Kind != tree.Regular || !bytes.Equal(trees.Read(t, g), trees.Read(t, d.Inode)) {
+			t.Errorf("mkfs.erofs -zlz4 image: %s: content differs", p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mkfs.erofs -zlz4 image: %d regular files read back by ReadTree", files)
 	if os.Getenv("KILN_EROFS_MOUNT") != "" {
 		mountMatches(t, tr, zOpts)
 	}
