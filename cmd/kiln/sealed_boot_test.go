@@ -35,7 +35,7 @@ $bb poweroff -f
 
 // sealedBootSpec boots the demo's packages from a sealed EROFS root with a
 // writable ext4 /var, through systemd-boot (UEFI) and syslinux (BIOS).
-func sealedBootSpec(t *testing.T, dir, repo, debs string) string {
+func sealedBootSpec(t *testing.T, dir, repo, debs, compression string) string {
 	writeFile(t, filepath.Join(dir, "init/sbin/init"), []byte(sealedInit))
 	if err := os.Chmod(filepath.Join(dir, "init/sbin/init"), 0o755); err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ layers:
   table: gpt
   partitions:
     - {name: esp, type: esp, size: 64MiB, filesystem: vfat, mount: /boot/efi}
-    - {name: root, type: root, filesystem: erofs, verity: true, size: auto, mount: /}
+    - {name: root, type: root, filesystem: erofs, compression: %s, verity: true, size: auto, mount: /}
     - {name: var, type: var, filesystem: ext4, size: 16MiB, mount: /var}
 boot:
   loader: hybrid
@@ -60,7 +60,7 @@ boot:
   cmdline: console=ttyS0 ro no_timer_check
 output:
   path: out/sealed.img
-`, layers.String())
+`, layers.String(), compression)
 }
 
 // runSealed boots img (written, not a snapshot) and returns the console;
@@ -79,7 +79,7 @@ func runSealed(t *testing.T, img, firmware string, extra ...string) (string, boo
 }
 
 // TestBootSealed boots a sealed root under UEFI and then BIOS from the
-// same disk: kiln-init sets dm-verity up from roothash=, / is EROFS
+// same disk, and its lz4-compressed variant under UEFI: kiln-init sets dm-verity up from roothash=, / is EROFS
 // read-only from /dev/mapper/root, /var is ext4 read-write and keeps what
 // the first boot wrote. A byte flipped in a file's data of the root
 // partition (the tamper test) and one in the hash tree's top block each
@@ -92,7 +92,7 @@ func TestBootSealed(t *testing.T) {
 	judge.Need(t, "qemu-system-x86_64", "fsck.erofs", "veritysetup")
 	repo, debs := demoDebs(t)
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(sealedBootSpec(t, dir, repo, debs)))
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(sealedBootSpec(t, dir, repo, debs, "none")))
 	if _, se, code := kiln(t, dir, nil, "build", "-q"); code != 0 {
 		t.Fatalf("build: %s", se)
 	}
@@ -125,13 +125,29 @@ func TestBootSealed(t *testing.T) {
 		t.Fatalf("after two boots, veritysetup verify refuses the root:\n%s", out)
 	}
 
+	// lz4: Debian 12's 6.1 kernel reads kiln's compressed layout (the
+	// kernel modules, busybox and the init are compressed files).
+	lz := t.TempDir()
+	writeFile(t, filepath.Join(lz, "kiln.yaml"), []byte(sealedBootSpec(t, lz, repo, debs, "lz4")))
+	if _, se, code := kiln(t, lz, nil, "build", "-q"); code != 0 {
+		t.Fatalf("build (lz4): %s", se)
+	}
+	lzImg := filepath.Join(lz, "out/sealed.img")
+	if lr := readLayout(t, lzImg).Partitions[1]; lr.Size >= root.Size*3/4 {
+		t.Errorf("the lz4 root partition is %d bytes, the uncompressed one %d: want it at least a quarter smaller", lr.Size, root.Size)
+	}
+	out, ok := runSealed(t, lzImg, "uefi")
+	if !ok || !strings.Contains(out, "sealed: root /dev/mapper/root erofs ro") || !strings.Contains(out, "sealed: boots=1") {
+		t.Fatalf("the lz4 sealed root did not boot:\n%s", out)
+	}
+
 	// Tamper: one byte of /bin/busybox's first block (which exec reads),
 	// found with kiln's EROFS reader, flipped in the partition.
 	tampered := filepath.Join(t.TempDir(), "tampered.img")
 	copyFile(t, pristine, tampered)
 	off := fileOffset(t, tampered, root, "/bin/busybox", 200)
 	flipByte(t, tampered, off)
-	out, ok := runSealed(t, tampered, "uefi")
+	out, ok = runSealed(t, tampered, "uefi")
 	if ok || strings.Contains(out, "KILN-SEALED-BOOTED") {
 		t.Fatalf("a tampered root reached the marker:\n%s", out)
 	}
