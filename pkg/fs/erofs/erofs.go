@@ -10,8 +10,9 @@
 // (with its crc32c checksum), then the inodes from byte 1152 (metadata
 // starts at block 0, so a nid is the inode's byte offset / 32), each
 // inode followed by its xattrs and, where the tail of its data fits in
-// the same block, that tail (FLAT_INLINE); whole blocks of data follow
-// the metadata (FLAT_PLAIN). Inodes are compact (32 bytes) unless a field
+// the same block, that tail (FLAT_INLINE), placed best fit into the
+// metadata blocks already started (metalloc.go); whole blocks of data
+// follow the metadata (FLAT_PLAIN). Inodes are compact (32 bytes) unless a field
 // needs the extended (64-byte) form: uid or gid above 65535, size of 4 GiB
 // or more, more than 65535 links, or an mtime other than the epoch (the
 // superblock's build time, which compact inodes take): per-file mtimes
@@ -35,12 +36,14 @@ package erofs
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -135,7 +138,7 @@ func (n *node) nid() uint64 { return uint64(n.pos / 32) }
 
 // layout is a tree laid out as EROFS.
 type layout struct {
-	nodes     []*node // in nid order; nodes[0] is the root
+	nodes     []*node // in walk order; nodes[0] is the root
 	metaEnd   int64   // end of the metadata (inodes, xattrs, tails)
 	dataStart int64   // first data block
 	blocks    int64   // blocks in use
@@ -177,8 +180,8 @@ func checkOptions(o Options) error {
 	return nil
 }
 
-// plan lays the tree out: inodes in the tree's sorted walk order, root
-// first, then the data blocks in the same order.
+// plan lays the tree out: inodes placed in the tree's sorted walk order,
+// root first (metaAlloc), then the data blocks in the same order.
 //
 // zc, when not nil, keeps what compression decided for each file from
 // one plan to the next (MinSize's to Write's), so that files are not
@@ -259,8 +262,10 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 	}
 
 	// Metadata: each inode, its xattrs and (where it fits) its data's
-	// tail, from byte 1152.
-	cur := int64(metaStart)
+	// tail, from byte 1152, placed by metaAlloc (best fit into the
+	// metadata blocks already started, in walk order).
+	var ma metaAlloc
+	ma.init()
 	for _, n := range l.nodes {
 		if n.nlink > math.MaxUint16 {
 			n.extended = true
@@ -272,43 +277,41 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 		}
 		meta := n.isize() + int64(len(n.xattrs))
 		tail := n.size % blockSize
-		// headerOK: the inode itself never crosses a block (kernels
-		// before 5.7 cannot read one that does).
-		headerOK := func(c int64) bool { return c%blockSize+n.isize() <= blockSize }
-		inlineOK := func(c int64) bool { return headerOK(c) && (c+meta)%blockSize+tail <= blockSize }
-		next := (cur + blockSize - 1) / blockSize * blockSize
 		switch {
 		case n.zblocks > 0:
 			// The inode, its xattrs and the map header in one block;
 			// the indexes may cross blocks (each is read alone).
 			n.layout = layoutCompressedFull
 			head := (meta+7)/8*8 + zMapHeaderSize
-			if cur%blockSize+head > blockSize {
-				cur = next
-			}
 			meta += zMetaSize(meta, n.size)
-		case tail > 0 && inlineOK(cur):
-			n.layout, n.tail = layoutFlatInline, tail
-		case tail > 0 && inlineOK(next):
-			cur = next
-			n.layout, n.tail = layoutFlatInline, tail
-		default:
-			n.layout = layoutFlatPlain
-			if !headerOK(cur) || (meta <= blockSize && cur%blockSize+meta > blockSize) || (meta > blockSize && cur%blockSize != 0) {
-				cur = next
+			if meta <= blockSize {
+				n.pos = ma.fit(meta)
+			} else {
+				n.pos = ma.span(meta, head)
 			}
+		case tail > 0 && meta+tail <= blockSize:
+			// The inode and its inline tail in one block (kernels
+			// before 5.7 cannot read an inode that crosses blocks, no
+			// kernel inline data that does).
+			n.layout, n.tail = layoutFlatInline, tail
+			n.pos = ma.fit(meta + tail)
+		case meta <= blockSize:
+			n.layout = layoutFlatPlain
+			n.pos = ma.fit(meta)
+		default:
+			// More than a block of xattrs: from a block's start.
+			n.layout = layoutFlatPlain
+			n.pos = ma.span(meta, blockSize)
 		}
-		n.pos = cur
 		if n.pos/32 > math.MaxUint32 || (n == l.nodes[0] && n.pos/32 > math.MaxUint16) {
 			return nil, fmt.Errorf("erofs: %s: the metadata is too large", n.path)
 		}
-		cur += meta + n.tail
-		cur = (cur + 31) / 32 * 32
 		n.nblocks = (n.size - n.tail + blockSize - 1) / blockSize
 		if n.zblocks > 0 {
 			n.nblocks = n.zblocks
 		}
 	}
+	cur := ma.end()
 	l.metaEnd = cur
 	l.dataStart = (cur + blockSize - 1) / blockSize
 	blk := l.dataStart
@@ -459,11 +462,14 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 	buf := make([]byte, 1<<20)
 	var z *zwriter
 	var ahead *zahead
+	// The metadata is written in increasing offsets, through a window.
+	order := slices.Clone(l.nodes)
+	slices.SortFunc(order, func(a, b *node) int { return cmp.Compare(a.pos, b.pos) })
 	if l.zfiles > 0 {
-		ahead = startZahead(l.nodes)
+		ahead = startZahead(order)
 		defer ahead.stop()
 	}
-	for _, n := range l.nodes {
+	for _, n := range order {
 		if n.zblocks > 0 {
 			if z == nil && !n.spilled() && ahead.jobs[n] == nil {
 				z = newZwriter()
