@@ -217,8 +217,9 @@ func putZHeader(b []byte) { clear(b[:zMapHeaderSize]) }
 type zcache struct {
 	mu    sync.Mutex
 	m     map[*tree.Inode]*zent
-	spill bool       // keep the pclusters (in unlinked temporary files)
-	files []*os.File // the spill files
+	sp    map[*tree.Inode]*sparseInfo // what splan found
+	spill bool                        // keep the pclusters (in unlinked temporary files)
+	files []*os.File                  // the spill files
 }
 
 // zent is one file's compression.
@@ -229,7 +230,33 @@ type zent struct {
 	off          int64     // at this offset
 }
 
-func newZcache() *zcache { return &zcache{m: map[*tree.Inode]*zent{}, spill: true} }
+func newZcache() *zcache {
+	return &zcache{m: map[*tree.Inode]*zent{}, sp: map[*tree.Inode]*sparseInfo{}, spill: true}
+}
+
+func (c *zcache) sparse(in *tree.Inode, size int64) *sparseInfo {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sp[in]; s != nil && s.size == size {
+		return s
+	}
+	return nil
+}
+
+func (c *zcache) putSparse(in *tree.Inode, s *sparseInfo) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sp == nil {
+		c.sp = map[*tree.Inode]*sparseInfo{}
+	}
+	c.sp[in] = s
+}
 
 func (c *zcache) get(in *tree.Inode, size int64) *zent {
 	if c == nil {

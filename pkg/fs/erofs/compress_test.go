@@ -18,7 +18,10 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-var zOpts = func() Options { o := testOpts; o.Compression = "lz4"; return o }()
+// zOpts compresses; files of zeros (zTree's /z/zeros-3MiB) stay in the
+// compressed layout under test rather than chunk based (sparse_test.go
+// has chunks with lz4).
+var zOpts = func() Options { o := testOpts; o.Compression = "lz4"; o.noChunks = true; return o }()
 
 // text is n bytes of text-like content (words from a small vocabulary,
 // seeded): it compresses, not trivially.
@@ -584,6 +587,8 @@ func TestCompressedContentChanged(t *testing.T) {
 func TestCompressedSpill(t *testing.T) {
 	tr := tree.New(epoch)
 	zFiles(tr)
+	zOpts := zOpts
+	zOpts.noChunks = false // as Kind.New: /z/zeros-3MiB chunk based
 	size, err := MinSize(tr, zOpts)
 	if err != nil {
 		t.Fatal(err)

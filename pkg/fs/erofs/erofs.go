@@ -1,10 +1,13 @@
 // Package erofs writes EROFS, the Linux kernel's read-only filesystem, in
-// its plain uncompressed layout (block size 4096, no chunks, no
-// fragments, no deduplication), which every kernel since 5.4 mounts, or
-// with Options.Compression "lz4" with regular files LZ4-compressed in the
+// its plain uncompressed layout (block size 4096, no fragments, no
+// deduplication), which every kernel since 5.4 mounts, or with
+// Options.Compression "lz4" with regular files LZ4-compressed in the
 // full-index layout of compress.go (kernels since 5.4: zero padding, 4
 // KiB physical clusters, no big pclusters, compact indexes, tail packing
-// or fragments).
+// or fragments). Regular files whose zero blocks make it worth a block
+// or more are chunk based, their holes not stored (sparse.go): an image
+// with such a file needs Linux 5.15 or later (its superblock says so, and
+// older kernels refuse it).
 //
 // The layout follows mkfs.erofs's: the superblock at byte 1024 of block 0
 // (with its crc32c checksum), then the inodes from byte 1152 (metadata
@@ -98,6 +101,10 @@ type Options struct {
 	// Compression is "" or "none" (no file compressed) or "lz4"
 	// (regular files compressed where that saves blocks: compress.go).
 	Compression string
+
+	// noChunks keeps every file in the flat (or compressed) layouts,
+	// never chunk based: for tests of those layouts on files of zeros.
+	noChunks bool
 }
 
 // node is one inode as laid out.
@@ -114,10 +121,11 @@ type node struct {
 	extended bool
 	xattrs   []byte // the ibody xattrs, or nil
 	layout   int
-	tail     int64 // bytes of data inline after the inode
-	nblocks  int64 // whole blocks of data in the data area
-	zblocks  int64 // a compressed file's pclusters (0: not compressed)
-	zsrc     *zent // its compression as planned
+	tail     int64       // bytes of data inline after the inode
+	nblocks  int64       // whole blocks of data in the data area
+	zblocks  int64       // a compressed file's pclusters (0: not compressed)
+	zsrc     *zent       // its compression as planned
+	sp       *sparseInfo // its zeros as planned (sp.chunk: chunk based)
 	blkaddr  uint32
 	pos      int64 // the inode's byte offset: nid = pos/32
 }
@@ -143,6 +151,7 @@ type layout struct {
 	dataStart int64   // first data block
 	blocks    int64   // blocks in use
 	zfiles    int64   // compressed files
+	chunked   int64   // chunk-based files
 }
 
 // MinSize returns the smallest size, a multiple of 1 MiB, that holds t.
@@ -250,11 +259,25 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 	if _, err := visit("/", t.Root, nil); err != nil {
 		return nil, err
 	}
+	if !o.noChunks {
+		if err := splan(l.nodes, zc); err != nil {
+			return nil, err
+		}
+	}
 	if o.Compression == "lz4" {
 		if err := zplan(l.nodes, zc); err != nil {
 			return nil, err
 		}
 		for _, n := range l.nodes {
+			if n.zblocks > 0 && n.sp != nil && n.sp.chunk {
+				// The smaller of the two: chunks (data and block map)
+				// or pclusters (and their indexes).
+				if n.zblocks*blockSize+zMetaSize(0, n.size) <= n.sp.blocks*blockSize+n.sp.mapBytes() {
+					n.sp = nil
+				} else {
+					n.zblocks, n.zsrc = 0, nil
+				}
+			}
 			if n.zblocks > 0 {
 				l.zfiles++
 			}
@@ -278,6 +301,16 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 		meta := n.isize() + int64(len(n.xattrs))
 		tail := n.size % blockSize
 		switch {
+		case n.sp != nil && n.sp.chunk:
+			n.layout = layoutChunkBased
+			head := meta
+			meta += n.sp.mapBytes()
+			if meta <= blockSize {
+				n.pos = ma.fit(meta)
+			} else {
+				n.pos = ma.span(meta, head)
+			}
+			l.chunked++
 		case n.zblocks > 0:
 			// The inode, its xattrs and the map header in one block;
 			// the indexes may cross blocks (each is read alone).
@@ -309,6 +342,9 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 		n.nblocks = (n.size - n.tail + blockSize - 1) / blockSize
 		if n.zblocks > 0 {
 			n.nblocks = n.zblocks
+		}
+		if n.layout == layoutChunkBased {
+			n.nblocks = n.sp.blocks
 		}
 	}
 	cur := ma.end()
@@ -479,12 +515,22 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 			}
 			continue
 		}
-		m, err := mw.at(n.pos, n.isize()+int64(len(n.xattrs))+n.tail)
+		var mapBytes int64
+		if n.layout == layoutChunkBased {
+			mapBytes = n.sp.mapBytes()
+		}
+		m, err := mw.at(n.pos, n.isize()+int64(len(n.xattrs))+n.tail+mapBytes)
 		if err != nil {
 			return nil, err
 		}
 		n.putInode(m[:n.isize()], o)
 		copy(m[n.isize():], n.xattrs)
+		if n.layout == layoutChunkBased {
+			if err := n.writeChunked(w, m[n.isize()+int64(len(n.xattrs)):], int64(n.blkaddr)*blockSize, buf); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		tail := m[n.isize()+int64(len(n.xattrs)):]
 		data := int64(n.blkaddr) * blockSize
 		switch n.in.Kind {
@@ -594,6 +640,8 @@ func (n *node) putInode(b []byte, o Options) {
 		iu = in.Minor&0xff | in.Major<<8 | (in.Minor&^0xff)<<12
 	case n.zblocks > 0:
 		iu = uint32(n.zblocks) // compressed_blocks
+	case n.layout == layoutChunkBased:
+		iu = uint32(n.sp.bits) // chunk_info.format: the block map
 	default:
 		iu = n.blkaddr
 	}
@@ -678,10 +726,15 @@ func putSuper(meta []byte, l *layout, o Options) {
 	s[12] = blkszBits
 	le.PutUint16(s[14:], uint16(l.nodes[0].nid()))
 	le.PutUint64(s[16:], uint64(len(l.nodes)))
+	var incompat uint32
 	if l.zfiles > 0 {
-		le.PutUint32(s[80:], featureIncompatZeroPadding)
+		incompat |= featureIncompatZeroPadding
 		le.PutUint16(s[84:], lz4MaxOffset) // lz4_max_distance
 	}
+	if l.chunked > 0 {
+		incompat |= featureIncompatChunkedFile
+	}
+	le.PutUint32(s[80:], incompat)
 	le.PutUint64(s[24:], uint64(o.Epoch))
 	le.PutUint32(s[36:], uint32(l.blocks))
 	// meta_blkaddr and xattr_blkaddr are 0: metadata starts at block 0,

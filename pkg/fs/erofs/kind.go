@@ -74,6 +74,9 @@ func (f *filesystem) Write(w io.WriterAt, r fs.Region, t *tree.Tree) (*fs.Report
 		if n.zblocks > 0 {
 			return nil, fmt.Errorf("erofs: %s is compressed: it has no extents to locate", p)
 		}
+		if n.layout == layoutChunkBased {
+			return nil, fmt.Errorf("erofs: %s is stored in chunks with holes: it has no extents to locate", p)
+		}
 		var ext []fs.Extent
 		if plain := n.size - n.tail; plain > 0 {
 			ext = append(ext, fs.Extent{Offset: int64(n.blkaddr) * blockSize, Length: plain})

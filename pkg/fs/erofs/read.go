@@ -15,7 +15,9 @@ import (
 // ReadTree reads an EROFS filesystem (FLAT_PLAIN and FLAT_INLINE data,
 // regular files compressed with LZ4 in COMPRESSED_FULL layout as
 // compress.go describes or COMPRESSED_COMPACT as mkfs.erofs writes it
-// by default, 4 KiB blocks, ibody and shared xattrs) back as a tree. File contents are not copied: each regular file's Content reads
+// by default, chunk-based regular files with a block map or chunk
+// indexes on one device, holes included, 4 KiB blocks, ibody and shared
+// xattrs) back as a tree. File contents are not copied: each regular file's Content reads
 // its extents from r. The image is hostile: every offset, size and count
 // is checked against the partition's size before it is used, a directory
 // reached twice (a loop) is an error, and a hardlinked file is one inode.
@@ -112,8 +114,9 @@ func newReader(r io.ReaderAt, size int64) (*reader, error) {
 			return nil, fmt.Errorf("erofs: read: superblock checksum %#08x, computed %#08x", got, want)
 		}
 	}
-	if inc := le.Uint32(b[80:]); inc&^1 != 0 { // 1: zero padding, for compressed data only
-		return nil, fmt.Errorf("erofs: read: incompatible features %#x (compression, chunks, devices...) are not read", inc)
+	// 1: zero padding, for compressed data only; 4: chunk-based files.
+	if inc := le.Uint32(b[80:]); inc&^(featureIncompatZeroPadding|featureIncompatChunkedFile) != 0 {
+		return nil, fmt.Errorf("erofs: read: incompatible features %#x (compression, devices...) are not read", inc)
 	}
 	if b[13] != 0 {
 		return nil, errors.New("erofs: read: superblock extension slots are not read")
@@ -192,6 +195,12 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 	if ri.layout == layoutCompressedFull || ri.layout == layoutCompressedCompact {
 		maxSize = rd.size / 2 * blockSize // 2 bytes of index at least per lcluster
 	}
+	if ri.layout == layoutChunkBased {
+		// Holes take no room: at most 64 KiB of file per byte of the
+		// partition (a 1 GiB file of holes in 16 KiB, 1 TiB in 16 MiB),
+		// so that reading a hostile image's holes ends.
+		maxSize = min(rd.size, math.MaxInt64>>17) << 16
+	}
 	if ri.size < 0 || ri.size > maxSize {
 		return nil, fmt.Errorf("erofs: read: %s: size %d beyond the partition", what, ri.size)
 	}
@@ -210,8 +219,12 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 		if mode&^0o7777 != 0o100000 {
 			return nil, fmt.Errorf("erofs: read: %s: a compressed file of type %#o is not read (only regular files)", what, mode&^0o7777)
 		}
+	case layoutChunkBased:
+		if mode&^0o7777 != 0o100000 {
+			return nil, fmt.Errorf("erofs: read: %s: a chunk-based file of type %#o is not read (only regular files)", what, mode&^0o7777)
+		}
 	default:
-		return nil, fmt.Errorf("erofs: read: %s: data layout %d (chunked, or unknown) is not read", what, ri.layout)
+		return nil, fmt.Errorf("erofs: read: %s: data layout %d is not read", what, ri.layout)
 	}
 	ri.blkaddr = int64(iu) * blockSize
 	if ri.layout == layoutFlatInline {
@@ -233,7 +246,12 @@ func (rd *reader) inode(nid uint64, p string) (*tree.Inode, error) {
 			}
 			break
 		}
-		ext, err := rd.extents(ri, what)
+		var ext [][2]int64
+		if ri.layout == layoutChunkBased {
+			ext, err = rd.chunks(ri, iu, what)
+		} else {
+			ext, err = rd.extents(ri, what)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -469,7 +487,88 @@ type content struct {
 func (c content) Open() (io.ReadCloser, error) {
 	rs := make([]io.Reader, len(c.ext))
 	for i, e := range c.ext {
+		if e[0] < 0 { // a hole
+			rs[i] = io.LimitReader(zeroes{}, e[1])
+			continue
+		}
 		rs[i] = io.NewSectionReader(c.r, e[0], e[1])
 	}
 	return io.NopCloser(io.MultiReader(rs...)), nil
+}
+
+// maxChunkExtents bounds a chunk-based file's extents (data chunks not
+// adjacent, holes between): 16 MiB of them. kiln writes at most 65536
+// chunks a file.
+const maxChunkExtents = 1 << 20
+
+// zeroes reads as zeros: a chunk-based file's holes.
+type zeroes struct{}
+
+func (zeroes) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// chunks are where a chunk-based file's data is: its chunks in order,
+// holes (EROFS_NULL_ADDR) as extents at offset -1, adjacent ones merged.
+// The block map (4-byte block addresses) or chunk indexes (8 bytes: on
+// device 0, 32-bit addresses) follow the inode and xattrs; each chunk's
+// blocks must lie within the partition.
+func (rd *reader) chunks(ri *rinode, iu uint32, what string) ([][2]int64, error) {
+	format := iu & 0xffff
+	if format&^(chunkFormatBlkbits|chunkFormatIndexes) != 0 {
+		return nil, fmt.Errorf("erofs: read: %s: chunk format %#x is not read", what, format)
+	}
+	if ri.size == 0 {
+		return nil, nil
+	}
+	bits := int64(format & chunkFormatBlkbits)
+	csize := int64(blockSize) << bits
+	n := (ri.size-1)>>(bits+blkszBits) + 1
+	unit, off := int64(4), ri.inline
+	if format&chunkFormatIndexes != 0 {
+		unit, off = 8, (off+7)/8*8
+	}
+	if n > rd.size/unit {
+		return nil, fmt.Errorf("erofs: read: %s: %d chunks: a map beyond the partition", what, n)
+	}
+	var ext [][2]int64
+	le := binary.LittleEndian
+	const step = 1 << 16 // entries read at a time
+	for first := int64(0); first < n; first += step {
+		cnt := min(step, n-first)
+		b, err := rd.read(off+first*unit, cnt*unit, what+": chunk map")
+		if err != nil {
+			return nil, err
+		}
+		for i := int64(0); i < cnt; i++ {
+			c := first + i
+			e := b[i*unit:]
+			var addr uint32
+			if unit == 8 {
+				if dev := le.Uint16(e[2:]); dev != 0 || le.Uint16(e[0:]) != 0 {
+					if le.Uint32(e[4:]) != nullAddr {
+						return nil, fmt.Errorf("erofs: read: %s: chunk %d on device %d (advise %#x) is not read", what, c, dev, le.Uint16(e[0:]))
+					}
+				}
+				addr = le.Uint32(e[4:])
+			} else {
+				addr = le.Uint32(e)
+			}
+			length := min(csize, ri.size-c*csize)
+			at := int64(-1)
+			if addr != nullAddr {
+				at = int64(addr) * blockSize
+				if at > rd.size || length > rd.size-at {
+					return nil, fmt.Errorf("erofs: read: %s: chunk %d: %d bytes at %d beyond the partition", what, c, length, at)
+				}
+			}
+			if k := len(ext) - 1; k >= 0 && ((at < 0 && ext[k][0] < 0) || (at >= 0 && ext[k][0] >= 0 && ext[k][0]+ext[k][1] == at)) {
+				ext[k][1] += length
+				continue
+			}
+			if len(ext) >= maxChunkExtents {
+				return nil, fmt.Errorf("erofs: read: %s: more than %d separate chunk extents", what, maxChunkExtents)
+			}
+			ext = append(ext, [2]int64{at, length})
+		}
+	}
+	return ext, nil
 }

@@ -191,7 +191,11 @@ func TestReadTreeRefuses(t *testing.T) {
 			}
 			fix(b)
 		}, "beyond the partition"},
-		{"chunked", func(b []byte) { b[l.nodes[2].pos] = 4 << 1; fix(b) }, "data layout 4"},
+		// f's 4 bytes read as its one chunk's block address.
+		{"chunk beyond", func(b []byte) { b[l.nodes[2].pos] = 4 << 1; fix(b) }, "chunk 0: 4 bytes at 6697029877760 beyond the partition"},
+		{"chunked directory", func(b []byte) { b[d.pos] = 4 << 1; fix(b) }, "a chunk-based file of type 040000"},
+		{"chunk format", func(b []byte) { b[l.nodes[2].pos] = 4 << 1; b[l.nodes[2].pos+16] = 0x40; fix(b) }, "chunk format 0x40"},
+		{"layout 5", func(b []byte) { b[l.nodes[2].pos] = 5 << 1; fix(b) }, "data layout 5"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := bytes.Clone(good)
@@ -237,6 +241,23 @@ func FuzzReadTree(f *testing.F) {
 		f.Fatalf("%d files compressed, want 3", zl.zfiles)
 	}
 	f.Add([]byte(zw[:zl.blocks*blockSize]))
+	// Chunk based: a hole, data, a hole.
+	ct := tree.New(epoch)
+	hole := make([]byte, 200<<10)
+	copy(hole[100<<10:], "data")
+	trees.Put(ct, epoch, "/h", trees.File(0o644, epoch, hole))
+	cl, err := plan(ct, testOpts, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var cw bytesWriterAt
+	if err := Write(&cw, 1<<20, ct, testOpts); err != nil {
+		f.Fatal(err)
+	}
+	if cl.chunked != 1 {
+		f.Fatalf("%d files chunk based, want 1", cl.chunked)
+	}
+	f.Add([]byte(cw[:cl.blocks*blockSize]))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// As given, and with the superblock's checksum made right, so
 		// that mutations reach past it.
@@ -349,21 +370,24 @@ func (m sparseMem) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // TestLargeFile: a file of 4 GiB and more takes an extended inode (its
-// size does not fit 32 bits) and reads back whole.
+// size does not fit 32 bits) and reads back whole. Its zeros would make
+// it chunk based (sparse_test.go): here it is kept flat.
 func TestLargeFile(t *testing.T) {
 	const n = 4<<30 + 4097
 	tr := tree.New(epoch)
 	trees.Put(tr, epoch, "/large", &tree.Inode{Kind: tree.Regular, Mode: 0o644, Mtime: epoch, Size: n, Content: zeros(n)})
 	trees.Put(tr, epoch, "/after", trees.File(0o644, epoch, []byte("after")))
-	size, err := MinSize(tr, testOpts)
+	o := testOpts
+	o.noChunks = true
+	size, err := MinSize(tr, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := sparseMem{}
-	if err := Write(m, size, tr, testOpts); err != nil {
+	if err := Write(m, size, tr, o); err != nil {
 		t.Fatal(err)
 	}
-	l, err := plan(tr, testOpts, nil)
+	l, err := plan(tr, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
