@@ -21,10 +21,14 @@
 // superblock's build time, which compact inodes take): per-file mtimes
 // are kept, as mkfs.erofs keeps them by default.
 //
-// Xattrs are stored in the inode (ibody xattrs) under the name indexes
-// user., trusted., security., system.posix_acl_access and
-// system.posix_acl_default; shared xattrs are not written. An xattr of
-// another namespace is refused, since the kernel could not show it.
+// Xattrs are stored under the name indexes user., trusted., security.,
+// system.posix_acl_access and system.posix_acl_default: in the inode
+// (ibody xattrs), or, for a name and value that two inodes or more carry
+// (a common SELinux label, the same security.capability), once in the
+// shared xattr area after the inodes (xattr_blkaddr), each inode listing
+// their 4-byte ids (h_shared_count), as mkfs.erofs does; every EROFS
+// kernel (5.4 on) reads both. An xattr of another namespace is refused,
+// since the kernel could not show it.
 //
 // Everything is laid out in the tree's sorted order: two writes of one
 // tree are byte-identical.
@@ -152,6 +156,9 @@ type layout struct {
 	blocks    int64   // blocks in use
 	zfiles    int64   // compressed files
 	chunked   int64   // chunk-based files
+	shared    []byte  // the shared xattrs area
+	sharedPos int64   // where it is
+	xattrBlk  int64   // xattr_blkaddr: the block it starts in
 }
 
 // MinSize returns the smallest size, a multiple of 1 MiB, that holds t.
@@ -259,6 +266,19 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 	if _, err := visit("/", t.Root, nil); err != nil {
 		return nil, err
 	}
+	shared, sharedIDs, err := sharedXattrs(l.nodes)
+	if err != nil {
+		return nil, err
+	}
+	if shared != nil {
+		for _, n := range l.nodes {
+			if len(n.in.Xattrs) > 0 {
+				if n.xattrs, err = encodeXattrs(n.in.Xattrs, sharedIDs); err != nil {
+					return nil, fmt.Errorf("erofs: %s: %w", n.path, err)
+				}
+			}
+		}
+	}
 	if !o.noChunks {
 		if err := splan(l.nodes, zc); err != nil {
 			return nil, err
@@ -347,6 +367,24 @@ func plan(t *tree.Tree, o Options, zc *zcache) (*layout, error) {
 			n.nblocks = n.sp.blocks
 		}
 	}
+	if shared != nil {
+		// The shared xattrs after the inodes, from where the last
+		// block's used bytes end: xattr_blkaddr is that block, and
+		// each id in the inodes counts from its start.
+		l.shared = shared
+		l.sharedPos = ma.span(int64(len(shared)), xattrEntrySize)
+		l.xattrBlk = l.sharedPos / blockSize
+		base := uint32(l.sharedPos % blockSize / 4)
+		for _, n := range l.nodes {
+			if len(n.xattrs) == 0 {
+				continue
+			}
+			for i := 0; i < int(n.xattrs[4]); i++ {
+				id := n.xattrs[xattrHeaderSize+4*i:]
+				binary.LittleEndian.PutUint32(id, binary.LittleEndian.Uint32(id)+base)
+			}
+		}
+	}
 	cur := ma.end()
 	l.metaEnd = cur
 	l.dataStart = (cur + blockSize - 1) / blockSize
@@ -396,7 +434,7 @@ func (n *node) prepare(o Options) error {
 	default:
 		return fmt.Errorf("erofs: %s: unknown kind %v", n.path, in.Kind)
 	}
-	x, err := encodeXattrs(in.Xattrs)
+	x, err := encodeXattrs(in.Xattrs, nil)
 	if err != nil {
 		return fmt.Errorf("erofs: %s: %w", n.path, err)
 	}
@@ -439,50 +477,116 @@ var xattrPrefixes = []struct {
 	{"security.", 6, false},
 }
 
-// encodeXattrs is the ibody xattrs: the header (no shared xattrs), then
-// each entry (name length, index, value size, name suffix, value), 4-byte
-// aligned, in the tree's order (sorted by name).
-func encodeXattrs(xs []tree.Xattr) ([]byte, error) {
+// encodeXattrs is the ibody xattrs: the header (h_shared_count), the
+// ids of the xattrs stored in the shared area (shared: relative ids by
+// name and value, nil for none), then each other entry, in the tree's
+// order (sorted by name).
+func encodeXattrs(xs []tree.Xattr, shared map[string]uint32) ([]byte, error) {
 	if len(xs) == 0 {
 		return nil, nil
 	}
-	b := make([]byte, xattrHeaderSize)
+	var ids []uint32
+	var body []byte
 	for i, x := range xs {
 		if i > 0 && xs[i-1].Name >= x.Name {
 			return nil, fmt.Errorf("xattrs not sorted or repeated at %q", x.Name)
 		}
-		idx, suffix := byte(0), ""
-		for _, p := range xattrPrefixes {
-			if p.exact && x.Name == p.prefix {
-				idx = p.index
-				break
-			}
-			if !p.exact && strings.HasPrefix(x.Name, p.prefix) && len(x.Name) > len(p.prefix) {
-				idx, suffix = p.index, x.Name[len(p.prefix):]
-				break
-			}
+		e, err := xattrEntry(x)
+		if err != nil {
+			return nil, err
 		}
-		if idx == 0 {
-			return nil, fmt.Errorf("xattr %q: EROFS stores only user., trusted., security. and POSIX ACLs", x.Name)
+		if id, ok := shared[xattrKey(x)]; ok && len(ids) < math.MaxUint8 {
+			ids = append(ids, id)
+			continue
 		}
-		if len(suffix) > math.MaxUint8 || len(x.Value) > math.MaxUint16 {
-			return nil, fmt.Errorf("xattr %q: name or value too long (%d bytes of value)", x.Name, len(x.Value))
-		}
-		e := make([]byte, xattrEntrySize, xattrEntrySize+len(suffix)+len(x.Value)+3)
-		e[0] = byte(len(suffix))
-		e[1] = idx
-		binary.LittleEndian.PutUint16(e[2:], uint16(len(x.Value)))
-		e = append(e, suffix...)
-		e = append(e, x.Value...)
-		for len(e)%4 != 0 {
-			e = append(e, 0)
-		}
-		b = append(b, e...)
-		if (len(b)-xattrHeaderSize)/4+1 > math.MaxUint16 {
-			return nil, errors.New("xattrs take more than 256 KiB")
-		}
+		body = append(body, e...)
+	}
+	b := make([]byte, xattrHeaderSize, xattrHeaderSize+4*len(ids)+len(body))
+	b[4] = byte(len(ids))
+	for _, id := range ids {
+		b = binary.LittleEndian.AppendUint32(b, id)
+	}
+	b = append(b, body...)
+	if (len(b)-xattrHeaderSize)/4+1 > math.MaxUint16 {
+		return nil, errors.New("xattrs take more than 256 KiB")
 	}
 	return b, nil
+}
+
+// xattrKey is an xattr's name and value, as the shared area is keyed
+// (a name holds no NUL).
+func xattrKey(x tree.Xattr) string { return x.Name + "\x00" + string(x.Value) }
+
+// xattrEntry encodes one xattr entry: name length, name index, value
+// size, name suffix, value, 4-byte aligned.
+func xattrEntry(x tree.Xattr) ([]byte, error) {
+	idx, suffix := byte(0), ""
+	for _, p := range xattrPrefixes {
+		if p.exact && x.Name == p.prefix {
+			idx = p.index
+			break
+		}
+		if !p.exact && strings.HasPrefix(x.Name, p.prefix) && len(x.Name) > len(p.prefix) {
+			idx, suffix = p.index, x.Name[len(p.prefix):]
+			break
+		}
+	}
+	if idx == 0 {
+		return nil, fmt.Errorf("xattr %q: EROFS stores only user., trusted., security. and POSIX ACLs", x.Name)
+	}
+	if len(suffix) > math.MaxUint8 || len(x.Value) > math.MaxUint16 {
+		return nil, fmt.Errorf("xattr %q: name or value too long (%d bytes of value)", x.Name, len(x.Value))
+	}
+	e := make([]byte, xattrEntrySize, xattrEntrySize+len(suffix)+len(x.Value)+3)
+	e[0] = byte(len(suffix))
+	e[1] = idx
+	binary.LittleEndian.PutUint16(e[2:], uint16(len(x.Value)))
+	e = append(e, suffix...)
+	e = append(e, x.Value...)
+	for len(e)%4 != 0 {
+		e = append(e, 0)
+	}
+	return e, nil
+}
+
+// sharedXattrs chooses the xattrs stored once in the shared area, as
+// mkfs.erofs does: each name and value that two inodes or more carry,
+// in the order of their names and values. It returns the area and each
+// one's id relative to the area's start (its offset / 4).
+func sharedXattrs(nodes []*node) ([]byte, map[string]uint32, error) {
+	count := map[string]int{}
+	byKey := map[string]tree.Xattr{}
+	for _, n := range nodes {
+		for _, x := range n.in.Xattrs {
+			k := xattrKey(x)
+			count[k]++
+			byKey[k] = x
+		}
+	}
+	var keys []string
+	for k, c := range count {
+		if c >= 2 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	sort.Strings(keys)
+	var area []byte
+	ids := make(map[string]uint32, len(keys))
+	for _, k := range keys {
+		e, err := xattrEntry(byKey[k])
+		if err != nil {
+			return nil, nil, err // prepare reported it with its path
+		}
+		if int64(len(area))/4 > math.MaxUint32/2 {
+			return nil, nil, errors.New("erofs: the shared xattrs take more than 8 GiB")
+		}
+		ids[k] = uint32(len(area) / 4)
+		area = append(area, e...)
+	}
+	return area, ids, nil
 }
 
 // write writes the laid-out tree and returns the layout (for extents).
@@ -556,6 +660,14 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 				}
 			}
 		}
+	}
+	for k := int64(0); k < int64(len(l.shared)); k += 64 << 10 {
+		piece := l.shared[k:min(k+64<<10, int64(len(l.shared)))]
+		m, err := mw.at(l.sharedPos+k, int64(len(piece)))
+		if err != nil {
+			return nil, err
+		}
+		copy(m, piece)
 	}
 	block0, err := mw.finish()
 	if err != nil {
@@ -737,8 +849,8 @@ func putSuper(meta []byte, l *layout, o Options) {
 	le.PutUint32(s[80:], incompat)
 	le.PutUint64(s[24:], uint64(o.Epoch))
 	le.PutUint32(s[36:], uint32(l.blocks))
-	// meta_blkaddr and xattr_blkaddr are 0: metadata starts at block 0,
-	// and there are no shared xattrs.
+	// meta_blkaddr is 0: metadata starts at block 0.
+	le.PutUint32(s[44:], uint32(l.xattrBlk))
 	copy(s[48:64], o.UUID[:])
 	copy(s[64:80], o.Label)
 	le.PutUint32(s[4:], superChecksum(meta[superOffset:blockSize]))

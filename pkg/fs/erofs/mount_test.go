@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,11 +86,12 @@ func mountMatches(t *testing.T, tr *tree.Tree, o Options) string {
 			}
 		}
 		if d.Inode.Kind != tree.Symlink {
-			l := make([]byte, 4096)
+			// The kernel lists inline xattrs, then shared ones.
+			l := make([]byte, 1<<16)
 			n, err := syscall.Listxattr(host, l)
 			if err != nil {
 				t.Errorf("%s: listxattr: %v", p, err)
-			} else if got, want := strings.Join(strings.FieldsFunc(string(l[:n]), func(r rune) bool { return r == 0 }), ","), strings.Join(names, ","); got != want {
+			} else if got, want := strings.Join(sorted(strings.FieldsFunc(string(l[:n]), func(r rune) bool { return r == 0 })), ","), strings.Join(names, ","); got != want {
 				t.Errorf("%s: xattrs %s, want %s", p, got, want)
 			}
 		}
@@ -116,3 +118,5 @@ func mountImage(t *testing.T, img string) string {
 	})
 	return dir
 }
+
+func sorted(s []string) []string { sort.Strings(s); return s }
