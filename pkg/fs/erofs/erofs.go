@@ -682,7 +682,8 @@ func write(w io.WriterAt, size int64, t *tree.Tree, o Options, zc *zcache) (*lay
 
 // metaWindow is how much metadata is held before it is written: more
 // than one inode's largest metadata (64 + 256 KiB of xattrs + a 4 KiB
-// tail) and a block.
+// tail, or a chunk-based file's block map of at most 256 KiB) and a
+// block; the shared xattrs are written through it in pieces.
 const metaWindow = 1 << 20
 
 // metaWriter writes the metadata area through a window that moves
