@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	"pkg/fs/erofs":      {"pkg/fs", "pkg/tree", "pkg/repro"},
 	"pkg/fs/all":        {"pkg/fs", "pkg/fs/ext4", "pkg/fs/fat", "pkg/fs/erofs"}, // the one list of filesystems
 	"pkg/verity":        {},                                                      // dm-verity hash trees: bytes in, bytes out
+	"pkg/sign":          {},                                                      // Authenticode: PE bytes in, signed PE bytes out
 	"pkg/disk":          {"pkg/repro"},
 	"pkg/initramfs":     {"pkg/tree", "internal/xz"},
 	"pkg/boot/uefi":     {"pkg/tree"},
