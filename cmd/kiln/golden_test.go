@@ -18,7 +18,8 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden/SH
 // goldenOutputs are the outputs TestGolden pins: the file name each is
 // built to (VMDK records it), the spec and the build flags. The first
 // four are one spec in every format; golden-erofs.raw is its sealed-root
-// shape, an EROFS root.
+// shape, an EROFS root under dm-verity, and golden-erofs-lz4.raw the same
+// compressed.
 var goldenOutputs = []struct {
 	name string
 	spec string
@@ -29,6 +30,7 @@ var goldenOutputs = []struct {
 	{"golden.vmdk", "kiln.yaml", []string{"--format", "vmdk"}},
 	{"golden.vhd", "kiln.yaml", []string{"--format", "vhd"}},
 	{"golden-erofs.raw", "erofs.yaml", []string{"--format", "raw"}},
+	{"golden-erofs-lz4.raw", "erofs-lz4.yaml", []string{"--format", "raw"}},
 }
 
 // TestGolden is the promise that the same kiln gives the same bytes: the
@@ -79,23 +81,26 @@ func TestGolden(t *testing.T) {
 
 	// The EROFS root: fsck.erofs finds nothing to say (1.5 exits 0 on
 	// some errors, so any <E> or <W> line fails too), and inspect names it.
-	// Sealed: veritysetup verify accepts the root and its hash partition
-	// with the root hash inspect reads back.
-	ero := paths["golden-erofs.raw"]
-	judge.SgdiskVerify(t, ero)
-	judge.SfdiskVerify(t, ero)
-	eparts := partitions(t, ero)
-	if len(eparts) != 3 {
-		t.Fatalf("golden-erofs.raw: want esp, root, root-verity; sfdisk sees %+v", eparts)
-	}
-	judge.FsckVfat(t, judge.Extract(t, ero, eparts[0].Start*512, eparts[0].Size*512))
-	eroot := judge.Extract(t, ero, eparts[1].Start*512, eparts[1].Size*512)
-	judge.FsckErofs(t, eroot)
-	if out, ok := judge.VeritysetupVerify(t, eroot, judge.Extract(t, ero, eparts[2].Start*512, eparts[2].Size*512), rootHashOf(t, ero)); !ok {
-		t.Errorf("veritysetup verify refuses golden-erofs.raw's sealed root:\n%s", out)
-	}
-	if so, se, code := kiln(t, src, nil, "inspect", "--json", ero); code != 0 || !strings.Contains(so, `"type": "erofs"`) {
-		t.Errorf("kiln inspect golden-erofs.raw (exit %d) does not show an erofs root:\n%s%s", code, so, se)
+	// Sealed (uncompressed and lz4): veritysetup verify accepts the root
+	// and its hash partition with the root hash inspect reads back, and
+	// fsck.erofs the root.
+	for _, name := range []string{"golden-erofs.raw", "golden-erofs-lz4.raw"} {
+		ero := paths[name]
+		judge.SgdiskVerify(t, ero)
+		judge.SfdiskVerify(t, ero)
+		eparts := partitions(t, ero)
+		if len(eparts) != 3 {
+			t.Fatalf("%s: want esp, root, root-verity; sfdisk sees %+v", name, eparts)
+		}
+		judge.FsckVfat(t, judge.Extract(t, ero, eparts[0].Start*512, eparts[0].Size*512))
+		eroot := judge.Extract(t, ero, eparts[1].Start*512, eparts[1].Size*512)
+		judge.FsckErofs(t, eroot)
+		if out, ok := judge.VeritysetupVerify(t, eroot, judge.Extract(t, ero, eparts[2].Start*512, eparts[2].Size*512), rootHashOf(t, ero)); !ok {
+			t.Errorf("veritysetup verify refuses %s's sealed root:\n%s", name, out)
+		}
+		if so, se, code := kiln(t, src, nil, "inspect", "--json", ero); code != 0 || !strings.Contains(so, `"type": "erofs"`) {
+			t.Errorf("kiln inspect %s (exit %d) does not show an erofs root:\n%s%s", name, code, so, se)
+		}
 	}
 
 	if *updateGolden {

@@ -9,6 +9,11 @@
 //
 //	go run ./scripts/mkgolden testdata/golden
 //
+// sealed.tar, layered on both by the sealed-root specs only (erofs.yaml,
+// erofs-lz4.yaml), holds what the EROFS writer lays out specially: text
+// that compresses, a mostly-zero file (chunk-based, its zeros not stored)
+// and an xattr two files share (the shared xattr area).
+//
 // The tars are committed; regenerate them only to change the fixture (and
 // then the golden hashes, with a CHANGELOG.md line).
 package main
@@ -111,6 +116,28 @@ func top() []entry {
 	}
 }
 
+func sealed() []entry {
+	var text bytes.Buffer
+	for i := 0; text.Len() < 64<<10; i++ {
+		fmt.Fprintf(&text, "line %d of a text that compresses: the quick brown fox jumps over the lazy dog\n", i)
+	}
+	sparse := make([]byte, 256<<10)
+	copy(sparse, pseudo(7, 4096))
+	copy(sparse[len(sparse)-4096:], pseudo(8, 4096))
+	capNetRaw := "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+	ping := file("usr/bin/ping", 0o755, []byte("ping\n"))
+	ping.xattrs = map[string]string{"security.capability": capNetRaw}
+	arping := file("usr/bin/arping", 0o755, []byte("arping\n"))
+	arping.xattrs = map[string]string{"security.capability": capNetRaw}
+	return []entry{
+		dir("usr/", 0o755), dir("usr/bin/", 0o755), ping, arping,
+		dir("usr/share/", 0o755), dir("usr/share/doc/", 0o755),
+		file("usr/share/doc/text.txt", 0o644, text.Bytes()),
+		dir("var/", 0o755), dir("var/lib/", 0o755),
+		file("var/lib/sparse.img", 0o644, sparse),
+	}
+}
+
 func write(path string, entries []entry) error {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -147,7 +174,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: mkgolden DIR")
 		os.Exit(2)
 	}
-	for name, entries := range map[string][]entry{"base.tar": base(), "top.tar": top()} {
+	for name, entries := range map[string][]entry{"base.tar": base(), "top.tar": top(), "sealed.tar": sealed()} {
 		if err := write(filepath.Join(os.Args[1], name), entries); err != nil {
 			fmt.Fprintln(os.Stderr, "mkgolden:", err)
 			os.Exit(1)
