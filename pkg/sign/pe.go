@@ -120,6 +120,13 @@ func parse(pe []byte) (*image, error) {
 		if raw == 0 {
 			continue
 		}
+		if ptr < sh {
+			// Section data inside the headers would put the CheckSum or
+			// the Certificate Table entry into the hash, and signing
+			// changes both.
+			name := string(trimNul(pe[s : s+8]))
+			return nil, fmt.Errorf("pe: section %d (%q) PointerToRawData %#x lies inside the headers (SizeOfHeaders %#x)", i, name, ptr, sh)
+		}
 		if ptr+raw > int64(im.hashEnd) {
 			name := string(trimNul(pe[s : s+8]))
 			return nil, fmt.Errorf("pe: section %d (%q) PointerToRawData %#x + SizeOfRawData %#x runs past %#x", i, name, ptr, raw, im.hashEnd)

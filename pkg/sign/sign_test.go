@@ -308,6 +308,7 @@ func TestHostileHeaders(t *testing.T) {
 			le.PutUint32(b[opt+112+36:], 0x10)
 			return b
 		}, "Certificate Table"},
+		{"section in headers", func(b []byte) []byte { le.PutUint32(b[opt+240+20:], 0x100); return b }, `section 0 (".text") PointerToRawData 0x100 lies inside the headers`},
 		{"section", func(b []byte) []byte { le.PutUint32(b[opt+240+16:], 0xfffffff0); return b }, `section 0 (".text") PointerToRawData`},
 	}
 	for _, c := range cases {

@@ -1,0 +1,58 @@
+package sign
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testkit"
+)
+
+// fuzzBound is what one hostile input may make AuthenticodeDigest,
+// Prepare and Verify allocate together, beyond a few copies of the input
+// itself: headers are read in place, so the bound is small and a field
+// that sizes an allocation shows up as a failure.
+const fuzzBound = 1 << 20
+
+// FuzzAuthenticodeDigest feeds hostile PE headers (seeded with the
+// hand-built PE32 and PE32+ images, a signed one, and the broken headers
+// of TestHostileHeaders' kind) to AuthenticodeDigest, Prepare and Verify
+// under testkit.BoundAlloc: no panic, no allocation over the bound, and a
+// digest that does not depend on the CheckSum field.
+func FuzzAuthenticodeDigest(f *testing.F) {
+	k := newKey(f, 2048)
+	for _, plus := range []bool{true, false} {
+		pe := minimalPE(plus)
+		f.Add(pe)
+		signed, err := Sign(pe, k.key, k.cert, Options{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(signed)
+		short := bytes.Clone(pe)
+		binary.LittleEndian.PutUint32(short[0x3c:], 0xfffffff0)
+		f.Add(short)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		limit := uint64(fuzzBound + 4*len(b))
+		testkit.BoundAlloc(t, limit, func() {
+			d, err := AuthenticodeDigest(b)
+			if err != nil {
+				return
+			}
+			if len(d) != 32 {
+				t.Fatalf("digest of %d bytes", len(d))
+			}
+			im, _ := parse(b)
+			c := bytes.Clone(b)
+			c[im.checksumAt] ^= 0xff
+			if d2, err := AuthenticodeDigest(c); err != nil || !bytes.Equal(d, d2) {
+				t.Fatalf("changing CheckSum changed the digest (%v)", err)
+			}
+			if req, err := Prepare(b, k.cert, Options{}); err == nil && len(req.Digest) != 32 {
+				t.Fatal("Prepare gave no digest")
+			}
+			Verify(b, k.cert)
+		})
+	})
+}
