@@ -319,8 +319,11 @@ func ReadDir(t testing.TB, root string) map[string]Node {
 
 // ExtractErofs has fsck.erofs --extract an EROFS image into a new folder
 // and returns it; erofs-utils 1.5 checks the image as it goes, sets owners,
-// modes (less setuid and setgid) and mtimes, makes device nodes (which
-// needs root) and drops xattrs and hardlinks (each link is a copy).
+// modes (less setuid and setgid on files) and mtimes, makes device nodes
+// (which needs root) and drops xattrs and hardlinks (each link is a copy).
+// Before 1.8 it also writes a chunk-based file's data chunks one after
+// the other without seeking over its holes (erofs-utils b063ea3): judge
+// such files' contents with another reader.
 func ExtractErofs(t testing.TB, fsimg string) string {
 	t.Helper()
 	Need(t, "fsck.erofs")
