@@ -17,6 +17,7 @@ declare -A pkg=(
   [fsck.erofs]=erofs-utils [mkfs.erofs]=erofs-utils [dump.erofs]=erofs-utils
   [veritysetup]=cryptsetup-bin
   [jq]=jq
+  [sbverify]=sbsigntool [osslsigncode]=osslsigncode [openssl]=openssl
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
