@@ -13,18 +13,16 @@ import (
 
 // DER tags used below.
 const (
-	tagInteger    = 0x02
-	tagBitString  = 0x03
-	tagOctets     = 0x04
-	tagNull       = 0x05
-	tagOID        = 0x06
-	tagSequence   = 0x30
-	tagSet        = 0x31
-	tagContext0   = 0xa0 // [0] constructed
-	tagContext2   = 0xa2 // [2] constructed
-	tagContext0P  = 0x80 // [0] primitive
-	maxDERLength  = 1 << 24
-	derLenLongMax = 4
+	tagInteger   = 0x02
+	tagBitString = 0x03
+	tagOctets    = 0x04
+	tagNull      = 0x05
+	tagOID       = 0x06
+	tagSequence  = 0x30
+	tagSet       = 0x31
+	tagContext0  = 0xa0 // [0] constructed
+	tagContext2  = 0xa2 // [2] constructed
+	tagContext0P = 0x80 // [0] primitive
 )
 
 // tlv encodes one DER element of the given tag over the concatenated
@@ -42,8 +40,10 @@ func tlv(tag byte, contents ...[]byte) []byte {
 		out = append(out, 0x81, byte(n))
 	case n < 0x10000:
 		out = append(out, 0x82, byte(n>>8), byte(n))
-	default:
+	case n < 1<<24:
 		out = append(out, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	default:
+		panic(fmt.Sprintf("BUG: DER element of %d bytes", n)) // a certificate and a signature are kilobytes
 	}
 	for _, c := range contents {
 		out = append(out, c...)
