@@ -3,6 +3,7 @@ package sign
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -106,13 +107,16 @@ func TestDigestMatchesOsslsigncode(t *testing.T) {
 
 // TestJudgesAcceptSignatures: sbverify and osslsigncode accept kiln's
 // signatures of systemd-boot, the stub and the kernel with the db
-// certificate, and sbverify refuses the signed file with one byte of a
+// certificate (RSA 2048, and 4096 for the stub), and sbverify refuses the signed file with one byte of a
 // section flipped.
 func TestJudgesAcceptSignatures(t *testing.T) {
 	judge.Need(t, "sbverify", "osslsigncode")
-	k := newKey(t, 2048)
-	for _, f := range fixtures {
-		t.Run(f.name, func(t *testing.T) {
+	for _, c := range []struct {
+		f    fixture
+		bits int
+	}{{fixtures[0], 2048}, {fixtures[1], 2048}, {fixtures[2], 2048}, {fixtures[1], 4096}} {
+		f, k := c.f, newKey(t, c.bits)
+		t.Run(fmt.Sprintf("%s-rsa%d", f.name, c.bits), func(t *testing.T) {
 			dir := t.TempDir()
 			_, certPath := k.files(t, dir)
 			signed, err := Sign(f.load(t), k.key, k.cert, Options{})

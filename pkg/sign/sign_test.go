@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -353,6 +356,43 @@ func TestSignMinimal(t *testing.T) {
 		}
 		if _, err := Verify(signed, newKey(t, 3072).cert); err == nil {
 			t.Fatal("Verify trusts a certificate that did not sign")
+		}
+	}
+}
+
+// TestSignedAttributes: the signed attributes are contentType,
+// SpcSpOpusInfo, SpcStatementType and messageDigest, with no signingTime
+// unless Options gives one, and then exactly that time.
+func TestSignedAttributes(t *testing.T) {
+	k := newKey(t, 2048)
+	pe := minimalPE(true)
+	for _, o := range []Options{{}, {SigningTime: time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)}} {
+		req, err := Prepare(pe, k.cert, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var attrs []p7Attribute
+		if err := unmarshalAll(append([]byte{tagSequence}, req.SignedAttributes[1:]...), &attrs, "attributes"); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range attrs {
+			got = append(got, a.Type.String())
+			if a.Type.Equal(oidSigningTime) {
+				var tm time.Time
+				if _, err := asn1.Unmarshal(a.Values.Bytes, &tm); err != nil || !tm.Equal(o.SigningTime) {
+					t.Fatalf("signingTime %v (%v), want %v", tm, err, o.SigningTime)
+				}
+			}
+		}
+		want := []string{oidContentType.String(), oidSpcSpOpusInfo.String(), oidSpcStatementType.String(), oidMessageDigest.String()}
+		if !o.SigningTime.IsZero() {
+			want = append(want, oidSigningTime.String())
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("signed attributes %v, want %v", got, want)
 		}
 	}
 }
