@@ -2,7 +2,7 @@ package sign
 
 import (
 	"crypto"
-	"crypto/rand"
+	"crypto/rand" // repro-ok: only for key.Sign, whose RSA PKCS#1 v1.5 signature is deterministic (the reader blinds)
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
