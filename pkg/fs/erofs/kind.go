@@ -138,6 +138,6 @@ var superblockFields = []fs.HeaderField{
 	fs.Field("inos", 16, 8, "u"), fs.Field("build_time", 24, 8, "u"), fs.Field("build_time_nsec", 32, 4, "u"),
 	fs.Field("blocks", 36, 4, "u"), fs.Field("meta_blkaddr", 40, 4, "u"), fs.Field("xattr_blkaddr", 44, 4, "u"),
 	fs.Field("uuid", 48, 16, "uuid"), fs.Field("volume_name", 64, 16, "str"), fs.Field("feature_incompat", 80, 4, "hex"),
-	fs.Field("available_compr_algs", 84, 2, "hex"), fs.Field("extra_devices", 86, 2, "u"), fs.Field("devt_slotoff", 88, 2, "u"),
+	fs.Field("lz4_max_distance", 84, 2, "hex") /* u.available_compr_algs with COMPR_CFGS, which kiln does not write */, fs.Field("extra_devices", 86, 2, "u"), fs.Field("devt_slotoff", 88, 2, "u"),
 	fs.Field("dirblkbits", 90, 1, "u"), fs.Field("packed_nid", 96, 8, "u"),
 }
