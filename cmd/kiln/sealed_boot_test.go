@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/erofs"
 )
@@ -146,7 +147,7 @@ func TestBootSealed(t *testing.T) {
 	tampered := filepath.Join(t.TempDir(), "tampered.img")
 	copyFile(t, pristine, tampered)
 	off := fileOffset(t, tampered, root, "/bin/busybox", 200)
-	flipByte(t, tampered, off)
+	testkit.FlipByte(t, tampered, off, 0x20)
 	out, ok = runSealed(t, tampered, "uefi")
 	if ok || strings.Contains(out, "KILN-SEALED-BOOTED") {
 		t.Fatalf("a tampered root reached the marker:\n%s", out)
@@ -158,7 +159,7 @@ func TestBootSealed(t *testing.T) {
 	// A changed top hash block: kiln-init refuses before mounting.
 	badTree := filepath.Join(t.TempDir(), "badtree.img")
 	copyFile(t, pristine, badTree)
-	flipByte(t, badTree, hash.Start+4096+5)
+	testkit.FlipByte(t, badTree, hash.Start+4096+5, 0x20)
 	out, ok = runSealed(t, badTree, "uefi")
 	if ok || strings.Contains(out, "KILN-SEALED-BOOTED") {
 		t.Fatalf("a root with a changed hash tree reached the marker:\n%s", out)
@@ -189,13 +190,8 @@ func copyFile(t *testing.T, from, to string) {
 
 func readLayout(t *testing.T, img string) *disk.Layout {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	l, err := disk.Read(f, fi.Size())
+	f, size := testkit.Open(t, img)
+	l, err := disk.Read(f, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,21 +246,4 @@ func fileOffset(t *testing.T, img string, p disk.Partition, path string, at int6
 		t.Fatalf("%s's bytes at %d are not found exactly once in the partition", path, at)
 	}
 	return p.Start + int64(i)
-}
-
-func flipByte(t *testing.T, img string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x20
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
 }

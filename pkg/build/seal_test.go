@@ -8,19 +8,11 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/erofs"
 	"github.com/kiln-build/kiln/pkg/tree"
 )
-
-func openFile(t *testing.T, p string) *os.File {
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
 
 // sealedSpec is a GPT disk with a sealed EROFS root and an ext4 /var.
 const sealedSpec = `epoch: 1700000000
@@ -115,7 +107,8 @@ func TestBuildSealed(t *testing.T) {
 
 	// /var went to its own partition; the sealed root keeps only the
 	// directory it is mounted on.
-	root, err := erofs.ReadTree(openFile(t, dataFile), data.Size)
+	df, _ := testkit.Open(t, dataFile)
+	root, err := erofs.ReadTree(df, data.Size)
 	if err != nil {
 		t.Fatal(err)
 	}

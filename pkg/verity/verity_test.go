@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 )
 
 // memWriter is an io.WriterAt over a growing byte slice.
@@ -147,23 +148,6 @@ func dumpField(out, name string) string {
 	return ""
 }
 
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x5a
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // checkAgainstVeritysetup is the judge for one data file: veritysetup
 // accepts kiln's hash device with kiln's root hash and dumps kiln's
 // parameters; veritysetup format with the same salt and UUID writes the
@@ -228,7 +212,7 @@ func checkAgainstVeritysetup(t *testing.T, dir, dataPath string, blocks int, p P
 		t.Errorf("Verify of veritysetup's hash device: %v", err)
 	}
 
-	flipByte(t, dataPath, flipAt)
+	testkit.FlipByte(t, dataPath, flipAt, 0x5a)
 	if out, code := judge.Run(t, nil, "veritysetup", "verify", dataPath, kilnHash, root); code == 0 {
 		t.Errorf("veritysetup verify accepts the data with byte %d flipped:\n%s", flipAt, out)
 	}
