@@ -138,7 +138,9 @@ type Boot struct {
 	Modules []string  `yaml:"modules" json:"modules,omitempty"` // initrd: kiln: modules beyond the defaults
 	Title   string    `yaml:"title" json:"title,omitempty"`     // menu title (default: PRETTY_NAME of os-release)
 	Paths   BootPaths `yaml:"paths" json:"paths,omitempty"`
-	Line    int       `yaml:"-" json:"-"`
+	// SecureBoot, when set, signs every PE the boot stage puts on the ESP.
+	SecureBoot *SecureBoot `yaml:"secureboot" json:"secureboot,omitempty"`
+	Line       int         `yaml:"-" json:"-"`
 	// KeyLines are the lines of boot's keys (and of paths' keys, as
 	// "paths.mbr" and so on).
 	KeyLines map[string]int `yaml:"-" json:"-"`
@@ -153,6 +155,22 @@ type BootPaths struct {
 	MBR         string `yaml:"mbr" json:"mbr,omitempty"`
 	GPTMBR      string `yaml:"gptmbr" json:"gptmbr,omitempty"`
 }
+
+// SecureBoot is boot.secureboot: the key and certificate that sign the
+// ESP's PEs (Authenticode), and who holds the key.
+//
+// Only the certificate's path enters the spec's canonical form (Digest),
+// and not even that the ID seed (IDSeed): the key's path and the signer's
+// mode change no byte of the image (an external signer's signatures are
+// the inline key's), so they change no digest and no ID.
+type SecureBoot struct {
+	Key    string `yaml:"key" json:"-"`     // PEM private key, relative to the spec's folder; none with signer external
+	Cert   string `yaml:"cert" json:"cert"` // PEM X.509 certificate, relative to the spec's folder
+	Signer string `yaml:"signer" json:"-"`  // inline (default) | external
+}
+
+// Signers are the values boot.secureboot.signer takes.
+var Signers = []string{"inline", "external"}
 
 // Loaders are the values boot.loader takes.
 var Loaders = []string{"systemd-boot", "uki", "syslinux", "hybrid", "none"}
@@ -336,6 +354,11 @@ func recordLines(s *Spec, top *yaml.Node) {
 		if ps := val(b, "paths"); ps != nil {
 			for k, l := range keyLines(ps) {
 				s.Boot.KeyLines["paths."+k] = l
+			}
+		}
+		if sb := val(b, "secureboot"); sb != nil {
+			for k, l := range keyLines(sb) {
+				s.Boot.KeyLines["secureboot."+k] = l
 			}
 		}
 	}
@@ -753,6 +776,12 @@ func (s *Spec) IDSeed(layerDigests []string) string {
 		l.Path, l.SHA256 = "", ""
 		c.Layers[i] = l
 	}
+	if s.Boot != nil && s.Boot.SecureBoot != nil {
+		// Whether the image is signed counts, not where the files are.
+		b := *s.Boot
+		b.SecureBoot = &SecureBoot{}
+		c.Boot = &b
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "kiln ids v2\x00%s\x00%d", digestOf(&c), len(layerDigests))
 	for _, d := range layerDigests {
@@ -876,7 +905,7 @@ func (s *Spec) validateBoot() error {
 		return s.errf(bline("loader"), "boot.loader: %q is not one of %s", b.Loader, strings.Join(Loaders, ", "))
 	}
 	if b.Loader == "none" {
-		return nil
+		return s.validateSecureBoot()
 	}
 	if b.Kernel == "" {
 		return s.errf(b.Line, "boot.kernel: missing (a path or glob in the merged tree, e.g. /boot/vmlinuz-*)")
@@ -908,6 +937,38 @@ func (s *Spec) validateBoot() error {
 	}
 	if b.Loader == "hybrid" && s.Disk.Table != "gpt" {
 		return s.errf(bline("loader"), "boot.loader: hybrid needs disk.table gpt")
+	}
+	return s.validateSecureBoot()
+}
+
+// validateSecureBoot checks boot.secureboot: a loader with a UEFI part, a
+// certificate, a signer kiln knows, and a key exactly when kiln signs.
+func (s *Spec) validateSecureBoot() error {
+	b := s.Boot
+	sb := b.SecureBoot
+	if sb == nil {
+		return nil
+	}
+	bline := func(key string) int {
+		return keyLine(b.KeyLines, "secureboot."+key, keyLine(b.KeyLines, "secureboot", b.Line))
+	}
+	if b.Loader != "systemd-boot" && b.Loader != "uki" && b.Loader != "hybrid" {
+		return s.errf(bline(""), "boot.secureboot: loader %s has nothing for UEFI firmware to check (use systemd-boot, uki or hybrid)", b.Loader)
+	}
+	if sb.Signer == "" {
+		sb.Signer = "inline"
+	}
+	if !contains(Signers, sb.Signer) {
+		return s.errf(bline("signer"), "boot.secureboot.signer: %q is not one of %s", sb.Signer, strings.Join(Signers, ", "))
+	}
+	if sb.Cert == "" {
+		return s.errf(bline(""), "boot.secureboot.cert: missing (the PEM X.509 certificate db holds)")
+	}
+	switch {
+	case sb.Signer == "inline" && sb.Key == "":
+		return s.errf(bline(""), "boot.secureboot.key: missing (the PEM private key of the certificate; or signer: external to sign the digests elsewhere)")
+	case sb.Signer == "external" && sb.Key != "":
+		return s.errf(bline("key"), "boot.secureboot.key: signer external signs elsewhere and reads no key here; drop the key, or use signer: inline")
 	}
 	return nil
 }
