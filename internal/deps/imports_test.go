@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"pkg/fs/all":        {"pkg/fs", "pkg/fs/ext4", "pkg/fs/fat", "pkg/fs/erofs"}, // the one list of filesystems
 	"pkg/verity":        {},                                                      // dm-verity hash trees: bytes in, bytes out
 	"pkg/sign":          {},                                                      // Authenticode: PE bytes in, signed PE bytes out
+	"pkg/efivar":        {},                                                      // Secure Boot variables: signature lists and signed updates
 	"pkg/disk":          {"pkg/repro"},
 	"pkg/initramfs":     {"pkg/tree", "internal/xz"},
 	"pkg/boot/uefi":     {"pkg/tree"},
@@ -42,7 +43,7 @@ var allowed = map[string][]string{
 
 	// The orchestrator and the tools over finished images.
 	"pkg/build": {"pkg/spec", "pkg/layer", "pkg/tree", "pkg/fs", "pkg/fs/all", "pkg/disk",
-		"pkg/initramfs", "pkg/boot/uefi", "pkg/boot/syslinux", "pkg/imgfmt", "pkg/repro", "pkg/verity", "internal/size"},
+		"pkg/initramfs", "pkg/boot/uefi", "pkg/boot/syslinux", "pkg/imgfmt", "pkg/repro", "pkg/verity", "pkg/sign", "internal/size"},
 	"pkg/diff":   {"pkg/imgfmt", "pkg/disk", "pkg/fs", "pkg/fs/all", "pkg/tree"},
 	"pkg/verify": {"pkg/spec"},
 
