@@ -18,6 +18,7 @@ declare -A pkg=(
   [veritysetup]=cryptsetup-bin
   [jq]=jq
   [sbverify]=sbsigntool [osslsigncode]=osslsigncode [openssl]=openssl
+  [cert-to-efi-sig-list]=efitools [sign-efi-sig-list]=efitools
 )
 missing=()
 for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
