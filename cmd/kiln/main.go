@@ -114,7 +114,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVerifyCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newRunCmd(), newVerifyCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newKeysCmd(), newVersionCmd())
 	return root
 }
 
