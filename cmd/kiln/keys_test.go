@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -215,6 +216,53 @@ func TestKeysGenerateRefuses(t *testing.T) {
 		}
 		if _, err := os.Stat(out); err == nil {
 			t.Errorf("%v: %s made", args, out)
+		}
+	}
+}
+
+// TestKeysGenerateOpenssl: openssl, trusting only the signer's
+// certificate as a CA (no -noverify), accepts each update's PKCS#7
+// signature over the bytes UEFI says it covers: PK.auth and KEK.auth
+// with PK.crt, db.auth with KEK.crt; and refuses db.auth with PK.crt.
+func TestKeysGenerateOpenssl(t *testing.T) {
+	judge.Need(t, "openssl")
+	dir := generatedKeys(t)
+	out := t.TempDir()
+	for _, c := range []struct {
+		name, signer string
+		vendor       efivar.GUID
+		ok           bool
+	}{{"PK", "PK", efivar.GlobalVariable, true}, {"KEK", "PK", efivar.GlobalVariable, true},
+		{"db", "KEK", efivar.ImageSecurityDatabase, true}, {"db", "PK", efivar.ImageSecurityDatabase, false}} {
+		auth, err := os.ReadFile(filepath.Join(dir, c.name+".auth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int(binary.LittleEndian.Uint32(auth[16:]))
+		p7, data := auth[40:16+n], auth[16+n:]
+		// openssl reads a ContentInfo: SEQUENCE { signedData, [0] SignedData }.
+		oid := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+		inner := append([]byte{0xa0, 0x82, byte(len(p7) >> 8), byte(len(p7))}, p7...)
+		body := append(oid, inner...)
+		ci := append([]byte{0x30, 0x82, byte(len(body) >> 8), byte(len(body))}, body...)
+		var content []byte
+		for _, r := range c.name {
+			content = append(content, byte(r), 0) // UTF-16LE of an ASCII name
+		}
+		content = append(content, c.vendor[:]...)
+		content = binary.LittleEndian.AppendUint32(content, efivar.AuthAttributes)
+		content = append(append(content, auth[:16]...), data...)
+		sig, cont := filepath.Join(out, c.name+".p7"), filepath.Join(out, c.name+".content")
+		if err := os.WriteFile(sig, ci, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cont, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, code := judge.Run(t, nil, "openssl", "smime", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", cont,
+			"-CAfile", filepath.Join(dir, c.signer+".crt"), "-purpose", "any", "-out", os.DevNull)
+		if got := code == 0 && strings.Contains(o, "Verification successful"); got != c.ok {
+			t.Errorf("%s.auth with %s.crt: exit %d, want success %v: %s", c.name, c.signer, code, c.ok, o)
 		}
 	}
 }
