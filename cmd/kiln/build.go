@@ -30,6 +30,7 @@ type buildOptions struct {
 	noCache       bool
 	maxLayerBytes string
 	maxLayerRatio int64
+	signatures    string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -57,6 +58,7 @@ func newBuildCmd() *cobra.Command {
 	c.Flags().StringVar(&o.cache, "cache", "", "keep decompressed layers in this folder between builds (default: $KILN_CACHE, else kiln under the user cache folder; off when $CI is set)")
 	c.Flags().BoolVar(&o.noCache, "no-cache", false, "do not read or store decompressed layers in the cache")
 	c.Flags().StringVar(&o.maxLayerBytes, "max-layer-bytes", "64GiB", "the most a layer may hold uncompressed (0: no limit)")
+	c.Flags().StringVar(&o.signatures, "signatures", "", "with boot.secureboot.signer external: the signatures of the signing request's digests (JSON, see the README); without it such a build writes OUTPUT"+build.SigningRequestSuffix+" and exits "+fmt.Sprint(exitSigningRequest))
 	c.Flags().Int64Var(&o.maxLayerRatio, "max-layer-ratio", layer.DefaultMaxRatio, "past 1 GiB, the most times its own size a layer may expand to (0: no limit)")
 	return c
 }
@@ -117,7 +119,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 		return err
 	}
 	bo := build.Options{Output: o.output, TempDir: o.tempDir, InitPath: initPath(o.init),
-		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio}
+		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio, Signatures: o.signatures}
 	if cacheDir != "" {
 		if bo.Cache, err = layer.OpenCache(cacheDir); err != nil {
 			return err
@@ -138,6 +140,11 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	start := time.Now() // repro-ok: the summary's total time
 	res, err := build.Build(c.Context(), s, bo)
 	pl.stop()
+	var req *build.SigningRequestWritten
+	if errors.As(err, &req) && !o.quiet {
+		// The request's path on stdout, as a finished build prints the image's.
+		c.Printf("%s\n", req.Path)
+	}
 	if errors.Is(err, layer.ErrTooLarge) {
 		return fmt.Errorf("%w (if the layer is genuine, raise --max-layer-bytes or --max-layer-ratio)", err)
 	}

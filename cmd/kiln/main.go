@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/spec"
 	"github.com/kiln-build/kiln/pkg/tree"
@@ -21,12 +22,13 @@ import (
 
 // Exit codes, documented in the README.
 const (
-	exitOK       = 0
-	exitFailure  = 1   // anything else
-	exitUsage    = 2   // bad usage or invalid spec
-	exitBadLayer = 3   // bad input layer
-	exitBoot     = 4   // kiln run: the expected text did not appear
-	exitSignal   = 130 // interrupted by SIGINT or SIGTERM (as shells report it)
+	exitOK             = 0
+	exitFailure        = 1   // anything else
+	exitUsage          = 2   // bad usage or invalid spec
+	exitBadLayer       = 3   // bad input layer
+	exitBoot           = 4   // kiln run: the expected text did not appear
+	exitSigningRequest = 5   // kiln build, signer external: signing request written, no image
+	exitSignal         = 130 // interrupted by SIGINT or SIGTERM (as shells report it)
 )
 
 // usageError marks errors of the command line itself.
@@ -89,7 +91,10 @@ func exitCode(err error) int {
 	var te *tree.Error
 	var ue usageError
 	var be bootError
+	var sr *build.SigningRequestWritten
 	switch {
+	case errors.As(err, &sr):
+		return exitSigningRequest
 	case errors.As(err, &be):
 		return exitBoot
 	case errors.As(err, &ue), errors.As(err, &se):

@@ -42,6 +42,12 @@ type bootPost struct {
 	esp      int // index of the ESP among the partitions
 	syslinux *syslinux.Image
 	sources  syslinux.Sources
+	// The PEs on the ESP that Secure Boot signs: groups of paths holding
+	// the same bytes (systemd-boot's two copies; the kernel), and the
+	// UKI's path under /EFI/Linux (its removable-media copy is found by
+	// its content: its name follows the stub's machine type).
+	pes [][]string
+	uki string
 }
 
 // Default paths of the loader binaries, as Debian installs them.
@@ -269,11 +275,13 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 			return nil, fmt.Errorf("boot: systemd-boot: %w", err)
 		}
 		kernelOnESP, initrdOnESP = files.Kernel, files.Initrd
+		post.pes = [][]string{files.Loader, {files.Kernel}}
 	case "uki":
 		u := uefi.UKI{Stub: in.stub, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline, OSRelease: in.osRelease, Uname: in.kver, Epoch: epoch}
 		if err := uefi.InstallUKI(et, u, in.osID+"-"+in.kver); err != nil {
 			return nil, fmt.Errorf("boot: UKI: %w", err)
 		}
+		post.uki = "/EFI/Linux/" + in.osID + "-" + in.kver + ".efi"
 	}
 	if b.Loader == "syslinux" || b.Loader == "hybrid" {
 		cfg := syslinux.Config{Kernel: kernelOnESP, Initrd: initrdOnESP, Cmdline: in.cmdline, Serial: "0 115200", Epoch: epoch}

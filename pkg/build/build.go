@@ -43,6 +43,10 @@ type Options struct {
 	Cache *layer.Cache
 	// Progress, when set, is updated as the build goes.
 	Progress *Progress
+	// Signatures is the external signer's signatures file (kiln build
+	// --signatures) for a spec with boot.secureboot.signer external;
+	// without it such a build writes the signing request and no image.
+	Signatures string
 }
 
 // Result describes a finished build.
@@ -134,6 +138,12 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 		outPath = s.Resolve(outPath)
 	}
 
+	// Secure Boot's key and certificate are read before any layer.
+	sg, err := loadSigner(s, o.Signatures)
+	if err != nil {
+		return nil, err
+	}
+
 	prog := o.Progress
 	if prog == nil {
 		prog = new(Progress)
@@ -194,6 +204,11 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	post, err := installBoot(s, bootIn, parts, epoch)
 	if err != nil {
 		return nil, err
+	}
+	if sg != nil && post != nil {
+		if err := sg.signESP(parts[post.esp].tree, post, outPath); err != nil {
+			return nil, err
+		}
 	}
 
 	// 4. Sizes and the partition plan.
