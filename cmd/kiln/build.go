@@ -141,7 +141,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	res, err := build.Build(c.Context(), s, bo)
 	pl.stop()
 	var req *build.SigningRequestWritten
-	if errors.As(err, &req) && !o.quiet {
+	if errors.As(err, &req) && !o.quiet && !o.json {
 		// The request's path on stdout, as a finished build prints the image's.
 		c.Printf("%s\n", req.Path)
 	}
