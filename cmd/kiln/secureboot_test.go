@@ -56,7 +56,11 @@ func testKeys(t *testing.T, dir, name string) (key, cert string) {
 
 // secureBootSpec is bootSpec with boot.secureboot lines added.
 func secureBootSpec(repo, debs, loader, secureboot string) string {
-	return strings.Replace(bootSpec(repo, debs, "gpt", loader, ""), "  initrd: kiln\n", "  initrd: kiln\n  secureboot:\n"+secureboot, 1)
+	uefi := ""
+	if l, u, ok := strings.Cut(loader, "+"); ok {
+		loader, uefi = l, u
+	}
+	return strings.Replace(bootSpec(repo, debs, "gpt", loader, uefi), "  initrd: kiln\n", "  initrd: kiln\n  secureboot:\n"+secureboot, 1)
 }
 
 // espPEs copies the ESP of img out with mcopy and returns the files on it
@@ -130,7 +134,7 @@ func checkSigned(t *testing.T, img, cert string, want []string) {
 // image bit-identical to the inline one; missing, stale and wrong
 // signatures are refused with the file named.
 func TestSecureBoot(t *testing.T) {
-	judge.Need(t, "sbverify", "osslsigncode", "openssl", "mcopy", "sfdisk", "sgdisk")
+	judge.Need(t, "sbverify", "osslsigncode", "openssl", "mcopy", "sfdisk", "sgdisk", "fsck.vfat")
 	repo, debs := demoDebs(t)
 	root := t.TempDir()
 	keys := filepath.Join(root, "keys")
@@ -138,11 +142,15 @@ func TestSecureBoot(t *testing.T) {
 	otherKey, _ := testKeys(t, keys, "other")
 
 	for _, tc := range []struct {
-		loader string
-		want   []string // PEs on the ESP, by path prefix
+		loader   string   // hybrid+UEFI for loader hybrid
+		want     []string // PEs on the ESP, by path prefix
+		external bool     // also the hash-only round trip
 	}{
-		{"uki", []string{"/EFI/BOOT/BOOTX64.EFI", "/EFI/Linux/kiln-demo-"}},
-		{"systemd-boot", []string{"/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi", "/kiln-demo/"}},
+		{"uki", []string{"/EFI/BOOT/BOOTX64.EFI", "/EFI/Linux/kiln-demo-"}, true},
+		{"systemd-boot", []string{"/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi", "/kiln-demo/"}, true},
+		// syslinux boots the signed kernel of the systemd-boot entry;
+		// its patches to the FAT come after signing.
+		{"hybrid+systemd-boot", []string{"/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi", "/kiln-demo/"}, false},
 	} {
 		t.Run(tc.loader, func(t *testing.T) {
 			inline := filepath.Join(root, tc.loader+"-inline")
@@ -159,6 +167,11 @@ func TestSecureBoot(t *testing.T) {
 			sum := judge.SHA256File(t, img)
 			if s := judge.SHA256File(t, again); s != sum {
 				t.Fatalf("two signed builds differ: %s vs %s", sum, s)
+			}
+			if !tc.external {
+				parts := twoPartitions(t, img, "gpt")
+				judge.FsckVfat(t, judge.Extract(t, img, parts[0].Start*512, parts[0].Size*512))
+				return
 			}
 
 			// signer: external, without the key.
