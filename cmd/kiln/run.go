@@ -23,6 +23,7 @@ type runOptions struct {
 	write    bool
 	forward  []string
 	net      bool
+	secure   bool
 }
 
 // bootError marks a boot check that failed (exit code 4).
@@ -46,7 +47,13 @@ TCG).
 guest writes (a writable /var) is there at the next boot. --forward
 HOSTPORT:GUESTPORT gives the guest a virtio NIC on QEMU's user-mode network
 (10.0.2.15 by DHCP) and forwards 127.0.0.1:HOSTPORT to it; --net gives the
-NIC alone.`,
+NIC alone.
+
+--secure-boot boots with OVMF's Secure Boot firmware (OVMF_CODE_4M.secboot.fd,
+q35 with SMM) and a blank variable store: the firmware is in setup mode,
+systemd-boot enrols the keys the image carries (boot.secureboot.enroll:
+/loader/keys/auto/) and resets, and the image then boots with Secure Boot
+enforced, every PE checked against the enrolled db.`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := os.Stat(args[0]); err != nil {
@@ -58,7 +65,7 @@ NIC alone.`,
 			}
 			qo := qemu.Options{
 				Image: args[0], Format: format, Firmware: o.firmware, MemoryMB: o.memory, Accel: o.accel,
-				Expect: o.expect, Timeout: o.timeout, FailOn: o.failOn, Write: o.write, Forward: o.forward, Net: o.net,
+				Expect: o.expect, Timeout: o.timeout, FailOn: o.failOn, Write: o.write, Forward: o.forward, Net: o.net, SecureBoot: o.secure,
 			}
 			if !o.quiet {
 				qo.Serial = c.OutOrStdout()
@@ -93,5 +100,6 @@ NIC alone.`,
 	c.Flags().BoolVar(&o.write, "write", false, "boot the image itself, not a snapshot: what the guest writes stays")
 	c.Flags().StringArrayVar(&o.forward, "forward", nil, "HOSTPORT:GUESTPORT: forward 127.0.0.1:HOSTPORT to the guest over user-mode networking (repeatable)")
 	c.Flags().BoolVar(&o.net, "net", false, "give the guest a NIC on QEMU's user-mode network")
+	c.Flags().BoolVar(&o.secure, "secure-boot", false, "UEFI with OVMF's Secure Boot build, starting in setup mode: systemd-boot enrols the image's keys (boot.secureboot.enroll), resets, and Secure Boot is enforced from then on")
 	return c
 }

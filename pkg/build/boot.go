@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -226,6 +227,31 @@ func initMounts(s *spec.Spec, seed string) []initramfs.Mount {
 	return out
 }
 
+// enrollKeys reads boot.secureboot.enroll's PK.auth, KEK.auth and db.auth
+// (nil without enroll:), each at most 1 MiB.
+func enrollKeys(s *spec.Spec) (*uefi.EnrollKeys, error) {
+	b := s.Boot
+	if b == nil || b.SecureBoot == nil || b.SecureBoot.Enroll == "" {
+		return nil, nil
+	}
+	dir := s.Resolve(b.SecureBoot.Enroll)
+	var k uefi.EnrollKeys
+	for _, f := range []struct {
+		name string
+		to   *[]byte
+	}{{"PK.auth", &k.PK}, {"KEK.auth", &k.KEK}, {"db.auth", &k.DB}} {
+		data, err := readBounded(filepath.Join(dir, f.name), "boot.secureboot.enroll", 1<<20)
+		if err != nil {
+			return nil, fmt.Errorf("%w (kiln keys generate DIR writes PK.auth, KEK.auth and db.auth)", err)
+		}
+		if len(data) == 0 {
+			return nil, fmt.Errorf("secure boot: boot.secureboot.enroll: %s is empty", filepath.Join(dir, f.name))
+		}
+		*f.to = data
+	}
+	return &k, nil
+}
+
 // installBoot adds the boot files to the ESP's tree and marks the
 // partitions the firmware must find.
 func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*bootPost, error) {
@@ -267,9 +293,13 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 	kernelOnESP, initrdOnESP := "", ""
 	switch uefiKind {
 	case "systemd-boot":
+		enroll, err := enrollKeys(s)
+		if err != nil {
+			return nil, err
+		}
 		files, err := uefi.InstallSystemdBoot(et, uefi.SystemdBoot{
 			Loader: in.loader, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline,
-			Title: in.title, EntryName: in.osID, KernelVersion: in.kver, Epoch: epoch,
+			Title: in.title, EntryName: in.osID, KernelVersion: in.kver, Epoch: epoch, Enroll: enroll,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("boot: systemd-boot: %w", err)

@@ -45,6 +45,12 @@ type Options struct {
 	Interactive bool
 	// OVMFCode and OVMFVars override the firmware files for UEFI.
 	OVMFCode, OVMFVars string
+	// SecureBoot runs UEFI with OVMF's Secure Boot build (SMM, secure
+	// flash) and a blank variable store, so the firmware starts in setup
+	// mode: systemd-boot enrols the image's keys (loader/keys/auto) and
+	// resets, and from then on Secure Boot is enforced. The run allows
+	// that reset (no -no-reboot).
+	SecureBoot bool
 	// Kernel, Initrd and Append boot a Linux kernel directly (QEMU's
 	// -kernel, -initrd and -append), the firmware loading it instead of
 	// the image's boot code; the image is still attached. Initrd and
@@ -73,7 +79,10 @@ var ErrExited = errors.New("qemu exited before the expected text appeared")
 // Firmware file candidates (Debian's ovmf package first).
 var (
 	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
-	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
+	// ovmfSecureCodePaths are OVMF builds with Secure Boot (SMM); their
+	// blank variable store is ovmfVarsPaths' (setup mode).
+	ovmfSecureCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd"}
+	ovmfVarsPaths       = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
 )
 
 // OVMF returns the UEFI firmware's code and variables files that a run
@@ -155,7 +164,10 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("accel %q: want auto, tcg or kvm", o.Accel)
 	}
-	args := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-nodefaults", "-display", "none", "-no-reboot"}
+	args := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-nodefaults", "-display", "none"}
+	if !o.SecureBoot {
+		args = append(args, "-no-reboot")
+	}
 	if o.Interactive {
 		args = append(args, "-serial", "mon:stdio")
 	} else {
@@ -164,6 +176,11 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	switch o.Firmware {
 	case "", "uefi":
 		code, vars := o.OVMFCode, o.OVMFVars
+		if code == "" && o.SecureBoot {
+			if code = firstExisting(ovmfSecureCodePaths); code == "" {
+				return nil, fmt.Errorf("no Secure Boot OVMF firmware found (looked for %s): install Debian's ovmf package", ovmfSecureCodePaths[0])
+			}
+		}
 		if code == "" {
 			code = firstExisting(ovmfCodePaths)
 		}
@@ -182,10 +199,18 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 		if err := os.WriteFile(varsCopy, b, 0o600); err != nil {
 			return nil, err
 		}
-		args = append(args, "-machine", "q35",
+		machine := "q35"
+		if o.SecureBoot {
+			machine = "q35,smm=on"
+			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+		args = append(args, "-machine", machine,
 			"-drive", "if=pflash,format=raw,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,file="+varsCopy)
 	case "bios":
+		if o.SecureBoot {
+			return nil, errors.New("secure boot needs UEFI firmware, not bios")
+		}
 		// SeaBIOS prints to VGA only; this mirrors its messages (and the
 		// MBR's "Missing operating system") to the serial console.
 		port := filepath.Join(dir, "sercon-port.bin")

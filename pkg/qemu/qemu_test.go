@@ -216,3 +216,36 @@ func TestRunFailOn(t *testing.T) {
 		t.Fatalf("Run with the marker: %+v, %v", res, err)
 	}
 }
+
+// TestArgsSecureBoot: the Secure Boot firmware with SMM and secure flash,
+// a private copy of the blank variables (setup mode), and no -no-reboot
+// (systemd-boot resets after enrolling); BIOS is refused.
+func TestArgsSecureBoot(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	vars := filepath.Join(dir, "VARS.fd")
+	os.WriteFile(vars, []byte("vars"), 0o644)
+	code := filepath.Join(dir, "CODE.secboot.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	args, err := Args(Options{Image: img, Accel: "tcg", SecureBoot: true, OVMFCode: code, OVMFVars: vars}, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on", "readonly=on,file=" + code} {
+		if !strings.Contains(line, want) {
+			t.Errorf("lacks %q: %s", want, line)
+		}
+	}
+	if strings.Contains(line, "-no-reboot") {
+		t.Errorf("-no-reboot would stop the reset after enrolment: %s", line)
+	}
+	plain, _ := Args(Options{Image: img, Accel: "tcg", OVMFCode: code, OVMFVars: vars}, dir, "LOG")
+	if l := strings.Join(plain, " "); !strings.Contains(l, "-no-reboot") || strings.Contains(l, "smm") {
+		t.Errorf("without SecureBoot: %s", l)
+	}
+	if _, err := Args(Options{Image: img, Accel: "tcg", Firmware: "bios", SecureBoot: true}, dir, "LOG"); err == nil {
+		t.Error("secure boot with bios accepted")
+	}
+}

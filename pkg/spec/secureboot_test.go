@@ -31,6 +31,11 @@ func TestParseSecureBoot(t *testing.T) {
 		if _, err := Parse("kiln.yaml", []byte(src)); err != nil {
 			t.Errorf("loader %s: %v", loader, err)
 		}
+		// systemd-boot enrols keys: enroll: is taken with it.
+		s, err := Parse("kiln.yaml", []byte(src+"    enroll: keys/\n"))
+		if err != nil || s.Boot.SecureBoot.Enroll != "keys/" {
+			t.Errorf("loader %s with enroll: %v", loader, err)
+		}
 	}
 	for _, tc := range []struct{ add, want string }{
 		{"    key: k\n", "kiln.yaml:27: boot.secureboot.cert: missing"},
@@ -38,7 +43,8 @@ func TestParseSecureBoot(t *testing.T) {
 		{"    cert: c\n    signer: inline\n", "kiln.yaml:27: boot.secureboot.key: missing"},
 		{"    key: k\n    cert: c\n    signer: hsm\n", `kiln.yaml:30: boot.secureboot.signer: "hsm" is not one of inline, external`},
 		{"    key: k\n    cert: c\n    signer: external\n", "kiln.yaml:28: boot.secureboot.key: signer external"},
-		{"    key: k\n    cert: c\n    enroll: keys/\n", `kiln.yaml:30: unknown key "enroll" in boot.secureboot`},
+		{"    key: k\n    cert: c\n    enroll: keys/\n", `kiln.yaml:30: boot.secureboot.enroll: systemd-boot enrols the keys, and this image's UEFI loader is a UKI alone`},
+		{"    key: k\n    cert: c\n    enrol: keys/\n", `kiln.yaml:30: unknown key "enrol" in boot.secureboot`},
 		{"    - k\n", "boot.secureboot: want a mapping"},
 	} {
 		if _, err := Parse("kiln.yaml", []byte(good+sbBoot+tc.add)); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -167,6 +167,10 @@ type SecureBoot struct {
 	Key    string `yaml:"key" json:"-"`     // PEM private key, relative to the spec's folder; none with signer external
 	Cert   string `yaml:"cert" json:"cert"` // PEM X.509 certificate, relative to the spec's folder
 	Signer string `yaml:"signer" json:"-"`  // inline (default) | external
+	// Enroll is a folder with PK.auth, KEK.auth and db.auth (kiln keys
+	// generate writes them) that systemd-boot enrols when the firmware
+	// is in setup mode; relative to the spec's folder.
+	Enroll string `yaml:"enroll" json:"enroll,omitempty"`
 }
 
 // Signers are the values boot.secureboot.signer takes.
@@ -969,6 +973,9 @@ func (s *Spec) validateSecureBoot() error {
 		return s.errf(bline(""), "boot.secureboot.key: missing (the PEM private key of the certificate; or signer: external to sign the digests elsewhere)")
 	case sb.Signer == "external" && sb.Key != "":
 		return s.errf(bline("key"), "boot.secureboot.key: signer external signs elsewhere and reads no key here; drop the key, or use signer: inline")
+	}
+	if sb.Enroll != "" && b.Loader != "systemd-boot" && (b.Loader != "hybrid" || b.UEFI != "systemd-boot") {
+		return s.errf(bline("enroll"), "boot.secureboot.enroll: systemd-boot enrols the keys, and this image's UEFI loader is a UKI alone: use loader systemd-boot (or hybrid with uefi: systemd-boot), or enrol the keys in the firmware yourself")
 	}
 	return nil
 }

@@ -17,6 +17,17 @@ type SystemdBoot struct {
 	EntryName     string      // the entry token (kernel-install's: machine ID, IMAGE_ID or ID of os-release)
 	KernelVersion string      // the kernel release; "" reads it from an x86 kernel
 	Epoch         int64       // mtime of every file and directory added
+	// Enroll, when set, are the Secure Boot keys systemd-boot enrols
+	// when the firmware is in setup mode: PK.auth, KEK.auth and db.auth
+	// (time-based authenticated EFI signature lists) go to
+	// /loader/keys/auto/ and loader.conf gets "secure-boot-enroll force"
+	// (systemd-boot 252 and later).
+	Enroll *EnrollKeys
+}
+
+// EnrollKeys are the signed EFI signature lists systemd-boot enrols.
+type EnrollKeys struct {
+	PK, KEK, DB []byte
 }
 
 // SystemdBootFiles are the paths InstallSystemdBoot wrote, for messages
@@ -38,6 +49,7 @@ type SystemdBootFiles struct {
 //	/loader/entries/TOKEN-KVER.conf     title, version, linux, initrd, options
 //	/TOKEN/KVER/linux                   the kernel
 //	/TOKEN/KVER/initrd                  the initrd, if there is one
+//	/loader/keys/auto/{PK,KEK,db}.auth  with Enroll: the keys to enrol
 //
 // with X64 replaced after the loader's machine type (AA64 ...). Files
 // at those paths are replaced; kernel and initrd share their Content with
@@ -107,6 +119,9 @@ func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, erro
 	}
 	entry := entryConf(sb.Title, kver, out.Kernel, out.Initrd, sb.Cmdline)
 	conf := loaderConf(sb.EntryName + "-" + kver + ".conf")
+	if sb.Enroll != nil {
+		conf += "secure-boot-enroll force\n"
+	}
 
 	files := []espFile{
 		{out.Loader[0], loader},
@@ -117,6 +132,17 @@ func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, erro
 	}
 	if sb.Initrd != nil {
 		files = append(files, espFile{out.Initrd, sb.Initrd})
+	}
+	if e := sb.Enroll; e != nil {
+		for _, k := range []struct {
+			name string
+			b    []byte
+		}{{"PK.auth", e.PK}, {"KEK.auth", e.KEK}, {"db.auth", e.DB}} {
+			if len(k.b) == 0 {
+				return nil, fmt.Errorf("systemd-boot: enroll: %s is empty", k.name)
+			}
+			files = append(files, espFile{"/loader/keys/auto/" + k.name, Bytes(k.b)})
+		}
 	}
 	if err := putAll(esp, files, sb.Epoch); err != nil {
 		return nil, fmt.Errorf("systemd-boot: %w", err)

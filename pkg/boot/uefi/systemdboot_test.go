@@ -210,3 +210,38 @@ func TestKernelVersion(t *testing.T) {
 		t.Errorf("nil kernel: no error")
 	}
 }
+
+// TestInstallSystemdBootEnroll: with Enroll, the three .auth files go to
+// /loader/keys/auto/ and loader.conf asks systemd-boot to enrol them; an
+// empty one is refused; without Enroll neither appears.
+func TestInstallSystemdBootEnroll(t *testing.T) {
+	pe := makePE(t, peSpec{machine: 0x8664, sections: []peSec{{name: ".text", data: []byte("x86")}}})
+	sb := SystemdBoot{Loader: fileInode(pe), Kernel: fileInode(pe), EntryName: "debian", KernelVersion: "6.1.0-57-amd64", Epoch: 5,
+		Enroll: &EnrollKeys{PK: []byte("pk"), KEK: []byte("kek"), DB: []byte("db")}}
+	esp := tree.New(5)
+	files, err := InstallSystemdBoot(esp, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(trees.Read(t, esp.Lookup(files.LoaderConf))); !strings.HasSuffix(got, "\nsecure-boot-enroll force\n") {
+		t.Errorf("loader.conf:\n%s", got)
+	}
+	for p, want := range map[string]string{"/loader/keys/auto/PK.auth": "pk", "/loader/keys/auto/KEK.auth": "kek", "/loader/keys/auto/db.auth": "db"} {
+		if n := esp.Lookup(p); n == nil || string(trees.Read(t, n)) != want {
+			t.Errorf("%s: %v", p, n)
+		}
+	}
+	sb.Enroll.KEK = nil
+	if _, err := InstallSystemdBoot(tree.New(5), sb); err == nil || !strings.Contains(err.Error(), "KEK.auth is empty") {
+		t.Errorf("an empty KEK.auth: %v", err)
+	}
+	sb.Enroll = nil
+	plain := tree.New(5)
+	files, err = InstallSystemdBoot(plain, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(trees.Read(t, plain.Lookup(files.LoaderConf))); strings.Contains(got, "enroll") || plain.Lookup("/loader/keys") != nil {
+		t.Errorf("without Enroll: loader.conf %q, keys %v", got, plain.Lookup("/loader/keys"))
+	}
+}
