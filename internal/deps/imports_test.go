@@ -23,6 +23,7 @@ var allowed = map[string][]string{
 	"pkg/qemu":      {},
 	"internal/size": {},
 	"internal/xz":   {"internal/size"},
+	"internal/der":  {}, // the DER writer of pkg/sign and pkg/efivar
 
 	// The pipeline, in its order.
 	"pkg/spec":          {"pkg/disk", "pkg/repro"}, // partition types and tables are the disk's vocabulary
@@ -33,8 +34,8 @@ var allowed = map[string][]string{
 	"pkg/fs/erofs":      {"pkg/fs", "pkg/tree", "pkg/repro"},
 	"pkg/fs/all":        {"pkg/fs", "pkg/fs/ext4", "pkg/fs/fat", "pkg/fs/erofs"}, // the one list of filesystems
 	"pkg/verity":        {},                                                      // dm-verity hash trees: bytes in, bytes out
-	"pkg/sign":          {},                                                      // Authenticode: PE bytes in, signed PE bytes out
-	"pkg/efivar":        {},                                                      // Secure Boot variables: signature lists and signed updates
+	"pkg/sign":          {"internal/der"},                                        // Authenticode: PE bytes in, signed PE bytes out
+	"pkg/efivar":        {"internal/der"},                                        // Secure Boot variables: signature lists and signed updates
 	"pkg/disk":          {"pkg/repro"},
 	"pkg/initramfs":     {"pkg/tree", "internal/xz"},
 	"pkg/boot/uefi":     {"pkg/tree"},

@@ -4,10 +4,12 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
+
+	"github.com/kiln-build/kiln/internal/der"
 )
 
-// A small DER writer, as pkg/sign has (not exported there): every byte
-// of the SignedData is explicit and nothing varies between runs.
+// The DER writer is internal/der's, shared with pkg/sign: every byte of
+// the SignedData is explicit and nothing varies between runs.
 
 const (
 	tagInteger  = 0x02
@@ -18,42 +20,11 @@ const (
 	tagContext0 = 0xa0 // [0] constructed
 )
 
-// tlv encodes one DER element of the given tag over the concatenated
-// contents.
-func tlv(tag byte, contents ...[]byte) []byte {
-	n := 0
-	for _, c := range contents {
-		n += len(c)
-	}
-	out := []byte{tag}
-	switch {
-	case n < 0x80:
-		out = append(out, byte(n))
-	case n < 0x100:
-		out = append(out, 0x81, byte(n))
-	case n < 0x10000:
-		out = append(out, 0x82, byte(n>>8), byte(n))
-	case n < 1<<24:
-		out = append(out, 0x83, byte(n>>16), byte(n>>8), byte(n))
-	default:
-		panic(fmt.Sprintf("BUG: DER element of %d bytes", n)) // a certificate and a signature are kilobytes
-	}
-	for _, c := range contents {
-		out = append(out, c...)
-	}
-	return out
-}
-
-func oid(o asn1.ObjectIdentifier) []byte {
-	b, err := asn1.Marshal(o)
-	if err != nil {
-		panic(fmt.Sprintf("BUG: marshalling OID %v: %v", o, err))
-	}
-	return b
-}
-
-// algID is an AlgorithmIdentifier with NULL parameters.
-func algID(o asn1.ObjectIdentifier) []byte { return tlv(tagSequence, oid(o), []byte{tagNull, 0}) }
+var (
+	tlv   = der.TLV
+	oid   = der.OID
+	algID = der.AlgID
+)
 
 var (
 	oidSHA256        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}

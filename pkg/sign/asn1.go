@@ -1,11 +1,11 @@
 package sign
 
 import (
-	"bytes"
 	"encoding/asn1"
 	"fmt"
-	"sort"
 	"unicode/utf16"
+
+	"github.com/kiln-build/kiln/internal/der"
 )
 
 // A small DER writer: every structure of the signature is built from
@@ -25,47 +25,6 @@ const (
 	tagContext0P = 0x80 // [0] primitive
 )
 
-// tlv encodes one DER element of the given tag over the concatenated
-// contents.
-func tlv(tag byte, contents ...[]byte) []byte {
-	n := 0
-	for _, c := range contents {
-		n += len(c)
-	}
-	out := []byte{tag}
-	switch {
-	case n < 0x80:
-		out = append(out, byte(n))
-	case n < 0x100:
-		out = append(out, 0x81, byte(n))
-	case n < 0x10000:
-		out = append(out, 0x82, byte(n>>8), byte(n))
-	case n < 1<<24:
-		out = append(out, 0x83, byte(n>>16), byte(n>>8), byte(n))
-	default:
-		panic(fmt.Sprintf("BUG: DER element of %d bytes", n)) // a certificate and a signature are kilobytes
-	}
-	for _, c := range contents {
-		out = append(out, c...)
-	}
-	return out
-}
-
-// setOf encodes a DER SET OF: its elements sorted by their encodings.
-func setOf(tag byte, elems ...[]byte) []byte {
-	s := append([][]byte(nil), elems...)
-	sort.Slice(s, func(i, j int) bool { return bytes.Compare(s[i], s[j]) < 0 })
-	return tlv(tag, s...)
-}
-
-func oid(o asn1.ObjectIdentifier) []byte {
-	b, err := asn1.Marshal(o)
-	if err != nil {
-		panic(fmt.Sprintf("BUG: marshalling OID %v: %v", o, err))
-	}
-	return b
-}
-
 func mustMarshal(v any) []byte {
 	b, err := asn1.Marshal(v)
 	if err != nil {
@@ -74,8 +33,13 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-// algID is an AlgorithmIdentifier with NULL parameters.
-func algID(o asn1.ObjectIdentifier) []byte { return tlv(tagSequence, oid(o), []byte{tagNull, 0}) }
+// The DER writer is internal/der's, shared with pkg/efivar.
+var (
+	tlv   = der.TLV
+	setOf = der.SetOf
+	oid   = der.OID
+	algID = der.AlgID
+)
 
 // bmpString is the big-endian UTF-16 of s.
 func bmpString(s string) []byte {
