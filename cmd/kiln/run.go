@@ -24,6 +24,8 @@ type runOptions struct {
 	forward  []string
 	net      bool
 	secure   bool
+	msKeys   bool
+	vars     string
 }
 
 // bootError marks a boot check that failed (exit code 4).
@@ -53,7 +55,17 @@ NIC alone.
 q35 with SMM) and a blank variable store: the firmware is in setup mode,
 systemd-boot enrols the keys the image carries (boot.secureboot.enroll:
 /loader/keys/auto/) and resets, and the image then boots with Secure Boot
-enforced, every PE checked against the enrolled db.`,
+enforced, every PE checked against the enrolled db. --microsoft-keys
+starts instead from OVMF's store with Microsoft's UEFI CAs enrolled and
+Secure Boot on (OVMF_VARS_4M.ms.fd), as stock PCs and clouds ship: what a
+loader: shim image boots on (implies --secure-boot).
+
+--efi-vars FILE keeps the UEFI variable store in FILE: made from the blank
+(or Microsoft) store when FILE does not exist, used as it is when it does.
+Keys systemd-boot enrolled on one boot are then enrolled for the next,
+which is how an image without an enroller (loader: uki) boots under
+Secure Boot: enrol once with a systemd-boot image, then boot it with the
+same FILE.`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := os.Stat(args[0]); err != nil {
@@ -65,7 +77,8 @@ enforced, every PE checked against the enrolled db.`,
 			}
 			qo := qemu.Options{
 				Image: args[0], Format: format, Firmware: o.firmware, MemoryMB: o.memory, Accel: o.accel,
-				Expect: o.expect, Timeout: o.timeout, FailOn: o.failOn, Write: o.write, Forward: o.forward, Net: o.net, SecureBoot: o.secure,
+				Expect: o.expect, Timeout: o.timeout, FailOn: o.failOn, Write: o.write, Forward: o.forward, Net: o.net,
+				SecureBoot: o.secure || o.msKeys, MicrosoftKeys: o.msKeys, VarsStore: o.vars,
 			}
 			if !o.quiet {
 				qo.Serial = c.OutOrStdout()
@@ -101,5 +114,7 @@ enforced, every PE checked against the enrolled db.`,
 	c.Flags().StringArrayVar(&o.forward, "forward", nil, "HOSTPORT:GUESTPORT: forward 127.0.0.1:HOSTPORT to the guest over user-mode networking (repeatable)")
 	c.Flags().BoolVar(&o.net, "net", false, "give the guest a NIC on QEMU's user-mode network")
 	c.Flags().BoolVar(&o.secure, "secure-boot", false, "UEFI with OVMF's Secure Boot build, starting in setup mode: systemd-boot enrols the image's keys (boot.secureboot.enroll), resets, and Secure Boot is enforced from then on")
+	c.Flags().BoolVar(&o.msKeys, "microsoft-keys", false, "with Secure Boot: start from OVMF's store with Microsoft's keys enrolled and Secure Boot on (stock firmware; for loader: shim); implies --secure-boot")
+	c.Flags().StringVar(&o.vars, "efi-vars", "", "keep the UEFI variable store in this file (made from the blank or Microsoft store when missing), so enrolled keys stay for the next boot")
 	return c
 }

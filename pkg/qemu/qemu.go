@@ -51,6 +51,17 @@ type Options struct {
 	// resets, and from then on Secure Boot is enforced. The run allows
 	// that reset (no -no-reboot).
 	SecureBoot bool
+	// MicrosoftKeys (with SecureBoot) starts from OVMF's variable store
+	// with Microsoft's UEFI CAs enrolled and Secure Boot on
+	// (OVMF_VARS_4M.ms.fd), as stock PCs and clouds ship: what a shim
+	// image boots on.
+	MicrosoftKeys bool
+	// VarsStore, when set, is the UEFI variable store itself, kept after
+	// the run: created from the blank (or, with MicrosoftKeys, the
+	// Microsoft) store when the file does not exist, and used as it is
+	// when it does, so that keys enrolled on one boot are there for the
+	// next. "" gives the run a private copy that is thrown away.
+	VarsStore string
 	// Kernel, Initrd and Append boot a Linux kernel directly (QEMU's
 	// -kernel, -initrd and -append), the firmware loading it instead of
 	// the image's boot code; the image is still attached. Initrd and
@@ -83,6 +94,9 @@ var (
 	// blank variable store is ovmfVarsPaths' (setup mode).
 	ovmfSecureCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd"}
 	ovmfVarsPaths       = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
+	// ovmfMSVarsPaths are variable stores for the Secure Boot builds with
+	// Microsoft's keys enrolled and Secure Boot on.
+	ovmfMSVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"}
 )
 
 // OVMF returns the UEFI firmware's code and variables files that a run
@@ -90,6 +104,42 @@ var (
 // paths (Debian's ovmf package first), "" for either that none does.
 func OVMF() (code, vars string) {
 	return firstExisting(ovmfCodePaths), firstExisting(ovmfVarsPaths)
+}
+
+// varsFile returns the variable store the firmware writes to: store
+// itself when it exists (its size checked against the template's, as the
+// flash device has that size), else a new store made from template at
+// store, or at a private path in dir when store is "".
+func varsFile(store, template, dir string) (string, error) {
+	tb, err := os.ReadFile(template)
+	if err != nil {
+		return "", err
+	}
+	if store != "" {
+		fi, err := os.Stat(store)
+		switch {
+		case err == nil && !fi.Mode().IsRegular():
+			return "", fmt.Errorf("variable store %s is not a regular file", store)
+		case err == nil && fi.Size() != int64(len(tb)):
+			return "", fmt.Errorf("variable store %s has %d bytes, and this firmware's stores have %d (%s): is it for another firmware?", store, fi.Size(), len(tb), template)
+		case err == nil:
+			return filepath.Abs(store)
+		case !errors.Is(err, os.ErrNotExist):
+			return "", err
+		}
+	} else {
+		store = filepath.Join(dir, "OVMF_VARS.fd")
+	}
+	// Written whole or not at all: a new store appears only complete.
+	tmp := store + ".tmp"
+	if err := os.WriteFile(tmp, tb, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, store); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return filepath.Abs(store)
 }
 
 func firstExisting(paths []string) string {
@@ -184,19 +234,22 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 		if code == "" {
 			code = firstExisting(ovmfCodePaths)
 		}
+		if o.MicrosoftKeys && !o.SecureBoot {
+			return nil, errors.New("microsoft keys are a Secure Boot variable store: they need secure boot")
+		}
+		if vars == "" && o.MicrosoftKeys {
+			if vars = firstExisting(ovmfMSVarsPaths); vars == "" {
+				return nil, fmt.Errorf("no OVMF variable store with Microsoft's keys found (looked for %s): install Debian's ovmf package", ovmfMSVarsPaths[0])
+			}
+		}
 		if vars == "" {
 			vars = firstExisting(ovmfVarsPaths)
 		}
 		if code == "" || vars == "" {
 			return nil, fmt.Errorf("no OVMF firmware found (looked for %s): install Debian's ovmf package", ovmfCodePaths[0])
 		}
-		// A private copy of the variables: the firmware writes to it.
-		b, err := os.ReadFile(vars)
+		varsCopy, err := varsFile(o.VarsStore, vars, dir)
 		if err != nil {
-			return nil, err
-		}
-		varsCopy := filepath.Join(dir, "OVMF_VARS.fd")
-		if err := os.WriteFile(varsCopy, b, 0o600); err != nil {
 			return nil, err
 		}
 		machine := "q35"
@@ -210,6 +263,9 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	case "bios":
 		if o.SecureBoot {
 			return nil, errors.New("secure boot needs UEFI firmware, not bios")
+		}
+		if o.VarsStore != "" {
+			return nil, errors.New("a UEFI variable store needs UEFI firmware, not bios")
 		}
 		// SeaBIOS prints to VGA only; this mirrors its messages (and the
 		// MBR's "Missing operating system") to the serial console.

@@ -249,3 +249,44 @@ func TestArgsSecureBoot(t *testing.T) {
 		t.Error("secure boot with bios accepted")
 	}
 }
+
+// TestArgsVarsStore: a VarsStore that does not exist is made from the
+// template and given to the firmware; one that exists is used as it is
+// (what an earlier boot enrolled stays); one of another size is refused.
+// MicrosoftKeys needs SecureBoot.
+func TestArgsVarsStore(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	tmpl := filepath.Join(dir, "VARS.fd")
+	os.WriteFile(tmpl, []byte("blank-vars"), 0o644)
+	code := filepath.Join(dir, "CODE.secboot.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	store := filepath.Join(dir, "kept", "vars.fd")
+	os.Mkdir(filepath.Dir(store), 0o755)
+	o := Options{Image: img, Accel: "tcg", SecureBoot: true, OVMFCode: code, OVMFVars: tmpl, VarsStore: store}
+	args, err := Args(o, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.Join(args, " "); !strings.Contains(l, "if=pflash,format=raw,file="+store) {
+		t.Errorf("the store is not the firmware's variables: %s", l)
+	}
+	if b, _ := os.ReadFile(store); string(b) != "blank-vars" {
+		t.Fatalf("new store holds %q", b)
+	}
+	os.WriteFile(store, []byte("enrolled!!"), 0o600) // same size, other bytes
+	if _, err := Args(o, dir, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(store); string(b) != "enrolled!!" {
+		t.Errorf("an existing store was replaced: %q", b)
+	}
+	os.WriteFile(store, []byte("short"), 0o600)
+	if _, err := Args(o, dir, "LOG"); err == nil || !strings.Contains(err.Error(), "another firmware") {
+		t.Errorf("a store of another size: %v", err)
+	}
+	if _, err := Args(Options{Image: img, Accel: "tcg", MicrosoftKeys: true, OVMFCode: code, OVMFVars: tmpl}, dir, "LOG"); err == nil {
+		t.Error("microsoft keys without secure boot accepted")
+	}
+}
