@@ -23,6 +23,15 @@ type SystemdBoot struct {
 	// /loader/keys/auto/ and loader.conf gets "secure-boot-enroll force"
 	// (systemd-boot 252 and later).
 	Enroll *EnrollKeys
+	// UKI, when set, replaces the type #1 entry: the kernel, initrd and
+	// command line are in this Unified Kernel Image (NewUKI), put at
+	// /EFI/Linux/UKIName.efi where systemd-boot finds Boot Loader
+	// Specification type #2 entries, and made the default. Under Secure
+	// Boot the firmware then checks the command line too (it is signed
+	// inside the UKI), which a type #1 entry's options are not. Kernel,
+	// Initrd and Cmdline must then be unset.
+	UKI     *File
+	UKIName string
 }
 
 // EnrollKeys are the signed EFI signature lists systemd-boot enrols.
@@ -38,6 +47,7 @@ type SystemdBootFiles struct {
 	Kernel     string   // /TOKEN/KVER/linux
 	Initrd     string   // /TOKEN/KVER/initrd, or "" without an initrd
 	LoaderConf string   // /loader/loader.conf
+	UKI        string   // /EFI/Linux/NAME.efi with a UKI (then no Entry, Kernel, Initrd)
 }
 
 // InstallSystemdBoot adds systemd-boot and one Boot Loader Specification
@@ -58,6 +68,9 @@ func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, erro
 	loader, err := fileOf("systemd-boot: loader", sb.Loader)
 	if err != nil {
 		return nil, err
+	}
+	if sb.UKI != nil {
+		return installSystemdBootUKI(esp, sb, loader)
 	}
 	kernel, err := fileOf("systemd-boot: kernel", sb.Kernel)
 	if err != nil {
@@ -119,35 +132,79 @@ func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, erro
 	}
 	entry := entryConf(sb.Title, kver, out.Kernel, out.Initrd, sb.Cmdline)
 	conf := loaderConf(sb.EntryName + "-" + kver + ".conf")
-	if sb.Enroll != nil {
-		conf += "secure-boot-enroll force\n"
-	}
-
 	files := []espFile{
-		{out.Loader[0], loader},
-		{out.Loader[1], loader},
-		{out.LoaderConf, Bytes([]byte(conf))},
 		{out.Entry, Bytes([]byte(entry))},
 		{out.Kernel, kernel},
 	}
 	if sb.Initrd != nil {
 		files = append(files, espFile{out.Initrd, sb.Initrd})
 	}
+	return out, putLoader(esp, sb, loader, out, conf, files)
+}
+
+// putLoader adds the loader's two copies, loader.conf (with the enrolment
+// line when there are keys to enrol), the keys and files to esp.
+func putLoader(esp *tree.Tree, sb SystemdBoot, loader *File, out *SystemdBootFiles, conf string, files []espFile) error {
+	if sb.Enroll != nil {
+		conf += "secure-boot-enroll force\n"
+	}
+	files = append([]espFile{
+		{out.Loader[0], loader},
+		{out.Loader[1], loader},
+		{out.LoaderConf, Bytes([]byte(conf))},
+	}, files...)
 	if e := sb.Enroll; e != nil {
 		for _, k := range []struct {
 			name string
 			b    []byte
 		}{{"PK.auth", e.PK}, {"KEK.auth", e.KEK}, {"db.auth", e.DB}} {
 			if len(k.b) == 0 {
-				return nil, fmt.Errorf("systemd-boot: enroll: %s is empty", k.name)
+				return fmt.Errorf("systemd-boot: enroll: %s is empty", k.name)
 			}
 			files = append(files, espFile{"/loader/keys/auto/" + k.name, Bytes(k.b)})
 		}
 	}
 	if err := putAll(esp, files, sb.Epoch); err != nil {
-		return nil, fmt.Errorf("systemd-boot: %w", err)
+		return fmt.Errorf("systemd-boot: %w", err)
 	}
-	return out, nil
+	return nil
+}
+
+// installSystemdBootUKI installs systemd-boot with sb.UKI as its one
+// (type #2) entry.
+func installSystemdBootUKI(esp *tree.Tree, sb SystemdBoot, loader *File) (*SystemdBootFiles, error) {
+	if sb.Kernel != nil || sb.Initrd != nil || sb.Cmdline != "" {
+		return nil, fmt.Errorf("BUG: systemd-boot: a UKI entry with a kernel, initrd or command line of its own")
+	}
+	if err := checkToken("systemd-boot: UKI name", sb.UKIName); err != nil {
+		return nil, err
+	}
+	img, ok := sb.UKI.Content.(*ukiImage)
+	if !ok {
+		return nil, fmt.Errorf("BUG: systemd-boot: the UKI is not one NewUKI made")
+	}
+	b, err := loader.readPrefix("systemd-boot: loader", maxHeaderRead)
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHeaders(b, loader.Size)
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
+	}
+	arch, err := h.machineName()
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
+	}
+	if arch != img.arch {
+		return nil, fmt.Errorf("systemd-boot: the UKI is for %s, the loader for %s", img.arch, arch)
+	}
+	name := sb.UKIName + ".efi"
+	out := &SystemdBootFiles{
+		Loader:     []string{"/EFI/BOOT/BOOT" + arch + ".EFI", "/EFI/systemd/systemd-boot" + strings.ToLower(arch) + ".efi"},
+		LoaderConf: "/loader/loader.conf",
+		UKI:        "/EFI/Linux/" + name,
+	}
+	return out, putLoader(esp, sb, loader, out, loaderConf(name), []espFile{{out.UKI, sb.UKI}})
 }
 
 // loaderConf is systemd-boot's loader.conf: boot the entry at once (a key

@@ -245,3 +245,64 @@ func TestInstallSystemdBootEnroll(t *testing.T) {
 		t.Errorf("without Enroll: loader.conf %q, keys %v", got, plain.Lookup("/loader/keys"))
 	}
 }
+
+// TestInstallSystemdBootUKI: with a UKI, systemd-boot's entry is the UKI
+// under /EFI/Linux (type #2), made the default; no type #1 entry, kernel
+// or initrd of its own; the UKI's bytes are NewUKI's. A UKI for another
+// machine, or a kernel given beside it, is refused.
+func TestInstallSystemdBootUKI(t *testing.T) {
+	uki, err := NewUKI(testUKI(t, testStub(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := SystemdBoot{Loader: fileInode(testStub(t)), UKI: uki, UKIName: "kiln-6.1.0-99-amd64", Epoch: testEpoch}
+	esp := tree.New(testEpoch)
+	files, err := InstallSystemdBoot(esp, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantConf = "default kiln-6.1.0-99-amd64.efi\ntimeout 0\neditor no\n"
+	if got := string(trees.Read(t, esp.Lookup("/loader/loader.conf"))); got != wantConf {
+		t.Errorf("loader.conf:\n%s\nwant:\n%s", got, wantConf)
+	}
+	var ukiBytes strings.Builder
+	if err := BuildUKI(&ukiBytes, testUKI(t, testStub(t))); err != nil {
+		t.Fatal(err)
+	}
+	loader := judge.SHA256(testStub(t))
+	const d, f = " dir 0755 0:0 1700000000", " file 0644 0:0 1700000000 "
+	want := []string{
+		"/" + d,
+		"/EFI" + d,
+		"/EFI/BOOT" + d,
+		"/EFI/BOOT/BOOTX64.EFI" + f + "6208 " + loader,
+		"/EFI/Linux" + d,
+		"/EFI/Linux/kiln-6.1.0-99-amd64.efi" + f + strconv.Itoa(ukiBytes.Len()) + " " + judge.SHA256([]byte(ukiBytes.String())),
+		"/EFI/systemd" + d,
+		"/EFI/systemd/systemd-bootx64.efi" + f + "6208 " + loader,
+		"/loader" + d,
+		"/loader/loader.conf" + f + strconv.Itoa(len(wantConf)) + " " + judge.SHA256([]byte(wantConf)),
+	}
+	if got := listTree(t, esp); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ESP tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if files.UKI != "/EFI/Linux/kiln-6.1.0-99-amd64.efi" || files.Entry != "" || files.Kernel != "" || len(files.Loader) != 2 {
+		t.Errorf("files %+v", *files)
+	}
+
+	withKernel := sb
+	withKernel.Kernel = fileInode(testKernel(t))
+	if _, err := InstallSystemdBoot(tree.New(testEpoch), withKernel); err == nil {
+		t.Error("a kernel beside the UKI accepted")
+	}
+	arm := sb
+	arm.Loader = fileInode(makePE(t, peSpec{machine: 0xaa64}))
+	if _, err := InstallSystemdBoot(tree.New(testEpoch), arm); err == nil || !strings.Contains(err.Error(), "the UKI is for X64, the loader for AA64") {
+		t.Errorf("an arm64 loader with an x86 UKI: %v", err)
+	}
+	bad := sb
+	bad.UKIName = "../x"
+	if _, err := InstallSystemdBoot(tree.New(testEpoch), bad); err == nil {
+		t.Error("UKI name ../x accepted")
+	}
+}
