@@ -38,6 +38,19 @@
 // Prepare is deterministic, a build can write the digests, stop, and
 // after they are signed on another machine rebuild and Complete.
 //
+// # Reading signatures
+//
+// Signatures reads every signature of a PE signed by anyone: each
+// WIN_CERTIFICATE entry of the certificate table (Microsoft's dual-signed
+// shim has two) and the signatures nested in each (the nested-signature
+// attribute, 1.3.6.1.4.1.311.2.4.1), with the signer, the chain of
+// certificates the signature carries, the image hash's algorithm, and
+// whether it is valid (the image hash matches, the messageDigest matches,
+// the signature verifies with the signer's certificate) or why not.
+// SignatureInfo.Trusted then asks whether a chain reaches given db
+// certificates. Verify stays the firmware's view of kiln's own
+// signatures: one signature, sha256, trusted.
+//
 // Keys are RSA of 2048 to 4096 bits; every header field of the PE is
 // bounded against the file before it is used, and errors name the field.
 package sign

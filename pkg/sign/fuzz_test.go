@@ -15,8 +15,9 @@ import (
 const fuzzBound = 1 << 20
 
 // FuzzAuthenticodeDigest feeds hostile PE headers (seeded with the
-// hand-built PE32 and PE32+ images, a signed one, and the broken headers
-// of TestHostileHeaders' kind) to AuthenticodeDigest, Prepare and Verify
+// hand-built PE32 and PE32+ images, a signed one, one with two
+// WIN_CERTIFICATE entries, and the broken headers of TestHostileHeaders'
+// kind) to AuthenticodeDigest, Prepare, Verify and Signatures
 // under testkit.BoundAlloc: no panic, no allocation over the bound, and a
 // digest that does not depend on the CheckSum field.
 func FuzzAuthenticodeDigest(f *testing.F) {
@@ -29,6 +30,7 @@ func FuzzAuthenticodeDigest(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(signed)
+		f.Add(withTwoEntries(f, signed))
 		short := bytes.Clone(pe)
 		binary.LittleEndian.PutUint32(short[0x3c:], 0xfffffff0)
 		f.Add(short)
@@ -53,6 +55,15 @@ func FuzzAuthenticodeDigest(f *testing.F) {
 				t.Fatal("Prepare gave no digest")
 			}
 			Verify(b, k.cert)
+			sigs, _ := Signatures(b)
+			if len(sigs) > MaxSignatures {
+				t.Fatalf("%d signatures, over the bound of %d", len(sigs), MaxSignatures)
+			}
+			for _, s := range sigs {
+				if s.Valid != (s.Reason == "") || (s.Valid && s.Signer == nil) {
+					t.Fatalf("signature valid %v with reason %q, signer %v", s.Valid, s.Reason, s.Signer)
+				}
+			}
 		})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"sort"
 )
 
@@ -162,8 +163,11 @@ func AuthenticodeDigest(pe []byte) ([]byte, error) {
 	return im.digest(pe), nil
 }
 
-func (im *image) digest(pe []byte) []byte {
-	h := sha256.New()
+func (im *image) digest(pe []byte) []byte { return im.hash(pe, sha256.New()) }
+
+// hash writes the Authenticode hashed ranges of pe into h and returns the
+// sum.
+func (im *image) hash(pe []byte, h hash.Hash) []byte {
 	h.Write(pe[:im.checksumAt])
 	if im.certDirAt >= 0 {
 		h.Write(pe[im.checksumAt+4 : im.certDirAt])
