@@ -15,6 +15,9 @@ const (
 	DebSyslinux       = "syslinux_*.deb"
 	DebSyslinuxCommon = "syslinux-common_*.deb"
 	DebSystemdBoot    = "systemd-boot-efi_*.deb"
+	DebShim           = "shim-signed_*.deb"               // Microsoft-signed shim
+	DebShimHelpers    = "shim-helpers-amd64-signed_*.deb" // MokManager, signed
+	DebGrubSigned     = "grub-efi-amd64-signed_*.deb"     // Debian-signed GRUB
 )
 
 // DebDirs are the folders FindDeb looks in, in order: $KILN_DEBS when

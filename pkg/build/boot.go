@@ -33,6 +33,7 @@ type bootInputs struct {
 	title      string
 	loader     *tree.Inode // systemd-bootx64.efi
 	stub       *tree.Inode // linuxx64.efi.stub
+	shim       uefi.Shim   // loader shim: shim, MokManager and GRUB
 	syslinux   syslinux.Sources
 	initSHA256 string // of the kiln-init put into a generated initramfs
 	sealed     bool   // the root is under verity: roothash= is still to be added
@@ -55,6 +56,9 @@ type bootPost struct {
 const (
 	defaultSystemdBoot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 	defaultStub        = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	defaultShim        = "/usr/lib/shim/shimx64.efi.signed"
+	defaultMokManager  = "/usr/lib/shim/mmx64.efi.signed"
+	defaultGrub        = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 )
 
 // resolveBoot finds the kernel, the loader binaries and os-release in the
@@ -159,6 +163,21 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	switch uefiKind {
 	case "systemd-boot":
 		if in.loader, err = need("systemd-boot", "paths.systemd_boot", b.Paths.SystemdBoot, defaultSystemdBoot, "systemd-boot-efi"); err != nil {
+			return nil, err
+		}
+		if b.UKI {
+			if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
+				return nil, err
+			}
+		}
+	case "shim":
+		if in.shim.Shim, err = need("shim", "paths.shim", b.Paths.Shim, defaultShim, "shim-signed"); err != nil {
+			return nil, err
+		}
+		if in.shim.MokManager, err = need("MokManager", "paths.mok_manager", b.Paths.MokManager, defaultMokManager, "shim-helpers-amd64-signed"); err != nil {
+			return nil, err
+		}
+		if in.shim.Grub, err = need("signed GRUB", "paths.grub", b.Paths.Grub, defaultGrub, "grub-efi-amd64-signed"); err != nil {
 			return nil, err
 		}
 	case "uki":
@@ -297,15 +316,46 @@ func installBoot(s *spec.Spec, in *bootInputs, parts []*part, epoch int64) (*boo
 		if err != nil {
 			return nil, err
 		}
-		files, err := uefi.InstallSystemdBoot(et, uefi.SystemdBoot{
+		sb := uefi.SystemdBoot{
 			Loader: in.loader, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline,
 			Title: in.title, EntryName: in.osID, KernelVersion: in.kver, Epoch: epoch, Enroll: enroll,
-		})
+		}
+		if b.UKI {
+			// The kernel, initrd and command line go into a UKI that
+			// systemd-boot lists (a type #2 entry).
+			u := uefi.UKI{Stub: in.stub, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline, OSRelease: in.osRelease, Uname: in.kver, Epoch: epoch}
+			f, err := uefi.NewUKI(u)
+			if err != nil {
+				return nil, fmt.Errorf("boot: UKI: %w", err)
+			}
+			sb.Kernel, sb.Initrd, sb.Cmdline, sb.UKI, sb.UKIName = nil, nil, "", f, in.osID+"-"+in.kver
+		}
+		files, err := uefi.InstallSystemdBoot(et, sb)
 		if err != nil {
 			return nil, fmt.Errorf("boot: systemd-boot: %w", err)
 		}
 		kernelOnESP, initrdOnESP = files.Kernel, files.Initrd
-		post.pes = [][]string{files.Loader, {files.Kernel}}
+		post.pes = [][]string{files.Loader}
+		if files.Kernel != "" {
+			post.pes = append(post.pes, []string{files.Kernel})
+		}
+		if files.UKI != "" {
+			post.pes = append(post.pes, []string{files.UKI})
+		}
+	case "shim":
+		sh := in.shim
+		sh.Kernel, sh.Initrd, sh.Cmdline, sh.Title, sh.EntryName, sh.KernelVersion, sh.Epoch = in.kernel, in.initrd, in.cmdline, in.title, in.osID, in.kver, epoch
+		// With boot.secureboot the user's key signs the kernel (shim and
+		// GRUB keep their vendors' signatures): the certificate reaches
+		// shim through MOK.
+		sh.SignKernel = b.SecureBoot != nil
+		files, err := uefi.InstallShim(et, sh)
+		if err != nil {
+			return nil, fmt.Errorf("boot: shim: %w", err)
+		}
+		if sh.SignKernel {
+			post.pes = [][]string{{files.Kernel}}
+		}
 	case "uki":
 		u := uefi.UKI{Stub: in.stub, Kernel: in.kernel, Initrd: in.initrd, Cmdline: in.cmdline, OSRelease: in.osRelease, Uname: in.kver, Epoch: epoch}
 		if err := uefi.InstallUKI(et, u, in.osID+"-"+in.kver); err != nil {

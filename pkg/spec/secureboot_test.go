@@ -98,3 +98,40 @@ func TestSecureBootIDs(t *testing.T) {
 		t.Error("BUG: digest is hex")
 	}
 }
+
+// TestParseUKIAndShim: boot.uki goes with systemd-boot (alone or as
+// hybrid's UEFI half) and nothing else; loader shim takes secureboot (its
+// key signs the kernel, for MOK) but not enroll (shim boots on the
+// firmware's keys); its paths are patterns checked like the others.
+func TestParseUKIAndShim(t *testing.T) {
+	const boot = "boot:\n  loader: %s\n  kernel: /boot/vmlinuz-*\n%s"
+	parse := func(loader, rest string) error {
+		_, err := Parse("kiln.yaml", []byte(good+strings.Replace(strings.Replace(boot, "%s", loader, 1), "%s", rest, 1)))
+		return err
+	}
+	for _, ok := range []struct{ loader, rest string }{
+		{"systemd-boot", "  uki: true\n"},
+		{"hybrid", "  uki: true\n"},
+		{"hybrid", "  uefi: systemd-boot\n  uki: true\n"},
+		{"shim", ""},
+		{"shim", "  secureboot:\n    key: k\n    cert: c\n"},
+		{"shim", "  paths:\n    shim: /usr/lib/shim/shimx64.efi.signed\n    mok_manager: /x/mm*.efi\n    grub: /g/grub*.signed\n"},
+	} {
+		if err := parse(ok.loader, ok.rest); err != nil {
+			t.Errorf("%s %q: %v", ok.loader, ok.rest, err)
+		}
+	}
+	for _, tc := range []struct{ loader, rest, want string }{
+		{"uki", "  uki: true\n", "kiln.yaml:27: boot.uki: puts the kernel in a UKI that systemd-boot lists"},
+		{"hybrid", "  uefi: uki\n  uki: true\n", "kiln.yaml:28: boot.uki:"},
+		{"syslinux", "  uki: true\n", "kiln.yaml:27: boot.uki:"},
+		{"shim", "  uki: true\n", "kiln.yaml:27: boot.uki:"},
+		{"shim", "  secureboot:\n    key: k\n    cert: c\n    enroll: keys/\n", "kiln.yaml:30: boot.secureboot.enroll: shim boots on the firmware's own keys"},
+		{"shim", "  paths:\n    grub: /g/[x\n", "kiln.yaml:28: boot.paths.grub:"},
+		{"shim", "  paths:\n    shimm: /x\n", `unknown key "shimm" in boot.paths`},
+	} {
+		if err := parse(tc.loader, tc.rest); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %q: got %v, want %q", tc.loader, tc.rest, err, tc.want)
+		}
+	}
+}

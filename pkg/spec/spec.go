@@ -130,14 +130,18 @@ type Partition struct {
 
 // Boot says how the image boots.
 type Boot struct {
-	Loader  string    `yaml:"loader" json:"loader"`             // systemd-boot | uki | syslinux | hybrid | none
-	UEFI    string    `yaml:"uefi" json:"uefi,omitempty"`       // hybrid: systemd-boot (default) | uki
-	Kernel  string    `yaml:"kernel" json:"kernel"`             // path or glob in the merged tree
-	Initrd  string    `yaml:"initrd" json:"initrd"`             // kiln | a path in the merged tree | none
-	Cmdline string    `yaml:"cmdline" json:"cmdline"`           // root=PARTUUID=... is added unless given
-	Modules []string  `yaml:"modules" json:"modules,omitempty"` // initrd: kiln: modules beyond the defaults
-	Title   string    `yaml:"title" json:"title,omitempty"`     // menu title (default: PRETTY_NAME of os-release)
-	Paths   BootPaths `yaml:"paths" json:"paths,omitempty"`
+	Loader  string   `yaml:"loader" json:"loader"`             // systemd-boot | uki | shim | syslinux | hybrid | none
+	UEFI    string   `yaml:"uefi" json:"uefi,omitempty"`       // hybrid: systemd-boot (default) | uki
+	Kernel  string   `yaml:"kernel" json:"kernel"`             // path or glob in the merged tree
+	Initrd  string   `yaml:"initrd" json:"initrd"`             // kiln | a path in the merged tree | none
+	Cmdline string   `yaml:"cmdline" json:"cmdline"`           // root=PARTUUID=... is added unless given
+	Modules []string `yaml:"modules" json:"modules,omitempty"` // initrd: kiln: modules beyond the defaults
+	Title   string   `yaml:"title" json:"title,omitempty"`     // menu title (default: PRETTY_NAME of os-release)
+	// UKI, with systemd-boot, puts the kernel, initrd and command line in
+	// a UKI under /EFI/Linux (a type #2 entry) instead of a type #1
+	// entry: under Secure Boot the command line is then signed too.
+	UKI   bool      `yaml:"uki" json:"uki,omitempty"`
+	Paths BootPaths `yaml:"paths" json:"paths,omitempty"`
 	// SecureBoot, when set, signs every PE the boot stage puts on the ESP.
 	SecureBoot *SecureBoot `yaml:"secureboot" json:"secureboot,omitempty"`
 	Line       int         `yaml:"-" json:"-"`
@@ -154,6 +158,9 @@ type BootPaths struct {
 	LdlinuxC32  string `yaml:"ldlinux_c32" json:"ldlinux_c32,omitempty"`
 	MBR         string `yaml:"mbr" json:"mbr,omitempty"`
 	GPTMBR      string `yaml:"gptmbr" json:"gptmbr,omitempty"`
+	Shim        string `yaml:"shim" json:"shim,omitempty"`               // shimx64.efi.signed (shim-signed)
+	MokManager  string `yaml:"mok_manager" json:"mok_manager,omitempty"` // mmx64.efi.signed (shim-helpers-amd64-signed)
+	Grub        string `yaml:"grub" json:"grub,omitempty"`               // grubx64.efi.signed (grub-efi-amd64-signed)
 }
 
 // SecureBoot is boot.secureboot: the key and certificate that sign the
@@ -177,7 +184,7 @@ type SecureBoot struct {
 var Signers = []string{"inline", "external"}
 
 // Loaders are the values boot.loader takes.
-var Loaders = []string{"systemd-boot", "uki", "syslinux", "hybrid", "none"}
+var Loaders = []string{"systemd-boot", "uki", "shim", "syslinux", "hybrid", "none"}
 
 // Output is where and how the image is written.
 type Output struct {
@@ -924,6 +931,7 @@ func (s *Spec) validateBoot() error {
 		{"paths.systemd_boot", b.Paths.SystemdBoot}, {"paths.stub", b.Paths.Stub},
 		{"paths.syslinux", b.Paths.Syslinux}, {"paths.ldlinux_c32", b.Paths.LdlinuxC32},
 		{"paths.mbr", b.Paths.MBR}, {"paths.gptmbr", b.Paths.GPTMBR},
+		{"paths.shim", b.Paths.Shim}, {"paths.mok_manager", b.Paths.MokManager}, {"paths.grub", b.Paths.Grub},
 	} {
 		if f.val == "" || f.key == "initrd" && (f.val == "kiln" || f.val == "none") {
 			continue
@@ -942,6 +950,9 @@ func (s *Spec) validateBoot() error {
 	if b.Loader == "hybrid" && s.Disk.Table != "gpt" {
 		return s.errf(bline("loader"), "boot.loader: hybrid needs disk.table gpt")
 	}
+	if b.UKI && b.Loader != "systemd-boot" && (b.Loader != "hybrid" || b.UEFI != "systemd-boot") {
+		return s.errf(bline("uki"), "boot.uki: puts the kernel in a UKI that systemd-boot lists; this image's UEFI loader is not systemd-boot (loader: uki is a UKI alone)")
+	}
 	return s.validateSecureBoot()
 }
 
@@ -956,8 +967,8 @@ func (s *Spec) validateSecureBoot() error {
 	bline := func(key string) int {
 		return keyLine(b.KeyLines, "secureboot."+key, keyLine(b.KeyLines, "secureboot", b.Line))
 	}
-	if b.Loader != "systemd-boot" && b.Loader != "uki" && b.Loader != "hybrid" {
-		return s.errf(bline(""), "boot.secureboot: loader %s has nothing for UEFI firmware to check (use systemd-boot, uki or hybrid)", b.Loader)
+	if b.Loader != "systemd-boot" && b.Loader != "uki" && b.Loader != "hybrid" && b.Loader != "shim" {
+		return s.errf(bline(""), "boot.secureboot: loader %s has nothing for UEFI firmware to check (use systemd-boot, uki, shim or hybrid)", b.Loader)
 	}
 	if sb.Signer == "" {
 		sb.Signer = "inline"
@@ -973,6 +984,9 @@ func (s *Spec) validateSecureBoot() error {
 		return s.errf(bline(""), "boot.secureboot.key: missing (the PEM private key of the certificate; or signer: external to sign the digests elsewhere)")
 	case sb.Signer == "external" && sb.Key != "":
 		return s.errf(bline("key"), "boot.secureboot.key: signer external signs elsewhere and reads no key here; drop the key, or use signer: inline")
+	}
+	if sb.Enroll != "" && b.Loader == "shim" {
+		return s.errf(bline("enroll"), "boot.secureboot.enroll: shim boots on the firmware's own keys, and your certificate reaches it through MOK (mokutil --import on the running system, confirmed in MokManager at the next boot): drop enroll")
 	}
 	if sb.Enroll != "" && b.Loader != "systemd-boot" && (b.Loader != "hybrid" || b.UEFI != "systemd-boot") {
 		return s.errf(bline("enroll"), "boot.secureboot.enroll: systemd-boot enrols the keys, and this image's UEFI loader is a UKI alone: use loader systemd-boot (or hybrid with uefi: systemd-boot), or enrol the keys in the firmware yourself")

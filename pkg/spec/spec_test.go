@@ -128,7 +128,7 @@ func TestParseBoot(t *testing.T) {
 		{"boot:\n  loader: grub\n", `kiln.yaml:25: boot.loader: "grub" is not one of`},
 		{"boot:\n  loader: uki\n", "boot.kernel: missing"},
 		{"boot:\n  loader: uki\n  kernel: /k\n  uefi: grub\n", "boot.uefi"},
-		{"boot:\n  loader: uki\n  kernel: /k\n  paths:\n    grub: /x\n", `unknown key "grub" in boot.paths`},
+		{"boot:\n  loader: uki\n  kernel: /k\n  paths:\n    lilo: /x\n", `unknown key "lilo" in boot.paths`},
 	} {
 		if _, err := Parse("kiln.yaml", []byte(good+tc.add)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.add, err, tc.want)
