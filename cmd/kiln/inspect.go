@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -13,23 +19,38 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/fs/all"
+	"github.com/kiln-build/kiln/pkg/fs/fat"
 	"github.com/kiln-build/kiln/pkg/imgfmt"
 	"github.com/kiln-build/kiln/pkg/repro"
+	"github.com/kiln-build/kiln/pkg/sign"
+	"github.com/kiln-build/kiln/pkg/tree"
 	"github.com/kiln-build/kiln/pkg/verity"
 )
 
 type inspectOptions struct {
-	json bool
+	json  bool
+	certs []string // --cert: PEM certificates, as db would hold them
 }
 
 func newInspectCmd() *cobra.Command {
 	var o inspectOptions
 	c := &cobra.Command{
 		Use:   "inspect IMAGE",
-		Short: "Show an image's partition table and the filesystem in each partition",
-		Args:  argsUsage(cobra.ExactArgs(1)),
+		Short: "Show an image's partition table, the filesystem in each partition and the signatures of the PEs on the ESP",
+		Long: `Show an image's partition table, the filesystem in each partition, each
+dm-verity pair with its root hash, and for every FAT partition (the ESP)
+every PE file on it: whether it carries Authenticode signatures, and for
+each its signer and issuer, its certificate chain, and whether it is valid
+(the image hash matches and the signature verifies with the signer's
+certificate). With --cert FILE (PEM certificates, as db holds them;
+repeatable) it also says whether each signature chains to one of them.`,
+		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			rep, err := inspectImage(args[0])
+			db, err := readCerts(o.certs)
+			if err != nil {
+				return err
+			}
+			rep, err := inspectImageWith(args[0], true, db)
 			if err != nil {
 				return err
 			}
@@ -43,7 +64,44 @@ func newInspectCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	c.Flags().StringArrayVar(&o.certs, "cert", nil, "PEM certificate(s) to trust, as db holds them: say whether each PE signature chains to one (repeatable)")
 	return c
+}
+
+// readCerts reads every certificate of the PEM files (or a DER file of
+// one certificate); a file with none is a usage error naming it.
+func readCerts(files []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cert: %w", err)}
+		}
+		n := len(out)
+		for rest := b; ; {
+			var blk *pem.Block
+			blk, rest = pem.Decode(rest)
+			if blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--cert %s: %w", f, err)}
+			}
+			out = append(out, c)
+		}
+		if len(out) == n {
+			c, err := x509.ParseCertificate(b)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--cert %s: no PEM CERTIFICATE block, and not a DER certificate", f)}
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // report is what inspect prints; its JSON form is a stable interface.
@@ -77,6 +135,37 @@ type partReport struct {
 	Bootable   bool      `json:"bootable,omitempty"`
 	Attributes uint64    `json:"attributes,omitempty"`
 	FS         *fsReport `json:"filesystem,omitempty"`
+	// PEs are the PE files on a FAT filesystem (the ESP), by path, with
+	// their Authenticode signatures.
+	PEs []peReport `json:"pe_files,omitempty"`
+}
+
+// peReport is one PE file on a FAT partition and its signatures.
+type peReport struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Signed bool   `json:"signed"`
+	// Problem says why the PE or its certificate table could not be read
+	// (the signatures read before it are listed).
+	Problem    string      `json:"problem,omitempty"`
+	Signatures []sigReport `json:"signatures,omitempty"`
+}
+
+// sigReport is one Authenticode signature (pkg/sign.SignatureInfo).
+type sigReport struct {
+	Entry           int      `json:"entry"`            // WIN_CERTIFICATE entry, from 0
+	Nested          int      `json:"nested,omitempty"` // 0: the entry's own; n: nested n deep
+	DigestAlgorithm string   `json:"digest_algorithm,omitempty"`
+	Signer          string   `json:"signer,omitempty"`         // the signer certificate's CN (or whole subject without one)
+	SignerSubject   string   `json:"signer_subject,omitempty"` // its whole subject
+	Issuer          string   `json:"issuer,omitempty"`         // the signer certificate's issuer's CN (or whole name)
+	IssuerName      string   `json:"issuer_name,omitempty"`    // its whole issuer name
+	Chain           []string `json:"chain,omitempty"`          // the signer, then each issuer the signature carries, by CN
+	Valid           bool     `json:"valid"`
+	Reason          string   `json:"reason,omitempty"` // why not valid
+	// Trusted, with --cert: the signature is valid and its chain reaches
+	// one of the certificates given.
+	Trusted *bool `json:"trusted,omitempty"`
 }
 
 type verityReport struct {
@@ -106,7 +195,11 @@ type fsReport struct {
 // inspectImage reads the image through imgfmt.Open, as diff and convert
 // do: its format is found by content, and the partition table and
 // filesystems are read from the virtual disk, not from the file.
-func inspectImage(path string) (*report, error) {
+func inspectImage(path string) (*report, error) { return inspectImageWith(path, false, nil) }
+
+// inspectImageWith is inspectImage that, with pes, also reads the PE
+// files on every FAT partition and their signatures, trusted against db.
+func inspectImageWith(path string, pes bool, db []*x509.Certificate) (*report, error) {
 	img, err := imgfmt.Open(path)
 	if err != nil {
 		return nil, err
@@ -135,7 +228,15 @@ func inspectImage(path string) (*report, error) {
 		} else {
 			pr.MBRType = fmt.Sprintf("0x%02x", p.MBRType)
 		}
-		pr.FS = probeFS(io.NewSectionReader(img, p.Start, p.Size), p.Size)
+		part := io.NewSectionReader(img, p.Start, p.Size)
+		pr.FS = probeFS(part, p.Size)
+		if pes && pr.FS != nil && pr.FS.Type == "vfat" {
+			var problem error
+			pr.PEs, problem = pesOnFAT(part, p.Size, db)
+			if problem != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("partition %d (vfat): %v", p.Number, problem))
+			}
+		}
 		rep.Partitions = append(rep.Partitions, pr)
 	}
 	rep.Verity, rep.Problems = verityPairs(img, l, rep.Problems)
@@ -239,6 +340,92 @@ func qemuFormat(path string) (string, error) {
 	return "vpc", nil
 }
 
+// maxPEBytes bounds the PE files inspect reads into memory to check
+// their signatures: a UKI with a large initrd is some hundred MiB, and
+// every image read is held to 256 MiB.
+const maxPEBytes = 256 << 20
+
+// pesOnFAT finds the PE files in the FAT filesystem at the start of r (a
+// file starting with "MZ" whose e_lfanew points at "PE\0\0") and reads
+// their signatures (pkg/sign.Signatures), trusted against db. The volume
+// is hostile: fat.ReadTree bounds it; each file's header is read first
+// and a file over maxPEBytes is not read whole.
+func pesOnFAT(r io.ReaderAt, size int64, db []*x509.Certificate) ([]peReport, error) {
+	t, err := fat.ReadTree(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("reading the FAT for PE files: %w", err)
+	}
+	var out []peReport
+	err = t.Walk(func(p string, d tree.Dirent) error {
+		n := d.Inode
+		if n.Kind != tree.Regular || n.Size < 0x40 || n.Content == nil {
+			return nil
+		}
+		rc, err := n.Content.Open()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		defer rc.Close()
+		var hdr [0x40]byte
+		if _, err := io.ReadFull(rc, hdr[:]); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		lfanew := int64(binary.LittleEndian.Uint32(hdr[0x3c:]))
+		if hdr[0] != 'M' || hdr[1] != 'Z' || lfanew < 0x40 || lfanew+4 > n.Size {
+			return nil
+		}
+		pr := peReport{Path: p, Size: n.Size}
+		if n.Size > maxPEBytes {
+			pr.Problem = fmt.Sprintf("%d bytes, over the %d inspect reads to check signatures", n.Size, maxPEBytes)
+			out = append(out, pr)
+			return nil
+		}
+		b := make([]byte, n.Size)
+		copy(b, hdr[:])
+		if _, err := io.ReadFull(rc, b[len(hdr):]); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if string(b[lfanew:lfanew+4]) != "PE\x00\x00" {
+			return nil
+		}
+		sigs, err := sign.Signatures(b)
+		if err != nil {
+			pr.Problem = err.Error()
+		}
+		pr.Signed = len(sigs) > 0
+		for i := range sigs {
+			pr.Signatures = append(pr.Signatures, sigReportOf(&sigs[i], db))
+		}
+		out = append(out, pr)
+		return nil
+	})
+	return out, err
+}
+
+func sigReportOf(s *sign.SignatureInfo, db []*x509.Certificate) sigReport {
+	r := sigReport{Entry: s.Entry, Nested: s.Nested, DigestAlgorithm: s.DigestAlgorithm, Valid: s.Valid, Reason: s.Reason}
+	if s.Signer != nil {
+		r.Signer, r.SignerSubject = cn(s.Signer.Subject), s.Signer.Subject.String()
+		r.Issuer, r.IssuerName = cn(s.Signer.Issuer), s.Signer.Issuer.String()
+	}
+	for _, c := range s.Chain {
+		r.Chain = append(r.Chain, cn(c.Subject))
+	}
+	if len(db) > 0 {
+		t := s.Trusted(db...)
+		r.Trusted = &t
+	}
+	return r
+}
+
+// cn is a name's CN, or the whole name without one.
+func cn(n pkix.Name) string {
+	if n.CommonName != "" {
+		return n.CommonName
+	}
+	return n.String()
+}
+
 func typeName(t disk.Type) string {
 	if t.Name != "" {
 		return t.Name
@@ -300,6 +487,67 @@ func printReport(w io.Writer, r *report) {
 		fmt.Fprintf(w, "verity: partition %d seals %s: root hash %s (%s, %d data blocks of %d bytes, salt %s); %s\n",
 			v.HashPartition, data, v.RootHash, v.Algorithm, v.DataBlocks, v.DataBlockSize, v.Salt, match)
 	}
+	for _, p := range r.Partitions {
+		if len(p.PEs) > 0 {
+			fmt.Fprintf(w, "PE files on partition %d:\n", p.Number)
+		}
+		for _, pe := range p.PEs {
+			state := "unsigned"
+			if pe.Signed {
+				state = fmt.Sprintf("signed (%d signature", len(pe.Signatures))
+				if len(pe.Signatures) != 1 {
+					state += "s"
+				}
+				state += ")"
+			}
+			fmt.Fprintf(w, "  %s: %s\n", pe.Path, state)
+			if pe.Problem != "" {
+				fmt.Fprintf(w, "    problem: %s\n", pe.Problem)
+			}
+			for _, s := range pe.Signatures {
+				fmt.Fprintf(w, "    %s\n", s.line())
+			}
+		}
+	}
+}
+
+// line is one signature as inspect prints it.
+func (s sigReport) line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "signature %d", s.Entry+1)
+	if s.Nested > 0 {
+		fmt.Fprintf(&b, " (nested, depth %d)", s.Nested)
+	}
+	if s.Valid {
+		b.WriteString(": valid")
+	} else {
+		fmt.Fprintf(&b, ": INVALID (%s)", s.Reason)
+	}
+	if s.DigestAlgorithm != "" {
+		b.WriteString(", " + s.DigestAlgorithm)
+	}
+	if s.Signer != "" {
+		fmt.Fprintf(&b, ", signer %q issued by %q", s.Signer, s.Issuer)
+	}
+	if len(s.Chain) > 1 {
+		fmt.Fprintf(&b, ", chain %s", strings.Join(quoteAll(s.Chain), " <- "))
+	}
+	if s.Trusted != nil {
+		if *s.Trusted {
+			b.WriteString("; chains to a --cert")
+		} else {
+			b.WriteString("; does NOT chain to any --cert")
+		}
+	}
+	return b.String()
+}
+
+func quoteAll(l []string) []string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = strconv.Quote(s)
+	}
+	return out
 }
 
 func human(n int64) string {

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/spec"
 	"github.com/kiln-build/kiln/pkg/verify"
 )
 
@@ -14,6 +16,7 @@ type verifyOptions struct {
 	compression string
 	keep        string
 	init        string
+	signatures  string
 	quiet       bool
 }
 
@@ -31,18 +34,27 @@ TMPDIR and GOMAXPROCS, and from copies of every directory layer made in
 shuffled order with new mtimes and, unless the layer has modes: preserve,
 the modes a checkout made with umask 002 gives (0664/0775). Prints both
 sha256 and "reproducible"
-(exit 0), or what differs between the two images (exit 1).`,
+(exit 0), or what differs between the two images (exit 1).
+
+A spec with boot.secureboot.signer external needs --signatures FILE (the
+signatures of its signing request, as for kiln build), given to both
+builds: without it kiln verify refuses to start (exit 2), as it does
+--signatures for any other spec.`,
 		Args: argsUsage(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			file := "kiln.yaml"
 			if len(args) == 1 {
 				file = args[0]
 			}
+			sigArgs, err := verifySignatures(file, o.signatures)
+			if err != nil {
+				return err
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: []string{"--init", initPath(o.init)}}
+			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: append([]string{"--init", initPath(o.init)}, sigArgs...)}
 			if o.format != "" {
 				vo.Args = append(vo.Args, "--format", o.format)
 			}
@@ -87,6 +99,36 @@ sha256 and "reproducible"
 	c.Flags().StringVar(&o.format, "format", "", "build this format instead of output.format")
 	c.Flags().StringVar(&o.compression, "compression", "", "qcow2 compression instead of output.compression")
 	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary (as for kiln build)")
+	c.Flags().StringVar(&o.signatures, "signatures", "", "with boot.secureboot.signer external: the signatures of the signing request (as for kiln build), given to both builds")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
 	return c
+}
+
+// verifySignatures checks --signatures against the spec's signer before
+// anything is built: a build with signer external and no signatures stops
+// with a signing request (exit 5) and there would be no images to
+// compare. It returns the build arguments for the signatures, the file
+// made absolute (the second build runs in another folder).
+func verifySignatures(file, signatures string) ([]string, error) {
+	s, err := spec.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	external := s.Boot != nil && s.Boot.SecureBoot != nil && s.Boot.SecureBoot.Signer == "external"
+	switch {
+	case external && signatures == "":
+		return nil, usageError{fmt.Errorf("%s: boot.secureboot.signer is external: kiln verify needs the signatures of the signing request, --signatures FILE (kiln build %s writes the request and stops; sign it as the README shows)", file, file)}
+	case !external && signatures != "":
+		return nil, usageError{fmt.Errorf("%s: --signatures is for boot.secureboot.signer external, and this spec's signer is inline or it signs nothing", file)}
+	case signatures == "":
+		return nil, nil
+	}
+	abs, err := filepath.Abs(signatures)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, usageError{fmt.Errorf("--signatures: %w", err)}
+	}
+	return []string{"--signatures", abs}, nil
 }

@@ -231,6 +231,28 @@ func variedSpec(s *spec.Spec, specPath, dir string, rng *rand.Rand) (string, []s
 			}
 		}
 	}
+	// boot.secureboot's files are relative to the spec's folder, which
+	// the copy is not in.
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "boot" {
+			continue
+		}
+		boot := top.Content[i+1]
+		for j := 0; j+1 < len(boot.Content); j += 2 {
+			if boot.Content[j].Value != "secureboot" {
+				continue
+			}
+			sb := boot.Content[j+1]
+			for k := 0; k+1 < len(sb.Content); k += 2 {
+				switch v := sb.Content[k+1]; sb.Content[k].Value {
+				case "key", "cert", "enroll":
+					if v.Value != "" {
+						v.Value, _ = filepath.Abs(s.Resolve(v.Value))
+					}
+				}
+			}
+		}
+	}
 	out, err := yaml.Marshal(&doc)
 	if err != nil {
 		return "", nil, err
