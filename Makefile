@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs server server-rootfs server-run e2fsprogs-tests vet lint fuzz clean bench
+.PHONY: all build test test-short deps demo demo-debs server server-rootfs server-run shim e2fsprogs-tests vet lint fuzz clean bench
 
 all: build
 
@@ -88,6 +88,15 @@ server-run: server
 	bin/kiln run --firmware uefi --net --expect KILN-SERVER-BOOTED $(SERVER_FAIL) --timeout 300s out/server.img
 	@echo "== booting out/server.img under BIOS (SeaBIOS, syslinux)"
 	bin/kiln run --firmware bios --expect KILN-SERVER-BOOTED $(SERVER_FAIL) --timeout 300s out/server.img
+
+# Secure Boot on stock firmware: Debian's Microsoft-signed shim, its signed
+# GRUB and kernel (layers/shim), booted with Secure Boot enforced on OVMF's
+# store with Microsoft's keys enrolled. No key of ours is involved.
+shim: deps build demo-debs
+	bin/kiln build layers/shim/kiln.yaml
+	bin/kiln inspect out/shim.img
+	@echo "== booting out/shim.img: OVMF Secure Boot, Microsoft's keys (OVMF_VARS_4M.ms.fd) -> shim -> GRUB -> kernel"
+	bin/kiln run --microsoft-keys --expect KILN-DEMO-BOOTED --fail-on 'Access Denied' --timeout 180s out/shim.img
 
 # kiln against the shell pipeline (tar, sgdisk, mkfs.vfat, mcopy, mke2fs -d,
 # qemu-img convert) on a Debian rootfs, and a scaling run: medians of
