@@ -100,7 +100,7 @@ func TestBootUKI(t *testing.T) {
 	for i := range h.sections {
 		names = append(names, h.sections[i].name())
 	}
-	if got := strings.Join(names, " "); got != ".text .reloc .data .dynamic .rela .dynsym .sbat .sdmagic .osrel .cmdline .uname .initrd .linux" {
+	if got := strings.Join(names, " "); got != ".text .reloc .data .dynamic .rela .dynsym .sdmagic .osrel .cmdline .uname .initrd .sbat .linux" {
 		t.Errorf("sections %s", got)
 	}
 	checkObjdump(t, uki, wantObjdump(h))

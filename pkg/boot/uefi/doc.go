@@ -36,9 +36,10 @@
 //     data starts there anyway), and the new section headers must fit
 //     between the section table and both SizeOfHeaders and the first
 //     section's data, in bytes that are zero; else it is an error;
-//   - new sections are appended in ukify's order: .osrel, .cmdline,
-//     .uname, .initrd, and .linux last ("to leave breathing room for
-//     decompression"); empty ones are left out. Each starts at the next
+//   - new sections are appended in ukify's order (systemd 254's, see
+//     uki.go): .osrel, .cmdline, .uname, .initrd, .sbat, and .linux last
+//     ("to leave breathing room for decompression"); empty ones are left
+//     out. Each starts at the next
 //     FileAlignment boundary of the file and at the next SectionAlignment
 //     boundary of the address space after the previous section's end;
 //     VirtualSize is the data's length and SizeOfRawData that length
@@ -51,9 +52,19 @@
 //     CheckSum is set to zero, as ukify does (firmware does not check it);
 //     TimeDateStamp is the stub's (zero in Debian's stub), never the clock.
 //
-// Not done (yet): merging the kernel's .sbat into the stub's (ukify does,
-// for shim's revocation checks), .dtb, .splash, .pcrsig/.pcrpkey, Secure
-// Boot signing. .linux's VirtualSize is the kernel's length, as early ukify
+// .sbat (sbat.go) is ukify's merge: its header once, the stub's entries,
+// the kernel's, and ukify's "uki,1,UKI,..." entry, then "\n\x00". The
+// stub's own .sbat leaves the section table and the file (the sections
+// after it in the file move back; their addresses stay), so the UKI has
+// one .sbat (shim refuses two) and no gap between sections; ukify instead
+// overwrites the stub's .sbat in place, which in systemd 252's stub would
+// overlap .sdmagic in memory. A .sbat that is not SBAT text (not UTF-8,
+// control characters, no "sbat,1," header, a second header, an entry of
+// fewer than six fields or a generation that is not a number), or of more
+// than 16 KiB, is refused.
+//
+// Not done (yet): .dtb, .splash, .pcrsig/.pcrpkey (Secure Boot signing is
+// pkg/sign's). .linux's VirtualSize is the kernel's length, as early ukify
 // set it and as the systemd 252 stub expects (it hands VirtualSize bytes to
 // LoadImage), not the kernel's SizeOfImage that current ukify sets for
 // newer stubs, which load the kernel in place.

@@ -21,7 +21,28 @@ type UKI struct {
 	Epoch     int64       // mtime of the files InstallUKI adds
 }
 
-// uki section names, in the order ukify appends them.
+// uki section names, in the order ukify appends them: .osrel, .cmdline,
+// .uname, .initrd, .sbat, .linux. That is ukify's order from systemd 254
+// (the first ukify that writes .sbat; systemd 252, Debian bookworm's, has
+// no ukify, and its systemd-stub(7) names no order), which kiln follows
+// because it keeps .linux last ("to leave breathing room for
+// decompression": a kernel started in place through the EFI handover
+// protocol decompresses past its end), with the kernel's length as its
+// VirtualSize, as the era of stubs like 252 expects (see the package
+// documentation). Current ukify (systemd main) puts .linux before .sbat, with the
+// kernel's SizeOfImage as VirtualSize, for newer stubs that load the
+// kernel with LoadImage. .dtb, .splash, .pcrpkey and .pcrsig, which
+// kiln does not make, would go between .cmdline and .initrd (.pcrsig
+// between .sbat and .linux).
+//
+// ukify writes the merged .sbat over the stub's own .sbat section when it
+// fits that section's SizeOfRawData. kiln instead takes the stub's .sbat
+// out of the section table and appends the merged one in the order above:
+// in Debian's 252 stub, .sbat (0xe2 bytes at 0x19000) is followed in memory
+// by .sdmagic at 0x19100, so the merged 0x134 bytes written in place would
+// overlap .sdmagic, an invalid image that kiln's own PE reader refuses
+// (systemd's maintainers call deleting and recreating .sbat the durable
+// fix, systemd PR #38589).
 const (
 	secOSRel   = ".osrel"
 	secCmdline = ".cmdline"
@@ -29,6 +50,10 @@ const (
 	secInitrd  = ".initrd"
 	secLinux   = ".linux"
 )
+
+// dirDebug is the index of the debug directory, whose entries hold file
+// offsets.
+const dirDebug = 6
 
 // ukiPart is a run of bytes of the UKI: bytes held here, a File streamed
 // from its Content, or zeros.
@@ -148,6 +173,15 @@ func planUKI(u UKI) (*ukiImage, error) {
 		return nil, err
 	}
 
+	stubEntries, stubSBATAt, err := stubSBAT(stub, h)
+	if err != nil {
+		return nil, err
+	}
+	kernelEntries, err := kernelSBAT(kernel)
+	if err != nil {
+		return nil, err
+	}
+
 	var secs []newSection
 	add := func(name string, f *File, flags uint32) {
 		if f != nil && f.Size > 0 {
@@ -159,8 +193,9 @@ func planUKI(u UKI) (*ukiImage, error) {
 	add(secCmdline, Bytes([]byte(u.Cmdline)), data)
 	add(secUname, Bytes([]byte(uname)), data)
 	add(secInitrd, u.Initrd, data)
+	add(secSBAT, Bytes(mergeSBAT(stubEntries, kernelEntries)), data)
 	add(secLinux, kernel, scnMemRead|scnCntCode)
-	img, err := layoutUKI(stub, h, secs)
+	img, err := layoutUKI(stub, h, secs, stubSBATAt)
 	if err != nil {
 		return nil, err
 	}
@@ -180,16 +215,25 @@ func checkCmdline(s string) error {
 }
 
 // layoutUKI appends secs to the stub whose headers are h, as ukify's
-// pe_add_sections does (see the package documentation).
-func layoutUKI(stub []byte, h *peHeaders, secs []newSection) (*ukiImage, error) {
+// pe_add_sections does (see the package documentation). drop, unless it
+// is -1, is the index of the stub's .sbat section, which the UKI's merged
+// .sbat replaces: its header leaves the section table (the ones after it
+// move up) and its bytes leave the file (the sections after them in the
+// file move back), so that the image has one .sbat, where secs puts it,
+// and no gap between sections in the file: Authenticode hashes a file
+// with gaps differently in every tool (sbverify warns about them, and its
+// hash then differs from osslsigncode's and kiln's).
+func layoutUKI(stub []byte, h *peHeaders, secs []newSection, drop int) (*ukiImage, error) {
 	if len(h.dirs) > dirSecurity && h.dirs[dirSecurity] != (dataDirectory{}) {
 		return nil, fmt.Errorf("uki: stub: it is signed (it has a certificate table); refusing, as ukify does")
 	}
 	fa, sa := int64(h.opt.FileAlignment), int64(h.opt.SectionAlignment)
 
 	// The stub's sections: aligned, and where the first one's data starts.
+	// New sections go after the end in memory of those that stay.
 	firstData := int64(len(stub))
 	var dataEnd, memEnd int64
+	var kept []sectionHeader
 	for i := range h.sections {
 		s := &h.sections[i]
 		if s.SizeOfRawData > 0 {
@@ -199,7 +243,10 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection) (*ukiImage, error) 
 			firstData = min(firstData, int64(s.PointerToRawData))
 			dataEnd = max(dataEnd, int64(s.PointerToRawData)+int64(s.SizeOfRawData))
 		}
-		memEnd = max(memEnd, s.memEnd())
+		if i != drop {
+			memEnd = max(memEnd, s.memEnd())
+			kept = append(kept, *s)
+		}
 	}
 
 	// SizeOfHeaders is rounded up to FileAlignment: the first section's
@@ -226,22 +273,63 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection) (*ukiImage, error) 
 			file.Characteristics |= fileLocalSymsStripped
 		}
 	}
-
-	// Room for the new section headers.
-	tableEnd := int64(h.secTableEnd())
-	newEnd := tableEnd + int64(len(secs))*sectionLen
-	if newEnd > int64(opt.SizeOfHeaders) {
-		return nil, fmt.Errorf("uki: stub: no room for %d more section headers: the section table ends at 0x%x and the headers at 0x%x", len(secs), tableEnd, opt.SizeOfHeaders)
+	if drop >= 0 && file.PointerToSymbolTable != 0 {
+		// Its symbols name sections by number, which would shift.
+		return nil, fmt.Errorf("uki: stub: it has a COFF symbol table (at 0x%x, not at the end of the file) and a .sbat section; refusing to renumber its sections", file.PointerToSymbolTable)
 	}
-	if !allZero(stub[tableEnd:newEnd]) {
+	if drop >= 0 && len(h.dirs) > dirDebug && h.dirs[dirDebug] != (dataDirectory{}) {
+		// Its entries hold file offsets, which would shift.
+		return nil, fmt.Errorf("uki: stub: it has a debug directory and a .sbat section; refusing to move its sections in the file")
+	}
+
+	// Room for the new section headers, in bytes that are free.
+	tableEnd := int64(h.secTableEnd())
+	keptEnd := int64(h.secAt) + int64(len(kept))*sectionLen
+	newEnd := keptEnd + int64(len(secs))*sectionLen
+	if newEnd > int64(opt.SizeOfHeaders) {
+		return nil, fmt.Errorf("uki: stub: no room for %d more section headers: the section table ends at 0x%x and the headers at 0x%x", len(secs), keptEnd, opt.SizeOfHeaders)
+	}
+	if newEnd > tableEnd && !allZero(stub[tableEnd:newEnd]) {
 		return nil, fmt.Errorf("uki: stub: the header bytes after the section table (0x%x-0x%x) are not free", tableEnd, newEnd)
 	}
-	if len(h.sections)+len(secs) > maxSections {
-		return nil, fmt.Errorf("uki: stub: %d sections and %d more are too many", len(h.sections), len(secs))
+	if len(kept)+len(secs) > maxSections {
+		return nil, fmt.Errorf("uki: stub: %d sections and %d more are too many", len(kept), len(secs))
 	}
 
-	head := make([]byte, roundUp(end, fa))
-	copy(head, stub[:end])
+	// The dropped section's bytes, from-to, which belong to no other
+	// section, are cut out of the file.
+	var from, to int64
+	if drop >= 0 && h.sections[drop].SizeOfRawData > 0 {
+		d := h.sections[drop]
+		from, to = int64(d.PointerToRawData), int64(d.PointerToRawData)+int64(d.SizeOfRawData)
+		if from < int64(opt.SizeOfHeaders) || to > end {
+			return nil, fmt.Errorf("uki: stub: .sbat data 0x%x-0x%x is in the headers or past the sections (0x%x)", from, to, end)
+		}
+		for i := range kept {
+			s := &kept[i]
+			if s.SizeOfRawData == 0 {
+				continue
+			}
+			if int64(s.PointerToRawData) < to && from < int64(s.PointerToRawData)+int64(s.SizeOfRawData) {
+				return nil, fmt.Errorf("uki: stub: .sbat data 0x%x-0x%x overlaps section %q in the file", from, to, s.name())
+			}
+			if int64(s.PointerToRawData) >= to {
+				s.PointerToRawData -= uint32(to - from)
+			}
+		}
+	}
+	head := make([]byte, roundUp(end-(to-from), fa))
+	if to > from {
+		copy(head[copy(head, stub[:from]):], stub[to:end])
+	} else {
+		copy(head, stub[:end])
+	}
+	if drop >= 0 {
+		clear(head[h.secAt:tableEnd])
+		for i := range kept {
+			mustEncode(head[h.secAt+i*sectionLen:], &kept[i])
+		}
+	}
 	img := &ukiImage{parts: []ukiPart{{b: head}}}
 	off := int64(len(head))
 	va := roundUp(memEnd, sa)
@@ -260,7 +348,7 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection) (*ukiImage, error) 
 			Characteristics:  s.flags,
 		}
 		copy(sh.Name[:], s.name)
-		mustEncode(head[tableEnd+int64(i)*sectionLen:], &sh)
+		mustEncode(head[keptEnd+int64(i)*sectionLen:], &sh)
 		img.parts = append(img.parts, ukiPart{f: s.data, what: "uki: " + s.name}, ukiPart{zeros: raw - s.data.Size})
 		initData += s.data.Size
 		off += raw
@@ -270,7 +358,7 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection) (*ukiImage, error) 
 	if initData > maxU32 {
 		return nil, fmt.Errorf("uki: SizeOfInitializedData would be larger than PE allows (4 GiB)")
 	}
-	file.NumberOfSections += uint16(len(secs))
+	file.NumberOfSections = uint16(len(kept) + len(secs))
 	opt.SizeOfInitializedData = uint32(initData)
 	if len(secs) > 0 {
 		opt.SizeOfImage = uint32(roundUp(int64(last.VirtualAddress)+int64(last.VirtualSize), sa))

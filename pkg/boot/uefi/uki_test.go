@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,10 +69,11 @@ func TestBuildUKILayout(t *testing.T) {
 		{".cmdline", 0x49, 0x2600, 0x200, 0x1a00, []byte(testCmdline)},
 		{".uname", 0x0e, 0x2800, 0x200, 0x1c00, []byte("6.1.0-99-amd64")},
 		{".initrd", 0x345, 0x2a00, 0x400, 0x1e00, testInitrd()},
-		{".linux", 0x1e00, 0x2e00, 0x1e00, 0x2200, kernel},
+		{".sbat", 0x9f, 0x2e00, 0x200, 0x2200, []byte(testUKISBAT)},
+		{".linux", 0x1e00, 0x3000, 0x1e00, 0x2400, kernel},
 	}
-	if len(out) != 0x4000 {
-		t.Fatalf("UKI of 0x%x bytes, want 0x4000", len(out))
+	if len(out) != 0x4200 {
+		t.Fatalf("UKI of 0x%x bytes, want 0x4200", len(out))
 	}
 	sh, err := parseHeaders(stub, int64(len(stub)))
 	if err != nil {
@@ -119,8 +121,8 @@ func TestBuildUKILayout(t *testing.T) {
 		}
 		added += w.vsize
 	}
-	if h.opt.SizeOfImage != 0x4c00 {
-		t.Errorf("SizeOfImage 0x%x, want 0x4c00", h.opt.SizeOfImage)
+	if h.opt.SizeOfImage != 0x4e00 {
+		t.Errorf("SizeOfImage 0x%x, want 0x4e00", h.opt.SizeOfImage)
 	}
 	if h.opt.SizeOfInitializedData != sh.opt.SizeOfInitializedData+added {
 		t.Errorf("SizeOfInitializedData 0x%x, want 0x%x", h.opt.SizeOfInitializedData, sh.opt.SizeOfInitializedData+added)
@@ -138,7 +140,7 @@ func TestBuildUKILayout(t *testing.T) {
 		{h.optAt() + 8, h.optAt() + 12},  // SizeOfInitializedData
 		{h.optAt() + 56, h.optAt() + 60}, // SizeOfImage
 		{h.optAt() + 64, h.optAt() + 68}, // CheckSum
-		{h.secAt + 4*sectionLen, h.secAt + 9*sectionLen},
+		{h.secAt + 4*sectionLen, h.secAt + 10*sectionLen},
 	} {
 		clear(a[r[0]:r[1]])
 		clear(b[r[0]:r[1]])
@@ -164,16 +166,18 @@ func TestBuildUKIAlignment(t *testing.T) {
 		wantVA0  uint32 // address of .osrel
 		wantPtr0 uint32 // file offset of .osrel
 	}{
-		{"4k sections", 0x200, 0x1000, 0x400, 0, 0x6000, 0x1000},
-		{"4k file and sections", 0x1000, 0x1000, 0x1000, 0, 0x6000, 0x4000},
-		{"64k sections, symbols", 0x200, 0x10000, 0x400, 2, 0x40000, 0x1000},
+		// The stub's .sbat leaves the section table, its place in memory
+		// and its bytes in the file: .osrel goes right after .data.
+		{"4k sections", 0x200, 0x1000, 0x400, 0, 0x5000, 0xe00},
+		{"4k file and sections", 0x1000, 0x1000, 0x1000, 0, 0x5000, 0x3000},
+		{"64k sections, symbols", 0x200, 0x10000, 0x400, 2, 0x30000, 0xe00},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			stub := makePE(t, peSpec{fileAlign: tc.fa, sectAlign: tc.sa, sizeOfHeaders: tc.headers, symbols: tc.symbols, sections: []peSec{
 				{name: ".text", data: bytes.Repeat([]byte{0xCC}, 0x700), flags: 0x60000020},
 				{name: ".data", data: []byte("data"), vsize: 0x2100, flags: 0xc0000040},
-				{name: ".sbat", data: []byte("sbat,1\n"), flags: 0x40000040},
+				{name: ".sbat", data: []byte(testStubSBAT), flags: 0x40000040},
 			}})
 			out := buildUKI(t, testUKI(t, stub))
 			h, err := parseHeaders(out, int64(len(out)))
@@ -181,9 +185,9 @@ func TestBuildUKIAlignment(t *testing.T) {
 				t.Fatal(err)
 			}
 			fa, sa := int64(tc.fa), int64(tc.sa)
-			prev := h.sections[2]
+			prev := h.sections[1]
 			fileEnd := int64(tc.wantPtr0)
-			for i, s := range h.sections[3:] {
+			for i, s := range h.sections[2:] {
 				if i == 0 && (s.VirtualAddress != tc.wantVA0 || s.PointerToRawData != tc.wantPtr0) {
 					t.Errorf("%s at 0x%x, file 0x%x; want 0x%x, 0x%x", s.name(), s.VirtualAddress, s.PointerToRawData, tc.wantVA0, tc.wantPtr0)
 				}
@@ -219,8 +223,8 @@ func TestBuildUKIOptionalSections(t *testing.T) {
 	for i := range h.sections[4:] {
 		names = append(names, h.sections[4+i].name())
 	}
-	if got := strings.Join(names, " "); got != ".uname .linux" {
-		t.Fatalf("added sections %q, want .uname .linux", got)
+	if got := strings.Join(names, " "); got != ".uname .sbat .linux" {
+		t.Fatalf("added sections %q, want .uname .sbat .linux", got)
 	}
 	s := h.sections[4]
 	if got := string(out[s.PointerToRawData:][:s.VirtualSize]); got != "6.1.0-7-arm64x" {
@@ -284,7 +288,7 @@ func TestBuildUKIErrors(t *testing.T) {
 		{"signed stub", func(u *UKI) {
 			u.Stub = fileInode(makePE(t, peSpec{signed: true, sections: []peSec{{name: ".text", data: []byte{1}}}}))
 		}, "signed"},
-		{"no room for headers", func(u *UKI) { u.Stub = fileInode(makePE(t, peSpec{sections: crowded})) }, "no room for 3 more section headers"},
+		{"no room for headers", func(u *UKI) { u.Stub = fileInode(makePE(t, peSpec{sections: crowded})) }, "no room for 4 more section headers"},
 		{"header bytes in use", func(u *UKI) {
 			u.Stub = fileInode(makePE(t, peSpec{headerJunk: true, sections: []peSec{{name: ".text", data: []byte{1}}}}))
 		}, "are not free"},
@@ -350,9 +354,9 @@ func TestInstallUKI(t *testing.T) {
 		"/ dir 0755 0:0 1700000000",
 		"/EFI dir 0755 0:0 1700000000",
 		"/EFI/BOOT dir 0755 0:0 1700000000",
-		"/EFI/BOOT/BOOTX64.EFI file 0644 0:0 1700000000 16384 " + sum,
+		"/EFI/BOOT/BOOTX64.EFI file 0644 0:0 1700000000 16896 " + sum,
 		"/EFI/Linux dir 0755 0:0 1700000000",
-		"/EFI/Linux/kiln-6.1.0-99-amd64.efi file 0644 0:0 1700000000 16384 " + sum,
+		"/EFI/Linux/kiln-6.1.0-99-amd64.efi file 0644 0:0 1700000000 16896 " + sum,
 	}
 	if strings.Join(got, "\n") != strings.Join(wantList, "\n") {
 		t.Fatalf("ESP tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantList, "\n"))
@@ -365,7 +369,9 @@ func TestInstallUKI(t *testing.T) {
 }
 
 // TestBuildUKIRealStub builds a UKI from systemd 252's own stub (Debian's
-// systemd-boot-efi) and a small test kernel, and has binutils judge it.
+// systemd-boot-efi) and a small test kernel, and has binutils judge it:
+// the section order objdump lists, and the .sbat objcopy dumps, byte for
+// byte: the stub's two entries between ukify's header and UKI entry.
 func TestBuildUKIRealStub(t *testing.T) {
 	stub := debFile(t, testkit.DebSystemdBoot, stubPath)
 	u := testUKI(t, nil)
@@ -375,23 +381,80 @@ func TestBuildUKIRealStub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// systemd 252's stub: .sdmagic at 0x19100 (0x34 bytes), the symbol
-	// table at 0x11400; so .osrel goes to 0x19200 and file offset 0x11400.
-	s := h.sections[len(h.sections)-5]
-	if s.name() != ".osrel" || s.VirtualAddress != 0x19200 || s.PointerToRawData != 0x11400 {
-		t.Errorf("first added section %q at 0x%x, file 0x%x; want .osrel at 0x19200, file 0x11400", s.name(), s.VirtualAddress, s.PointerToRawData)
+	names, _ := sectionsOf(t, out, "")
+	if want := ".text .reloc .data .dynamic .rela .dynsym .sdmagic .osrel .cmdline .uname .initrd .sbat .linux"; names != want {
+		t.Errorf("sections %q, want %q", names, want)
 	}
-	checkObjdump(t, out, wantObjdump(h))
+	// systemd 252's stub: .sdmagic at 0x19100 (0x34 bytes), the symbol
+	// table at 0x11400; its .sbat, 0x11000+0x200 in the file, is cut out
+	// (.sdmagic moves there); so .osrel goes to 0x19200 and file offset
+	// 0x11200.
+	s := h.sections[len(h.sections)-6]
+	if s.name() != ".osrel" || s.VirtualAddress != 0x19200 || s.PointerToRawData != 0x11200 {
+		t.Errorf("first added section %q at 0x%x, file 0x%x; want .osrel at 0x19200, file 0x11200", s.name(), s.VirtualAddress, s.PointerToRawData)
+	}
+	if s := h.sections[6]; s.name() != ".sdmagic" || s.VirtualAddress != 0x19100 || s.PointerToRawData != 0x11000 {
+		t.Errorf("section 6 %q at 0x%x, file 0x%x; want .sdmagic at 0x19100, file 0x11000", s.name(), s.VirtualAddress, s.PointerToRawData)
+	}
+	checkNoFileGaps(t, out)
+	objdump := wantObjdump(h)
+	checkObjdump(t, out, objdump)
+	for _, o := range objdump {
+		if o.name == ".sbat" && o.vma <= 0x19000 {
+			t.Errorf(".sbat at 0x%x, want it appended after the stub's sections", o.vma)
+		}
+	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "uki.efi")
 	if err := os.WriteFile(p, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string][]byte{".cmdline": []byte(testCmdline), ".linux": testKernel(t), ".osrel": []byte(testOSRelease)} {
+	const debianSBAT = testSBATHeader +
+		"systemd,1,The systemd Developers,systemd,252,https://systemd.io/\n" +
+		"systemd.debian,1,Debian GNU/Linux,systemd,252.39-1~deb12u2,https://bugs.debian.org/\n" +
+		testSBATUKI + "\x00"
+	for name, want := range map[string][]byte{".cmdline": []byte(testCmdline), ".linux": testKernel(t), ".osrel": []byte(testOSRelease), ".sbat": []byte(debianSBAT)} {
 		if got := objcopyDump(t, p, name); !bytes.Equal(got, want) {
-			t.Errorf("objcopy --dump-section %s: %d bytes, not the input's %d", name, len(got), len(want))
+			t.Errorf("objcopy --dump-section %s: %q, not the expected %q", name, trunc(got), trunc(want))
 		}
 	}
+	// sbverify (sbsigntool) reads the unsigned UKI without a warning about
+	// gaps between sections, which would make Authenticode hashes differ
+	// between tools.
+	judge.Need(t, "sbverify")
+	if out, _ := judge.Run(t, nil, "sbverify", "--list", p); !strings.Contains(out, "No signature table present") || strings.Contains(out, "gap") || strings.Contains(out, "warning") {
+		t.Errorf("sbverify --list:\n%s", out)
+	}
+}
+
+// checkNoFileGaps checks that img's sections, in file order, follow each
+// other from the end of the headers to the end of the file.
+func checkNoFileGaps(t *testing.T, img []byte) {
+	t.Helper()
+	h := mustHeaders(t, img)
+	secs := slices.Clone(h.sections)
+	slices.SortFunc(secs, func(a, b sectionHeader) int { return int(a.PointerToRawData) - int(b.PointerToRawData) })
+	at := h.opt.SizeOfHeaders
+	for _, s := range secs {
+		if s.SizeOfRawData == 0 {
+			continue
+		}
+		if s.PointerToRawData != at {
+			t.Errorf("section %q at file offset 0x%x, want 0x%x (right after the one before it)", s.name(), s.PointerToRawData, at)
+		}
+		at = s.PointerToRawData + s.SizeOfRawData
+	}
+	if int(at) != len(img) {
+		t.Errorf("the sections end at 0x%x, the file at 0x%x", at, len(img))
+	}
+}
+
+// trunc shortens b for an error message.
+func trunc(b []byte) []byte {
+	if len(b) > 400 {
+		return b[:400]
+	}
+	return b
 }
 
 // objSection is a line of `objdump -h`.
@@ -491,4 +554,277 @@ func listTree(t *testing.T, tr *tree.Tree) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// SBAT texts of the tests: a stub's (systemd's shape, with the NUL
+// systemd's build leaves after it), a kernel's (Fedora's shape, no NUL),
+// and the UKI's .sbat when neither has one: ukify's header and UKI entry.
+const (
+	testSBATHeader = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n"
+	testSBATUKI    = "uki,1,UKI,uki,1,https://uapi-group.org/specifications/specs/unified_kernel_image/\n"
+	testStubSBAT   = testSBATHeader +
+		"systemd,1,The systemd Developers,systemd,252,https://systemd.io/\n" +
+		"systemd.kiln,1,Kiln Test,systemd,252.99-1,https://example.org/\n\x00"
+	testKernelSBAT = testSBATHeader +
+		"linux,1,Red Hat,linux,6.1.0-99,mailto:secalert@redhat.com\n" +
+		"kernel.kiln,1,Kiln Test,kernel-core,6.1.0-99,mailto:kernel@example.org\n"
+	testUKISBAT = testSBATHeader + testSBATUKI + "\x00" // 0x9f bytes
+)
+
+// stubWithSBAT is testStub with a .sbat section holding data (of
+// VirtualSize vsize, or its length) between .data and .sdmagic, as in
+// systemd 252's stub.
+func stubWithSBAT(t testing.TB, data []byte, vsize uint32) []byte {
+	return makePE(t, peSpec{
+		timestamp: 0x5eadbeef,
+		sections: []peSec{
+			{name: ".text", data: bytes.Repeat([]byte{0xCC}, 0x900), flags: 0x60000020},
+			{name: ".reloc", data: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, flags: 0x42000040},
+			{name: ".data", data: bytes.Repeat([]byte{0x11}, 0x500), vsize: 0x4b8, flags: 0xc0000040},
+			{name: ".sbat", data: data, vsize: vsize, flags: 0x40000040},
+			{name: ".sdmagic", data: []byte("#### LoaderInfo: systemd-stub 252 ####"), flags: 0x40000040},
+		},
+		symbols: 3,
+	})
+}
+
+// kernelWithSBAT is testKernel with a .sbat section after .text.
+func kernelWithSBAT(t testing.TB, data []byte) []byte {
+	return makePE(t, peSpec{
+		sections: []peSec{
+			{name: ".setup", data: bytes.Repeat([]byte{0x22}, 0x600), flags: 0x40000040},
+			{name: ".text", data: bytes.Repeat([]byte{0x33}, 0x1234), flags: 0x60000020},
+			{name: ".sbat", data: data, flags: 0x40000040},
+		},
+		setupVersion: "6.1.0-99-amd64 (kiln@example.org) (gcc) #1 SMP Debian",
+	})
+}
+
+// sectionsOf returns the names of img's sections, in the table's order,
+// and the data (VirtualSize bytes) of the one named name.
+func sectionsOf(t testing.TB, img []byte, name string) (string, []byte) {
+	t.Helper()
+	h, err := parseHeaders(img, int64(len(img)))
+	if err != nil {
+		t.Fatalf("the UKI's headers: %v", err)
+	}
+	var names []string
+	var data []byte
+	for _, s := range h.sections {
+		names = append(names, s.name())
+		if s.name() == name {
+			data = img[s.PointerToRawData:][:s.VirtualSize]
+		}
+	}
+	return strings.Join(names, " "), data
+}
+
+// TestUKISBAT checks the UKI's .sbat byte for byte, as ukify's merge_sbat
+// makes it: the header once, the stub's entries, the kernel's, the UKI's,
+// a line feed after each and one NUL at the end; and that the UKI has
+// exactly one .sbat, appended before .linux, the stub's own taken out of
+// the section table and its bytes zeroed.
+func TestUKISBAT(t *testing.T) {
+	stubEntries := "systemd,1,The systemd Developers,systemd,252,https://systemd.io/\n" +
+		"systemd.kiln,1,Kiln Test,systemd,252.99-1,https://example.org/\n"
+	kernelEntries := "linux,1,Red Hat,linux,6.1.0-99,mailto:secalert@redhat.com\n" +
+		"kernel.kiln,1,Kiln Test,kernel-core,6.1.0-99,mailto:kernel@example.org\n"
+	withStub := ".text .reloc .data .sdmagic .osrel .cmdline .uname .initrd .sbat .linux"
+	noStub := ".text .reloc .data .sdmagic .osrel .cmdline .uname .initrd .sbat .linux"
+	tests := []struct {
+		name         string
+		stub, kernel []byte
+		sections     string
+		want         string
+	}{
+		{"neither has one", testStub(t), nil, noStub, testUKISBAT},
+		{"stub's", stubWithSBAT(t, []byte(testStubSBAT), 0), nil, withStub,
+			testSBATHeader + stubEntries + testSBATUKI + "\x00"},
+		{"kernel's", testStub(t), kernelWithSBAT(t, []byte(testKernelSBAT)), noStub,
+			testSBATHeader + kernelEntries + testSBATUKI + "\x00"},
+		{"stub's and kernel's", stubWithSBAT(t, []byte(testStubSBAT), 0), kernelWithSBAT(t, []byte(testKernelSBAT)), withStub,
+			testSBATHeader + stubEntries + kernelEntries + testSBATUKI + "\x00"},
+		// No line feed after the last line, NULs after it, or bytes past
+		// VirtualSize: the same entries.
+		{"no final line feed", stubWithSBAT(t, []byte(strings.TrimSuffix(testStubSBAT, "\n\x00")), 0), nil, withStub,
+			testSBATHeader + stubEntries + testSBATUKI + "\x00"},
+		{"NUL padding", stubWithSBAT(t, []byte(testStubSBAT+"\x00\x00\x00\x00"), 0), nil, withStub,
+			testSBATHeader + stubEntries + testSBATUKI + "\x00"},
+		{"bytes past VirtualSize", stubWithSBAT(t, []byte(testStubSBAT+"junk,\xff\x01"), uint32(len(testStubSBAT))), nil, withStub,
+			testSBATHeader + stubEntries + testSBATUKI + "\x00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := testUKI(t, tc.stub)
+			if tc.kernel != nil {
+				u.Kernel = fileInode(tc.kernel)
+			}
+			out := buildUKI(t, u)
+			names, got := sectionsOf(t, out, ".sbat")
+			if names != tc.sections {
+				t.Errorf("sections %q, want %q", names, tc.sections)
+			}
+			if string(got) != tc.want {
+				t.Errorf(".sbat:\n%q\nwant:\n%q", got, tc.want)
+			}
+			if n := strings.Count(names, ".sbat"); n != 1 {
+				t.Errorf("%d .sbat sections, want 1", n)
+			}
+			// The stub's .sbat text is gone from the file; the merged one
+			// holds its entries. (The kernel, in .linux, keeps its own.)
+			h := mustHeaders(t, out)
+			linux := h.sections[len(h.sections)-1]
+			if n := bytes.Count(out[:linux.PointerToRawData], []byte("sbat,1,SBAT Version")); n != 1 {
+				t.Errorf("the SBAT header is %d times in the UKI's bytes before .linux, want once", n)
+			}
+			checkObjdump(t, out, wantObjdump(mustHeaders(t, out)))
+			checkNoFileGaps(t, out)
+		})
+	}
+}
+
+func mustHeaders(t testing.TB, img []byte) *peHeaders {
+	t.Helper()
+	h, err := parseHeaders(img, int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestUKISBATLayout checks where the stub's .sbat went: its header out of
+// the table (the ones after it moved up, unchanged but for the file offset
+// of those after it in the file), its bytes cut out of the file (no gap
+// between sections), everything else of the stub as it was.
+func TestUKISBATLayout(t *testing.T) {
+	stub := stubWithSBAT(t, []byte(testStubSBAT), 0)
+	sh := mustHeaders(t, stub)
+	out := buildUKI(t, testUKI(t, stub))
+	h := mustHeaders(t, out)
+	if h.file.NumberOfSections != 4+6 || len(h.sections) != 10 {
+		t.Fatalf("%d sections, want 10", h.file.NumberOfSections)
+	}
+	for i, j := range []int{0, 1, 2, 4} { // .text .reloc .data .sdmagic
+		want := sh.sections[j]
+		if j == 4 {
+			want.PointerToRawData -= 0x200
+		}
+		if h.sections[i] != want {
+			t.Errorf("stub section %d: %+v, want %+v", i, h.sections[i], want)
+		}
+	}
+	old := sh.sections[3] // the stub's .sbat: 0x1600+0x200 in the file
+	if old.name() != ".sbat" || old.PointerToRawData != 0x1600 || old.SizeOfRawData != 0x200 {
+		t.Fatalf("BUG: test stub's section 3 is %q at 0x%x+0x%x", old.name(), old.PointerToRawData, old.SizeOfRawData)
+	}
+	if !bytes.Equal(out[0x400:0x1600], stub[0x400:0x1600]) || !bytes.Equal(out[0x1600:0x1800], stub[0x1800:0x1a00]) {
+		t.Errorf("the stub's other section data changed")
+	}
+	// .osrel follows .sdmagic (0x2400+0x26) in memory, and the stub's data
+	// (up to 0x1800 without .sbat) in the file.
+	if s := h.sections[4]; s.name() != ".osrel" || s.VirtualAddress != 0x2600 || s.PointerToRawData != 0x1800 {
+		t.Errorf("first added section %q at 0x%x, file 0x%x; want .osrel at 0x2600, file 0x1800", s.name(), s.VirtualAddress, s.PointerToRawData)
+	}
+	checkNoFileGaps(t, out)
+	// The table's slots after the last section are zero.
+	if !allZero(out[h.secTableEnd():h.opt.SizeOfHeaders]) {
+		t.Errorf("bytes after the section table are not zero")
+	}
+}
+
+// TestUKISBATHostile: a .sbat that is not SBAT text is refused, naming the
+// file, rather than merged or skipped (ukify crashes on some and skips
+// others with a warning, which would drop a component's revocation
+// entries); a huge one is refused before it is read.
+func TestUKISBATHostile(t *testing.T) {
+	big := []byte(testSBATHeader + strings.Repeat("systemd,1,The systemd Developers,systemd,252,https://systemd.io/\n", 300))
+	tests := []struct {
+		name   string
+		stub   []byte // the stub's .sbat, or nil
+		kernel []byte // the kernel's .sbat, or nil
+		want   string
+	}{
+		{"huge stub .sbat", big, nil, "uki: stub: .sbat section of 19576 bytes, more than the 16384 allowed"},
+		{"huge kernel .sbat", nil, big, "uki: kernel: .sbat section of 19576 bytes, more than the 16384 allowed"},
+		{"empty", []byte("\x00\x00\x00\x00"), nil, "uki: stub: .sbat: empty"},
+		{"not UTF-8", []byte(testSBATHeader + "systemd,1,Caf\xe9,systemd,252,https://systemd.io/\n"), nil, "uki: stub: .sbat: not UTF-8"},
+		{"binary", []byte("\x7fELF\x02\x01\x01"), nil, "uki: stub: .sbat: control character"},
+		{"NUL inside", []byte(testSBATHeader + "systemd,1,x,systemd,252,u\x00\nlinux,1,x,linux,1,u\n"), nil, "uki: stub: .sbat: control character U+0000"},
+		{"CRLF", []byte(strings.ReplaceAll(testStubSBAT, "\n", "\r\n")), nil, "uki: stub: .sbat: control character U+000D"},
+		{"line separator", []byte(testSBATHeader + "systemd,1,a\u2028b,systemd,252,u\n"), nil, "control character U+2028"},
+		{"no header", []byte("systemd,1,The systemd Developers,systemd,252,https://systemd.io/\n"), nil, `uki: stub: .sbat line 1 "systemd,1,`},
+		{"other format version", []byte("sbat,2,SBAT Version,sbat,2,https://example.org/\n"), nil, "not the header of SBAT format 1"},
+		{"second header", []byte(testSBATHeader + testSBATHeader), nil, "uki: stub: .sbat line 2 \"sbat,1,SBAT Version"},
+		{"short entry", []byte(testSBATHeader + "systemd,1\n"), nil, `.sbat line 2 "systemd,1": not an SBAT entry`},
+		{"generation not a number", []byte(testSBATHeader + "systemd,one,a,b,c,d\n"), nil, "not an SBAT entry"},
+		{"empty line", []byte(testSBATHeader + "\nsystemd,1,a,b,c,d\n"), nil, `.sbat line 2 "": not an SBAT entry`},
+		{"kernel garbage", nil, []byte("MZ\x00\x01"), "uki: kernel: .sbat: control character U+0000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := testUKI(t, testStub(t))
+			if tc.stub != nil {
+				u.Stub = fileInode(stubWithSBAT(t, tc.stub, 0))
+			}
+			if tc.kernel != nil {
+				u.Kernel = fileInode(kernelWithSBAT(t, tc.kernel))
+			}
+			err := BuildUKI(io.Discard, u)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+
+	t.Run("two .sbat sections", func(t *testing.T) {
+		stub := makePE(t, peSpec{sections: []peSec{
+			{name: ".text", data: []byte{1}, flags: 0x60000020},
+			{name: ".sbat", data: []byte(testStubSBAT), flags: 0x40000040},
+			{name: ".sbat", data: []byte(testStubSBAT), flags: 0x40000040},
+		}})
+		u := testUKI(t, stub)
+		if err := BuildUKI(io.Discard, u); err == nil || !strings.Contains(err.Error(), "uki: stub: two .sbat sections (1 and 2)") {
+			t.Fatalf("error %v, want one about two .sbat sections", err)
+		}
+	})
+
+	// The kernel's .sbat is read only up to its bound: a kernel whose
+	// .sbat is too large is refused from its headers, its content read no
+	// further than them.
+	t.Run("huge kernel .sbat not read", func(t *testing.T) {
+		k := kernelWithSBAT(t, big)
+		c := &countingContent{b: k}
+		u := testUKI(t, testStub(t))
+		u.Kernel = &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: int64(len(k)), Content: c}
+		if err := BuildUKI(io.Discard, u); err == nil || !strings.Contains(err.Error(), "more than the 16384 allowed") {
+			t.Fatalf("error %v, want the bound", err)
+		}
+		if c.max > kernelPrefix {
+			t.Errorf("read %d bytes of the kernel, more than its headers' %d", c.max, kernelPrefix)
+		}
+	})
+}
+
+// countingContent is content in memory that records the most bytes one
+// reader of it has read.
+type countingContent struct {
+	b   []byte
+	max int
+}
+
+func (c *countingContent) Open() (io.ReadCloser, error) {
+	return io.NopCloser(&countingReader{c: c, r: bytes.NewReader(c.b)}), nil
+}
+
+type countingReader struct {
+	c *countingContent
+	r *bytes.Reader
+	n int
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += n
+	r.c.max = max(r.c.max, r.n)
+	return n, err
 }
