@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -237,4 +243,93 @@ func TestBootShim(t *testing.T) {
 	if code != 0 || strings.Contains(out, "secureboot: Secure boot enabled") {
 		t.Errorf("a kernel signed with a key outside shim's lists was not refused (exit %d):\n%s", code, out)
 	}
+}
+
+// TestSecureBootNoPrivateKey (must-show 5): keys are generated at test
+// time; an inline-signed build (systemd-boot with a UKI entry, keys to
+// enrol, the sealed root) writes no part of the private key into the
+// image, its output, its JSON summary or its progress lines: neither the PEM,
+// nor the PKCS#8 DER, nor the private exponent or a prime as big-endian
+// bytes. And no file git tracks holds a PEM private key.
+func TestSecureBootNoPrivateKey(t *testing.T) {
+	repo, debs := demoDebs(t)
+	dir := t.TempDir()
+	if _, se, code := kiln(t, dir, nil, "keys", "generate", "keys", "--epoch", "1700000000", "--name", "kiln-leak"); code != 0 {
+		t.Fatalf("kiln keys generate: %s", se)
+	}
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(sealedUKISpec(t, dir, repo, debs, true)))
+	so, se, code := kiln(t, dir, nil, "build", "--progress", "always", "--json", "kiln.yaml")
+	if code != 0 {
+		t.Fatalf("build: %s", se)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "keys/db.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(keyPEM)
+	if blk == nil {
+		t.Fatal("keys/db.key holds no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := k.(*rsa.PrivateKey)
+	secrets := map[string][]byte{
+		"the key's PEM":              bytes.TrimSpace(keyPEM),
+		"the key's DER":              blk.Bytes,
+		"the private exponent":       rk.D.Bytes(),
+		"the first prime":            rk.Primes[0].Bytes(),
+		"the second prime":           rk.Primes[1].Bytes(),
+		"a PEM private key's header": []byte("PRIVATE " + "KEY-----"),
+	}
+	img, err := os.ReadFile(filepath.Join(dir, "out/signed.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img) < 1<<20 {
+		t.Fatalf("the image has %d bytes", len(img))
+	}
+	for where, b := range map[string][]byte{"the image": img, "stdout": []byte(so), "stderr": []byte(se)} {
+		for what, s := range secrets {
+			if bytes.Contains(b, s) {
+				t.Errorf("%s holds %s", where, what)
+			}
+		}
+	}
+	// The signing did happen: the certificate is in the image.
+	crt, _ := pem.Decode(mustRead(t, filepath.Join(dir, "keys/db.crt")))
+	if crt == nil || !bytes.Contains(img, crt.Bytes) {
+		t.Error("the image lacks the db certificate: was it signed?")
+	}
+
+	out, err := exec.Command("git", "-C", repo, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	files := strings.Split(strings.TrimRight(string(out), "\x00"), "\x00")
+	if len(files) < 100 {
+		t.Fatalf("git ls-files lists %d files", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted in the work tree, not yet committed
+			}
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, secrets["a PEM private key's header"]) {
+			t.Errorf("%s (tracked by git) holds a PEM private key", f)
+		}
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
