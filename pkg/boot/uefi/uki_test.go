@@ -789,10 +789,20 @@ func TestUKISBATHostile(t *testing.T) {
 	})
 
 	// The kernel's .sbat is read only up to its bound: a kernel whose
-	// .sbat is too large is refused from its headers, its content read no
-	// further than them.
+	// .sbat (here past the headers kiln reads, at 0x21a00) is too large is
+	// refused from its headers, its content read no further than them.
 	t.Run("huge kernel .sbat not read", func(t *testing.T) {
-		k := kernelWithSBAT(t, big)
+		k := makePE(t, peSpec{
+			sections: []peSec{
+				{name: ".setup", data: bytes.Repeat([]byte{0x22}, 0x600), flags: 0x40000040},
+				{name: ".text", data: bytes.Repeat([]byte{0x33}, 0x21000), flags: 0x60000020},
+				{name: ".sbat", data: big, flags: 0x40000040},
+			},
+			setupVersion: "6.1.0-99-amd64 (kiln@example.org) (gcc) #1 SMP Debian",
+		})
+		if sbat := mustHeaders(t, k).sections[2]; sbat.PointerToRawData <= kernelPrefix {
+			t.Fatalf("BUG: the test kernel's .sbat at 0x%x, not past the headers' 0x%x", sbat.PointerToRawData, kernelPrefix)
+		}
 		c := &countingContent{b: k}
 		u := testUKI(t, testStub(t))
 		u.Kernel = &tree.Inode{Kind: tree.Regular, Mode: 0o644, Size: int64(len(k)), Content: c}
