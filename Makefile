@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test test-short deps demo demo-debs server server-rootfs server-run shim e2fsprogs-tests vet lint fuzz clean bench
+.PHONY: all build test test-short deps demo demo-debs demo-debs-arm64 server server-rootfs server-run shim e2fsprogs-tests vet lint fuzz clean bench
 
 all: build
 
@@ -60,6 +60,11 @@ test-short: build
 # build the demo image and show what is in it.
 demo-debs:
 	scripts/fetch-debs.sh layers/demo/debs.txt .cache/debs
+
+# arm64 Debian packages (the kernel, busybox, systemd-boot for arm64) for
+# arm64 images: dpkg learns the arm64 package lists, nothing is installed.
+demo-debs-arm64:
+	scripts/fetch-debs.sh layers/demo-arm64/debs.txt .cache/debs-arm64
 
 demo: deps build demo-debs
 	bin/kiln build layers/demo/kiln.yaml

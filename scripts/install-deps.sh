@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools kiln's tests use as independent judges, and QEMU with
-# OVMF for the boot tests and `kiln run`, with apt-get, when any is
-# missing. `kiln build` itself needs none of them.
+# OVMF (x86) and AAVMF (arm64) for the boot tests and `kiln run`, with
+# apt-get, when any is missing. `kiln build` itself needs none of them.
 set -euo pipefail
 declare -A pkg=(
   [e2fsck]=e2fsprogs [debugfs]=e2fsprogs [mke2fs]=e2fsprogs
@@ -12,6 +12,7 @@ declare -A pkg=(
   [mmdebstrap]=mmdebstrap
   [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
   [qemu-system-x86_64]=qemu-system-x86
+  [qemu-system-aarch64]=qemu-system-arm
   [objdump]=binutils [cpio]=cpio
   [skopeo]=skopeo [podman]=podman
   [fsck.erofs]=erofs-utils [mkfs.erofs]=erofs-utils [dump.erofs]=erofs-utils
@@ -26,6 +27,7 @@ for cmd in $(printf '%s\n' "${!pkg[@]}" | sort); do
 done
 # Firmware files, not commands.
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
+[ -e /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
 [ ${#missing[@]} -eq 0 ] && exit 0
 missing=($(printf '%s\n' "${missing[@]}" | sort -u))
 echo "install-deps: installing ${missing[*]}"
