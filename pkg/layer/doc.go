@@ -60,8 +60,21 @@
 //
 // For an OCI image layout, index.json may list several manifests, or
 // nested indexes: attestation manifests (platform unknown/unknown) are
-// ignored, then the only manifest left is the image, else the only one
-// for linux/amd64; anything else is an error. Manifests, configs and
+// ignored, then the image is the one listed for Options.Platform (by
+// default linux/amd64; pkg/build asks for the platform of disk.arch).
+// Platforms are compared as containerd normalises them: aarch64 is arm64,
+// arm64 without a variant is arm64/v8, arm without one arm/v7, amd64/v1 is
+// amd64 (but amd64/v3 is not amd64); of two images for a platform, the one
+// listed with the variant written out wins (arm64/v8 over arm64). If the
+// index has a single manifest and lists no platform for it, that one is
+// the image. No image for the platform, or two different ones, is an
+// error (ErrPlatform) that names the platform wanted and, up to 16, the
+// ones the index has. The config of the image chosen must then say it is
+// for that platform too (its os, architecture and variant): an image for
+// another platform is refused, whether the index lied, listed no
+// platform, or there is no index (a docker archive). A config that states
+// no platform is taken on the word of the index that lists one, and
+// refused where nothing says: kiln does not guess. Manifests, configs and
 // layer blobs are checked against the sha256 and size of their
 // descriptors, and uncompressed layers against the config's diff_ids.
 // Layer media types must be tar layers (OCI tar, tar+gzip, tar+zstd,

@@ -240,7 +240,7 @@ func fuzzOpenSeeds(f *testing.F) [][]byte {
 		return hex.EncodeToString(sum[:])
 	}
 	lay := small("etc/motd", "hi\n")
-	config := fmt.Sprintf(`{"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, digest(lay))
+	config := fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, digest(lay))
 	docker := small("manifest.json", fmt.Sprintf(`[{"Config":"%s.json","Layers":["%s/layer.tar"]}]`, digest([]byte(config)), digest(lay)),
 		digest([]byte(config))+".json", config, digest(lay)+"/layer.tar", string(lay))
 	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+

@@ -52,7 +52,7 @@ func TestNestedIndexFanOut(t *testing.T) {
 	tw.Close()
 	ld := add(lb.Bytes())
 	ld.MediaType = "application/vnd.oci.image.layer.v1.tar"
-	cd := add(mustJSON(map[string]any{"rootfs": map[string]any{"type": "layers", "diff_ids": []string{ld.Digest}}}))
+	cd := add(mustJSON(map[string]any{"architecture": "amd64", "os": "linux", "rootfs": map[string]any{"type": "layers", "diff_ids": []string{ld.Digest}}}))
 	cd.MediaType = "application/vnd.oci.image.config.v1+json"
 	md := add(mustJSON(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cd, "layers": []ociDescriptor{ld}}))
 	md.MediaType = "application/vnd.oci.image.manifest.v1+json"
@@ -121,7 +121,7 @@ func TestLimitsApplyToImageLayers(t *testing.T) {
 		sum := sha256.Sum256(b)
 		return hex.EncodeToString(sum[:])
 	}
-	config := []byte(fmt.Sprintf(`{"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, hexOf(tb.Bytes())))
+	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, hexOf(tb.Bytes())))
 	var ab bytes.Buffer
 	aw := tar.NewWriter(&ab)
 	for _, f := range []struct {

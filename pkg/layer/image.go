@@ -261,18 +261,18 @@ func imageMarker(e *tree.Entry, index, blobs *bool) error {
 // A docker manifest.json, which newer docker writes next to its OCI
 // layout, is preferred: it lists exactly the image saved, whereas the
 // index may name platforms whose blobs were left out.
-func openImageArchive(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, error) {
+func openImageArchive(name string, fs *tarFS, spill *Spill, keepRoot bool, want Platform) ([]Layer, error) {
 	var (
 		ls  []Layer
 		err error
 	)
 	if _, ok := fs.members["manifest.json"]; ok {
-		ls, err = openDocker(name, fs, spill, keepRoot)
-		if err != nil {
+		ls, err = openDocker(name, fs, spill, keepRoot, want)
+		if err != nil && !errors.Is(err, ErrPlatform) {
 			err = fmt.Errorf("a top-level manifest.json marks a docker image archive, which cannot be read: %w", err)
 		}
 	} else {
-		ls, err = openOCI(name, fs, spill, keepRoot, "")
+		ls, err = openOCI(name, fs, spill, keepRoot, "", want)
 	}
 	return ls, err
 }
@@ -286,13 +286,16 @@ type dockerManifest []struct {
 
 // imageConfig is what kiln reads of an image configuration.
 type imageConfig struct {
-	RootFS struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant"`
+	RootFS       struct {
 		Type    string   `json:"type"`
 		DiffIDs []string `json:"diff_ids"`
 	} `json:"rootfs"`
 }
 
-func openDocker(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, error) {
+func openDocker(name string, fs *tarFS, spill *Spill, keepRoot bool, want Platform) ([]Layer, error) {
 	b, err := fs.readFile("manifest.json", maxJSON)
 	if err != nil {
 		return nil, err
@@ -317,9 +320,13 @@ func openDocker(name string, fs *tarFS, spill *Spill, keepRoot bool) ([]Layer, e
 			return nil, fmt.Errorf("%w: config %s has sha256:%s", ErrDigest, img.Config, got)
 		}
 	}
-	diffIDs, err := parseDiffIDs(cb, len(img.Layers))
+	c, diffIDs, err := parseConfig(cb, len(img.Layers))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", img.Config, err)
+	}
+	// A docker archive has no index: the config alone says the platform.
+	if err := checkConfigPlatform(c, "the image (config "+quoteName(img.Config)+")", nil, want); err != nil {
+		return nil, err
 	}
 	ls := make([]Layer, 0, len(img.Layers))
 	for i, ln := range img.Layers {
@@ -363,27 +370,28 @@ func digestInName(name string) string {
 	return ""
 }
 
-// parseDiffIDs returns the hex diff_ids of a config, or nil if it has none.
-func parseDiffIDs(config []byte, layers int) ([]string, error) {
+// parseConfig parses a config and returns it with its hex diff_ids (nil
+// if it has none).
+func parseConfig(config []byte, layers int) (imageConfig, []string, error) {
 	var c imageConfig
 	if err := json.Unmarshal(config, &c); err != nil {
-		return nil, err
+		return c, nil, err
 	}
 	if len(c.RootFS.DiffIDs) == 0 {
-		return nil, nil
+		return c, nil, nil
 	}
 	if len(c.RootFS.DiffIDs) != layers {
-		return nil, fmt.Errorf("%d diff_ids for %d layers", len(c.RootFS.DiffIDs), layers)
+		return c, nil, fmt.Errorf("%d diff_ids for %d layers", len(c.RootFS.DiffIDs), layers)
 	}
 	out := make([]string, len(c.RootFS.DiffIDs))
 	for i, d := range c.RootFS.DiffIDs {
 		h, err := parseDigest(d)
 		if err != nil {
-			return nil, fmt.Errorf("diff_id %d: %w", i+1, err)
+			return c, nil, fmt.Errorf("diff_id %d: %w", i+1, err)
 		}
 		out[i] = h
 	}
-	return out, nil
+	return c, out, nil
 }
 
 // parseDigest returns the hex of a "sha256:HEX" digest. Other algorithms
@@ -435,13 +443,8 @@ type descriptor struct {
 	MediaType   string            `json:"mediaType"`
 	Digest      string            `json:"digest"`
 	Size        int64             `json:"size"`
-	Platform    *platform         `json:"platform,omitempty"`
+	Platform    *Platform         `json:"platform,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
-}
-
-type platform struct {
-	Architecture string `json:"architecture"`
-	OS           string `json:"os"`
 }
 
 type ociIndex struct {
@@ -477,10 +480,10 @@ func readBlob(fs imageFS, d descriptor) ([]byte, error) {
 	return b, nil
 }
 
-// openOCI returns the layers of the image of an OCI image layout. pin, if
-// set, is the digest the chosen manifest must have.
-func openOCI(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
-	ls, err := openOCILayers(name, fs, spill, keepRoot, pin)
+// openOCI returns the layers of the image for platform want of an OCI
+// image layout. pin, if set, is the digest the chosen manifest must have.
+func openOCI(name string, fs imageFS, spill *Spill, keepRoot bool, pin string, want Platform) ([]Layer, error) {
+	ls, err := openOCILayers(name, fs, spill, keepRoot, pin, want)
 	if err != nil {
 		var le *Error
 		if !errors.As(err, &le) {
@@ -491,7 +494,7 @@ func openOCI(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) (
 	return ls, nil
 }
 
-func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
+func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin string, want Platform) ([]Layer, error) {
 	b, err := fs.readFile("oci-layout", 1<<16)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not an OCI image layout: %v", ErrFormat, err)
@@ -513,7 +516,7 @@ func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin str
 	if err := json.Unmarshal(b, &idx); err != nil {
 		return nil, fmt.Errorf("index.json: %w", err)
 	}
-	md, err := chooseManifest(fs, idx)
+	md, err := chooseManifest(fs, idx, want)
 	if err != nil {
 		return nil, err
 	}
@@ -535,9 +538,12 @@ func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin str
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	diffIDs, err := parseDiffIDs(cb, len(m.Layers))
+	c, diffIDs, err := parseConfig(cb, len(m.Layers))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	if err := checkConfigPlatform(c, "the image of manifest "+md.Digest+" (config "+m.Config.Digest+")", md.Platform, want); err != nil {
+		return nil, err
 	}
 	ls := make([]Layer, 0, len(m.Layers))
 	for i, d := range m.Layers {
@@ -564,35 +570,53 @@ func openOCILayers(name string, fs imageFS, spill *Spill, keepRoot bool, pin str
 	return ls, nil
 }
 
-// chooseManifest picks the image manifest of an index: nested indexes are
-// followed, attestation manifests (docker buildx's, platform
-// unknown/unknown) are ignored; then the only manifest left, else the only
-// one for linux/amd64, is chosen. Anything else is an error.
-func chooseManifest(fs imageFS, idx ociIndex) (descriptor, error) {
+// chooseManifest picks the image manifest of an index for platform want:
+// nested indexes are followed, attestation manifests (docker buildx's,
+// platform unknown/unknown) are ignored; then the manifest listed for want
+// (platforms compared as containerd normalises them: arm64 is arm64/v8),
+// preferring one listed with want's variant written out over one listed
+// without it (arm64/v8 over arm64); else, if the index has a single
+// manifest and lists no platform for it, that one (its config must then
+// say it is for want). Anything else is an error: no manifest, none for
+// want (ErrPlatform, naming the platforms the index has), or several
+// different ones for it.
+func chooseManifest(fs imageFS, idx ociIndex, want Platform) (descriptor, error) {
 	var all []descriptor
 	if err := collectManifests(fs, idx, 0, map[string]bool{}, &all); err != nil {
 		return descriptor{}, err
 	}
-	if len(all) == 1 {
-		return all[0], nil
+	if len(all) == 0 {
+		return descriptor{}, errors.New("index.json lists no image manifest")
 	}
-	var amd64 []descriptor
+	w := want.normal()
+	var match, exact []descriptor
+	add := func(list []descriptor, d descriptor) []descriptor {
+		if !slices.ContainsFunc(list, func(a descriptor) bool { return a.Digest == d.Digest }) {
+			list = append(list, d)
+		}
+		return list
+	}
 	for _, d := range all {
-		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
-			if !slices.ContainsFunc(amd64, func(a descriptor) bool { return a.Digest == d.Digest }) {
-				amd64 = append(amd64, d)
-			}
+		if d.Platform == nil || d.Platform.normal() != w {
+			continue
+		}
+		match = add(match, d)
+		if strings.EqualFold(d.Platform.Variant, w.Variant) {
+			exact = add(exact, d)
 		}
 	}
-	switch {
-	case len(all) == 0:
-		return descriptor{}, errors.New("index.json lists no image manifest")
-	case len(amd64) == 1:
-		return amd64[0], nil
-	case len(amd64) == 0:
-		return descriptor{}, fmt.Errorf("index.json lists %d image manifests and none for linux/amd64", len(all))
+	if len(exact) > 0 {
+		match = exact
 	}
-	return descriptor{}, fmt.Errorf("index.json lists %d different image manifests for linux/amd64", len(amd64))
+	switch {
+	case len(match) == 1:
+		return match[0], nil
+	case len(match) > 1:
+		return descriptor{}, fmt.Errorf("%w: index.json lists %d different image manifests for %s", ErrPlatform, len(match), w)
+	case len(all) == 1 && all[0].Platform == nil:
+		return all[0], nil
+	}
+	return descriptor{}, fmt.Errorf("%w: index.json has no image for %s; it has %s", ErrPlatform, w, listPlatforms(all))
 }
 
 // collectManifests appends the manifests of idx and of the indexes it

@@ -90,11 +90,11 @@ func buildOCI(t testing.TB, ls []ociLayer, nested bool) *ociImage {
 		m.Layers = append(m.Layers, descriptor{MediaType: l.mediaType, Digest: d, Size: int64(len(l.blob))})
 	}
 	mb := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": m.MediaType, "config": m.Config, "layers": m.Layers})
-	im.manifest = descriptor{MediaType: mtOCIManifest, Digest: im.add(mb), Size: int64(len(mb)), Platform: &platform{Architecture: "amd64", OS: "linux"}}
+	im.manifest = descriptor{MediaType: mtOCIManifest, Digest: im.add(mb), Size: int64(len(mb)), Platform: &Platform{Architecture: "amd64", OS: "linux"}}
 	decoys := []descriptor{
-		{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("a", 64), Size: 100, Platform: &platform{Architecture: "arm64", OS: "linux"}},
+		{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("a", 64), Size: 100, Platform: &Platform{Architecture: "arm64", OS: "linux"}},
 		im.manifest,
-		{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 100, Platform: &platform{Architecture: "unknown", OS: "unknown"},
+		{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 100, Platform: &Platform{Architecture: "unknown", OS: "unknown"},
 			Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"}},
 	}
 	idx := map[string]any{"schemaVersion": 2, "mediaType": mtOCIIndex, "manifests": decoys}
@@ -204,8 +204,8 @@ func TestChooseManifest(t *testing.T) {
 	ours := im.manifest
 	bare := ours
 	bare.Platform = nil
-	arm := descriptor{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("a", 64), Size: 1, Platform: &platform{Architecture: "arm64", OS: "linux"}}
-	attest := descriptor{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 1, Platform: &platform{Architecture: "unknown", OS: "unknown"}}
+	arm := descriptor{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("a", 64), Size: 1, Platform: &Platform{Architecture: "arm64", OS: "linux"}}
+	attest := descriptor{MediaType: mtOCIManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 1, Platform: &Platform{Architecture: "unknown", OS: "unknown"}}
 	attest2 := attest
 	attest2.Platform = nil
 	attest2.Annotations = map[string]string{"vnd.docker.reference.type": "attestation-manifest"}
@@ -405,7 +405,7 @@ func dockerLegacy(t testing.TB, layers [][]byte, tars [][]byte) (map[string][]by
 		paths = append(paths, id+"/layer.tar")
 		diffIDs = append(diffIDs, "sha256:"+judge.SHA256(tars[i]))
 	}
-	cb := mustJSON(t, map[string]any{"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+	cb := mustJSON(t, map[string]any{"architecture": "amd64", "os": "linux", "rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
 	files[judge.SHA256(cb)+".json"] = cb
 	files["manifest.json"] = mustJSON(t, []map[string]any{{"Config": judge.SHA256(cb) + ".json", "RepoTags": []string{"kiln:test"}, "Layers": paths}})
 	files["repositories"] = []byte(`{"kiln":{"test":"x"}}`)

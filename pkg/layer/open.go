@@ -72,6 +72,11 @@ type Options struct {
 	// naming the layer and the entry being read, raised as soon as an
 	// entry's header announces it, before its data is spilled.
 	MaxRatio int64
+	// Platform is the platform whose image is taken from an OCI image
+	// layout or an image archive (see "Images" in the package
+	// documentation); the zero value means linux/amd64. An image for
+	// another platform is refused (ErrPlatform).
+	Platform Platform
 }
 
 // DirModes is the mode policy of directory layers.
@@ -125,7 +130,7 @@ func Open(path string, o Options) ([]Layer, error) {
 			if len(o.DirChmod) > 0 || o.DirModes != ModesGit {
 				return fail(errors.New("modes and chmod are for directory layers; an OCI image layout stores its own modes"))
 			}
-			ls, err := openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin)
+			ls, err := openOCI(path, dirFS{root: path, spill: spill}, spill, o.KeepRoot, pin, o.Platform)
 			setLimits(ls, o)
 			return ls, err
 		}
@@ -145,7 +150,7 @@ func Open(path string, o Options) ([]Layer, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ls, err := openFile(path, f, spill, o.KeepRoot, pin)
+	ls, err := openFile(path, f, spill, o.KeepRoot, pin, o.Platform)
 	if err != nil {
 		f.Close()
 		var le *Error
@@ -172,7 +177,7 @@ func setLimits(ls []Layer, o Options) {
 }
 
 // openFile opens the layers of a regular file.
-func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) ([]Layer, error) {
+func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string, want Platform) ([]Layer, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -205,7 +210,7 @@ func openFile(path string, f *os.File, spill *Spill, keepRoot bool, pin string) 
 			return nil, err
 		}
 		if arch != nil {
-			return openImageArchive(path, arch, spill, keepRoot)
+			return openImageArchive(path, arch, spill, keepRoot, want)
 		}
 	case k.compressed():
 		if _, err := checkTarStream(f, 0, whole.size); err != nil {
