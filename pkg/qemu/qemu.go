@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,8 +18,13 @@ import (
 
 // Options describe one run.
 type Options struct {
-	Image    string
-	Format   string // raw | qcow2; "" = detect from the file's magic
+	Image  string
+	Format string // raw | qcow2; "" = detect from the file's magic
+	// Arch is the guest's architecture: "x86-64" (or "amd64", "x86_64";
+	// "" is x86-64) runs qemu-system-x86_64 on q35; "arm64" (or
+	// "aarch64") runs qemu-system-aarch64 on the virt machine (a
+	// Cortex-A72, 2 CPUs) with AAVMF, UEFI only and without Secure Boot.
+	Arch     string
 	Firmware string // uefi | bios; "" = uefi
 	MemoryMB int    // 0 = 1024
 	Accel    string // auto | tcg | kvm; "" = auto (KVM only where it really works)
@@ -43,7 +49,8 @@ type Options struct {
 	// Interactive connects the console to this process's terminal
 	// (stdin/stdout) instead of a log, for a person at a terminal.
 	Interactive bool
-	// OVMFCode and OVMFVars override the firmware files for UEFI.
+	// OVMFCode and OVMFVars override the firmware files for UEFI (for
+	// arm64, AAVMF's: ArmVirtQemu, the OVMF of the virt machine).
 	OVMFCode, OVMFVars string
 	// SecureBoot runs UEFI with OVMF's Secure Boot build (SMM, secure
 	// flash) and a blank variable store, so the firmware starts in setup
@@ -67,7 +74,8 @@ type Options struct {
 	// the image's boot code; the image is still attached. Initrd and
 	// Append need Kernel.
 	Kernel, Initrd, Append string
-	// QEMU is the binary ("" = qemu-system-x86_64).
+	// QEMU is the binary ("" = qemu-system-x86_64, or
+	// qemu-system-aarch64 for arm64).
 	QEMU string
 }
 
@@ -97,7 +105,49 @@ var (
 	// ovmfMSVarsPaths are variable stores for the Secure Boot builds with
 	// Microsoft's keys enrolled and Secure Boot on.
 	ovmfMSVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"}
+	// aavmfCodePaths and aavmfVarsPaths are the arm64 virt machine's UEFI
+	// (Debian's qemu-efi-aarch64 first).
+	aavmfCodePaths = []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"}
+	aavmfVarsPaths = []string{"/usr/share/AAVMF/AAVMF_VARS.fd", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}
 )
+
+// Architectures Args runs, in NormalizeArch's spelling.
+const (
+	ArchX86_64 = "x86-64"
+	ArchARM64  = "arm64"
+)
+
+// NormalizeArch returns ArchX86_64 or ArchARM64 for the usual spellings
+// of the two ("" is x86-64), and an error naming the others.
+func NormalizeArch(arch string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(arch)) {
+	case "", "x86-64", "x86_64", "amd64":
+		return ArchX86_64, nil
+	case "arm64", "aarch64":
+		return ArchARM64, nil
+	}
+	return "", fmt.Errorf("architecture %q: kiln run boots x86-64 (amd64) and arm64 (aarch64) images", arch)
+}
+
+// Binary returns the QEMU system emulator for arch and the Debian package
+// that has it.
+func Binary(arch string) (bin, pkg string, err error) {
+	a, err := NormalizeArch(arch)
+	if err != nil {
+		return "", "", err
+	}
+	if a == ArchARM64 {
+		return "qemu-system-aarch64", "qemu-system-arm", nil
+	}
+	return "qemu-system-x86_64", "qemu-system-x86", nil
+}
+
+// AAVMF returns the arm64 UEFI firmware's code and variables files that an
+// arm64 run without OVMFCode and OVMFVars uses, "" for either that none
+// of the usual paths has.
+func AAVMF() (code, vars string) {
+	return firstExisting(aavmfCodePaths), firstExisting(aavmfVarsPaths)
+}
 
 // OVMF returns the UEFI firmware's code and variables files that a run
 // without OVMFCode and OVMFVars uses: the first that exist of the usual
@@ -109,8 +159,8 @@ func OVMF() (code, vars string) {
 // varsFile returns the variable store the firmware writes to: store
 // itself when it exists (its size checked against the template's, as the
 // flash device has that size), else a new store made from template at
-// store, or at a private path in dir when store is "".
-func varsFile(store, template, dir string) (string, error) {
+// store, or at dir/private when store is "".
+func varsFile(store, template, dir, private string) (string, error) {
 	tb, err := os.ReadFile(template)
 	if err != nil {
 		return "", err
@@ -128,7 +178,7 @@ func varsFile(store, template, dir string) (string, error) {
 			return "", err
 		}
 	} else {
-		store = filepath.Join(dir, "OVMF_VARS.fd")
+		store = filepath.Join(dir, private)
 	}
 	// Written whole or not at all: a new store appears only complete.
 	tmp := store + ".tmp"
@@ -199,20 +249,33 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 			return nil, err
 		}
 	}
+	arch, err := NormalizeArch(o.Arch)
+	if err != nil {
+		return nil, err
+	}
 	mem := o.MemoryMB
 	if mem == 0 {
 		mem = 1024
 	}
+	// KVM runs a guest of the host's own architecture only.
+	native := arch == ArchX86_64 && runtime.GOARCH == "amd64" || arch == ArchARM64 && runtime.GOARCH == "arm64"
 	accel := o.Accel
 	switch accel {
 	case "", "auto":
 		accel = "tcg"
-		if KVMUsable() {
+		if native && KVMUsable() {
 			accel = "kvm"
 		}
-	case "tcg", "kvm":
+	case "tcg":
+	case "kvm":
+		if !native {
+			return nil, fmt.Errorf("accel kvm: KVM cannot run an %s guest on this %s machine; use --accel tcg", arch, runtime.GOARCH)
+		}
 	default:
 		return nil, fmt.Errorf("accel %q: want auto, tcg or kvm", o.Accel)
+	}
+	if arch == ArchARM64 {
+		return armArgs(o, dir, serialLog, format, accel, mem)
 	}
 	args := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-nodefaults", "-display", "none"}
 	if !o.SecureBoot {
@@ -248,7 +311,7 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 		if code == "" || vars == "" {
 			return nil, fmt.Errorf("no OVMF firmware found (looked for %s): install Debian's ovmf package", ovmfCodePaths[0])
 		}
-		varsCopy, err := varsFile(o.VarsStore, vars, dir)
+		varsCopy, err := varsFile(o.VarsStore, vars, dir, "OVMF_VARS.fd")
 		if err != nil {
 			return nil, err
 		}
@@ -277,6 +340,77 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("firmware %q: want uefi or bios", o.Firmware)
 	}
+	args, err = kernelArgs(args, o)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio%s", o.Image, format, snapshot(o)))
+	return netArgs(args, o)
+}
+
+// armArgs is Args for an arm64 guest: the virt machine with a Cortex-A72
+// (the host's CPU under KVM), AAVMF as pflash with a private copy of its
+// variables (or VarsStore, as for OVMF), the disk on virtio-blk-pci and
+// the PL011 UART (the guest's ttyAMA0) as the serial console.
+func armArgs(o Options, dir, serialLog, format, accel string, mem int) ([]string, error) {
+	switch {
+	case o.Firmware == "bios":
+		return nil, errors.New("firmware bios: arm64 has no BIOS; arm64 images boot with UEFI (AAVMF) only")
+	case o.Firmware != "" && o.Firmware != "uefi":
+		return nil, fmt.Errorf("firmware %q: want uefi (arm64 has no bios)", o.Firmware)
+	case o.MicrosoftKeys:
+		return nil, errors.New("microsoft keys: kiln run has no Secure Boot for arm64 (AAVMF's Secure Boot stores are not supported); boot without --microsoft-keys")
+	case o.SecureBoot:
+		return nil, errors.New("secure boot: kiln run has no Secure Boot for arm64 (AAVMF's Secure Boot stores are not supported); boot without --secure-boot")
+	}
+	cpu := "cortex-a72"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{"-accel", accel, "-machine", "virt", "-cpu", cpu, "-smp", "2", "-m", fmt.Sprint(mem), "-nodefaults", "-display", "none", "-no-reboot"}
+	if o.Interactive {
+		args = append(args, "-serial", "mon:stdio")
+	} else {
+		args = append(args, "-serial", "file:"+serialLog)
+	}
+	code, vars := o.OVMFCode, o.OVMFVars
+	if code == "" {
+		code = firstExisting(aavmfCodePaths)
+	}
+	if vars == "" {
+		vars = firstExisting(aavmfVarsPaths)
+	}
+	if code == "" || vars == "" {
+		return nil, fmt.Errorf("no arm64 UEFI firmware found (looked for %s and %s): install Debian's qemu-efi-aarch64 package", aavmfCodePaths[0], aavmfVarsPaths[0])
+	}
+	varsCopy, err := varsFile(o.VarsStore, vars, dir, "AAVMF_VARS.fd")
+	if err != nil {
+		return nil, err
+	}
+	args = append(args,
+		"-drive", "if=pflash,format=raw,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,file="+varsCopy)
+	args, err = kernelArgs(args, o)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args,
+		"-drive", fmt.Sprintf("file=%s,format=%s,if=none,id=disk0%s", o.Image, format, snapshot(o)),
+		"-device", "virtio-blk-pci,drive=disk0")
+	return netArgs(args, o)
+}
+
+// snapshot is the -drive option that keeps the guest's writes out of the
+// image, unless Write.
+func snapshot(o Options) string {
+	if o.Write {
+		return ""
+	}
+	return ",snapshot=on"
+}
+
+// kernelArgs appends -kernel, -initrd and -append.
+func kernelArgs(args []string, o Options) ([]string, error) {
 	if o.Kernel != "" {
 		args = append(args, "-kernel", o.Kernel)
 		if o.Initrd != "" {
@@ -288,11 +422,11 @@ func Args(o Options, dir, serialLog string) ([]string, error) {
 	} else if o.Initrd != "" || o.Append != "" {
 		return nil, errors.New("an initrd or a kernel command line needs a kernel")
 	}
-	snapshot := ",snapshot=on"
-	if o.Write {
-		snapshot = ""
-	}
-	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio%s", o.Image, format, snapshot))
+	return args, nil
+}
+
+// netArgs appends the NIC and its forwards.
+func netArgs(args []string, o Options) ([]string, error) {
 	if o.Net || len(o.Forward) > 0 {
 		netdev := "user,id=net0"
 		for _, f := range o.Forward {
@@ -322,12 +456,15 @@ func Run(ctx context.Context, o Options) (_ Result, runErr error) {
 	if err != nil {
 		return Result{}, err
 	}
-	bin := o.QEMU
-	if bin == "" {
-		bin = "qemu-system-x86_64"
+	bin, pkg, err := Binary(o.Arch)
+	if err != nil {
+		return Result{}, err
+	}
+	if o.QEMU != "" {
+		bin = o.QEMU
 	}
 	if _, err := exec.LookPath(bin); err != nil {
-		return Result{}, fmt.Errorf("%s not found: install Debian's qemu-system-x86 package", bin)
+		return Result{}, fmt.Errorf("%s not found: install Debian's %s package", bin, pkg)
 	}
 	cmd := exec.Command(bin, args...)
 	if o.Interactive {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -288,5 +289,128 @@ func TestArgsVarsStore(t *testing.T) {
 	}
 	if _, err := Args(Options{Image: img, Accel: "tcg", MicrosoftKeys: true, OVMFCode: code, OVMFVars: tmpl}, dir, "LOG"); err == nil {
 		t.Error("microsoft keys without secure boot accepted")
+	}
+}
+
+// TestArgsArm64: an arm64 guest runs on the virt machine with a
+// Cortex-A72 and 2 CPUs under TCG, AAVMF as pflash with a private copy of
+// its variables, the disk on virtio-blk-pci (snapshot unless Write) and
+// the serial console as for x86; the x86 machine, SeaBIOS and OVMF's
+// files are not on its command line.
+func TestArgsArm64(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	code := filepath.Join(dir, "AA_CODE.fd")
+	vars := filepath.Join(dir, "AA_VARS.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	os.WriteFile(vars, []byte("aavmf-vars"), 0o644)
+	for _, spelling := range []string{"arm64", "aarch64", "ARM64"} {
+		args, err := Args(Options{Image: img, Arch: spelling, Accel: "tcg", OVMFCode: code, OVMFVars: vars}, dir, "LOG")
+		if err != nil {
+			t.Fatalf("%s: %v", spelling, err)
+		}
+		line := strings.Join(args, "\x00") + "\x00"
+		for _, want := range []string{
+			"-accel\x00tcg\x00", "-machine\x00virt\x00", "-cpu\x00cortex-a72\x00", "-smp\x002\x00", "-m\x001024\x00",
+			"-nodefaults\x00", "-no-reboot\x00", "-serial\x00file:LOG\x00",
+			"-drive\x00if=pflash,format=raw,readonly=on,file=" + code + "\x00",
+			"-drive\x00if=pflash,format=raw,file=" + filepath.Join(dir, "AAVMF_VARS.fd") + "\x00",
+			"-drive\x00file=" + img + ",format=raw,if=none,id=disk0,snapshot=on\x00",
+			"-device\x00virtio-blk-pci,drive=disk0\x00",
+		} {
+			if !strings.Contains(line, want) {
+				t.Errorf("%s: lacks %q:\n%q", spelling, want, args)
+			}
+		}
+		for _, not := range []string{"q35", "sercon", "if=virtio", "-netdev"} {
+			if strings.Contains(line, not) {
+				t.Errorf("%s: has %q: %q", spelling, not, args)
+			}
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "AAVMF_VARS.fd")); string(b) != "aavmf-vars" {
+		t.Errorf("AAVMF variables not copied: %q", b)
+	}
+
+	// --write, --forward and the kernel options as for x86.
+	args, err := Args(Options{Image: img, Arch: "arm64", Accel: "tcg", OVMFCode: code, OVMFVars: vars, Write: true, Forward: []string{"2222:22"}, Kernel: "K", Append: "console=ttyAMA0"}, dir, "LOG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{"file=" + img + ",format=raw,if=none,id=disk0 ", "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22", "-device virtio-net-pci,netdev=net0", "-kernel K -append console=ttyAMA0"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("lacks %q: %s", want, line)
+		}
+	}
+	if strings.Contains(line, "snapshot") {
+		t.Errorf("Write still snapshots: %s", line)
+	}
+
+	// A kept variable store as for OVMF: made from AAVMF's template.
+	store := filepath.Join(dir, "kept.fd")
+	if args, err = Args(Options{Image: img, Arch: "arm64", Accel: "tcg", OVMFCode: code, OVMFVars: vars, VarsStore: store}, dir, "LOG"); err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.Join(args, " "); !strings.Contains(l, "if=pflash,format=raw,file="+store) {
+		t.Errorf("the store is not the firmware's variables: %s", l)
+	}
+	if b, _ := os.ReadFile(store); string(b) != "aavmf-vars" {
+		t.Errorf("new store holds %q", b)
+	}
+}
+
+// TestArgsArm64Refused: BIOS, Secure Boot and Microsoft's keys are
+// refused for arm64 with a message that says why; an unknown
+// architecture is refused.
+func TestArgsArm64Refused(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	code := filepath.Join(dir, "AA_CODE.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Firmware: "bios"}, "arm64 has no BIOS"},
+		{Options{SecureBoot: true}, "no Secure Boot for arm64"},
+		{Options{SecureBoot: true, MicrosoftKeys: true}, "no Secure Boot for arm64"},
+		{Options{Firmware: "coreboot"}, "want uefi"},
+	} {
+		o := c.o
+		o.Image, o.Arch, o.Accel, o.OVMFCode, o.OVMFVars = img, "arm64", "tcg", code, code
+		if _, err := Args(o, dir, "LOG"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error saying %q", c.o, err, c.want)
+		}
+	}
+	if _, err := Args(Options{Image: img, Arch: "riscv64", Accel: "tcg"}, dir, "LOG"); err == nil || !strings.Contains(err.Error(), "riscv64") {
+		t.Errorf("riscv64: %v", err)
+	}
+	// KVM runs the host's own architecture only; auto is TCG for the other.
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	if _, err := Args(Options{Image: img, Arch: other, Accel: "kvm", OVMFCode: code, OVMFVars: code}, dir, "LOG"); err == nil || !strings.Contains(err.Error(), "KVM cannot run") {
+		t.Errorf("kvm for a foreign %s guest: %v", other, err)
+	}
+	args, err := Args(Options{Image: img, Arch: other, Accel: "auto", OVMFCode: code, OVMFVars: code}, dir, "LOG")
+	if err != nil || !strings.Contains(strings.Join(args, " "), "-accel tcg") {
+		t.Errorf("auto for a foreign %s guest: %v, %q", other, err, args)
+	}
+}
+
+// TestBinary: the emulator and its Debian package follow the architecture.
+func TestBinary(t *testing.T) {
+	for _, c := range []struct{ arch, bin, pkg string }{
+		{"", "qemu-system-x86_64", "qemu-system-x86"},
+		{"amd64", "qemu-system-x86_64", "qemu-system-x86"},
+		{"arm64", "qemu-system-aarch64", "qemu-system-arm"},
+	} {
+		if bin, pkg, err := Binary(c.arch); err != nil || bin != c.bin || pkg != c.pkg {
+			t.Errorf("Binary(%q) = %s, %s, %v", c.arch, bin, pkg, err)
+		}
 	}
 }
