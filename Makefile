@@ -9,11 +9,16 @@ export PATH := $(PATH):/usr/local/go/bin
 
 all: build
 
-# kiln-init is the init of the initramfs kiln generates; kiln finds it
-# beside its own binary. Its bytes become image bytes, so it is built the
-# same way everywhere: static, trimmed paths, no VCS stamp.
+# kiln-init is the init of the initramfs kiln generates. It is built for
+# every architecture kiln makes images for (INIT_ARCHES) and embedded in
+# bin/kiln (internal/initbin), so bin/kiln alone builds bootable images
+# for each; bin/kiln-init (amd64) stays for --init. Its bytes become image
+# bytes, so it is built the same way everywhere: static, trimmed paths, no
+# VCS stamp.
+INIT_ARCHES = amd64 arm64
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o bin/kiln-init ./cmd/kiln-init
+	for a in $(INIT_ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o internal/initbin/bin/kiln-init-$$a ./cmd/kiln-init || exit 1; done
+	mkdir -p bin && cp internal/initbin/bin/kiln-init-amd64 bin/kiln-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
 
 # The judge tools the tests run (e2fsck, debugfs, fsck.vfat, mtools, sgdisk,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/internal/initbin"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/repro"
@@ -51,7 +52,7 @@ func newBuildCmd() *cobra.Command {
 	c.Flags().StringVar(&o.format, "format", "", "image format: raw, qcow2, vmdk or vhd (overrides output.format)")
 	c.Flags().StringVar(&o.compression, "compression", "", "qcow2 compression: none, zlib or zstd (overrides output.compression)")
 	c.Flags().StringVar(&o.tempDir, "tmpdir", "", "folder for spill files of compressed layers (default: $TMPDIR)")
-	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary for generated initramfs images (default: $KILN_INIT, else kiln-init beside kiln)")
+	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary for generated initramfs images (default: $KILN_INIT, else the one embedded in kiln for the image's architecture, else kiln-init beside kiln)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors")
 	c.Flags().BoolVar(&o.json, "json", false, "print a build summary as JSON on stdout: inputs' digests, partitions, output sha256, timings")
 	c.Flags().StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (on a terminal), always, never")
@@ -118,7 +119,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	bo := build.Options{Output: o.output, TempDir: o.tempDir, InitPath: initPath(o.init),
+	bo := build.Options{Output: o.output, TempDir: o.tempDir, Init: initSource(o.init),
 		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio, Signatures: o.signatures}
 	if cacheDir != "" {
 		if bo.Cache, err = layer.OpenCache(cacheDir); err != nil {
@@ -194,6 +195,39 @@ func cacheDir(flag string, off bool) (string, error) {
 		return "", nil // no home: build without a cache
 	}
 	return d, nil
+}
+
+// initSource gives the build its kiln-init for the image's architecture:
+// the flag's file, else $KILN_INIT's, else the one embedded in this binary
+// for that architecture (make build embeds amd64 and arm64), else a
+// kiln-init beside this binary; pkg/build checks its ELF machine against
+// the image's architecture whichever it is.
+func initSource(flag string) build.InitSource {
+	return func(goarch string) ([]byte, string, error) {
+		if p := explicitInit(flag); p != "" {
+			b, err := os.ReadFile(p)
+			return b, p, err
+		}
+		b, embedErr := initbin.Get(goarch)
+		if embedErr == nil {
+			return b, "embedded " + initbin.Name(goarch), nil
+		}
+		if exe, err := os.Executable(); err == nil {
+			p := filepath.Join(filepath.Dir(exe), "kiln-init")
+			if b, err := os.ReadFile(p); err == nil {
+				return b, p, nil
+			}
+		}
+		return nil, "", embedErr
+	}
+}
+
+// explicitInit is the kiln-init the user named: the flag, else $KILN_INIT.
+func explicitInit(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("KILN_INIT")
 }
 
 // initPath finds kiln-init: the flag, $KILN_INIT, or beside this binary.

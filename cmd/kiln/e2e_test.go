@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/initbin"
 	"github.com/kiln-build/kiln/internal/judge"
 )
 
@@ -33,12 +34,27 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
 		ldflags += " -X main.revision=" + strings.TrimSpace(string(out))
 	}
-	for _, b := range [][]string{
-		{"build", "-trimpath", "-ldflags", ldflags, "-o", kilnBin, "."},
-		{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, "kiln-init"), "../kiln-init"},
-	} {
+	// kiln-init for each architecture first, into the folder kiln embeds
+	// (as make build does), so that the kiln under test carries the
+	// kiln-init of this source tree.
+	type goBuild struct {
+		goarch string
+		args   []string
+	}
+	var builds []goBuild
+	for _, a := range initbin.Arches {
+		builds = append(builds, goBuild{a, []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", "../../internal/initbin/bin/" + initbin.Name(a), "../kiln-init"}})
+	}
+	builds = append(builds,
+		goBuild{"", []string{"build", "-trimpath", "-ldflags", ldflags, "-o", kilnBin, "."}},
+		goBuild{"amd64", []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, "kiln-init"), "../kiln-init"}})
+	for _, gb := range builds {
+		b := gb.args
 		cmd := exec.Command("go", b...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if gb.goarch != "" {
+			cmd.Env = append(cmd.Env, "GOARCH="+gb.goarch)
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", b, err, out)
 			os.Exit(1)

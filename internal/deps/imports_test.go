@@ -18,12 +18,13 @@ const module = "github.com/kiln-build/kiln/"
 // module its non-test code may import. "*" allows any.
 var allowed = map[string][]string{
 	// Foundations: nothing of kiln below them.
-	"pkg/repro":     {},
-	"pkg/tree":      {},
-	"pkg/qemu":      {},
-	"internal/size": {},
-	"internal/xz":   {"internal/size"},
-	"internal/der":  {}, // the DER writer of pkg/sign and pkg/efivar
+	"pkg/repro":        {},
+	"pkg/tree":         {},
+	"pkg/qemu":         {},
+	"internal/size":    {},
+	"internal/xz":      {"internal/size"},
+	"internal/der":     {}, // the DER writer of pkg/sign and pkg/efivar
+	"internal/initbin": {}, // kiln-init per architecture, embedded in cmd/kiln
 
 	// The pipeline, in its order.
 	"pkg/spec":          {"pkg/disk", "pkg/repro"}, // partition types and tables are the disk's vocabulary

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -36,6 +35,7 @@ type bootInputs struct {
 	shim       uefi.Shim   // loader shim: shim, MokManager and GRUB
 	syslinux   syslinux.Sources
 	initSHA256 string // of the kiln-init put into a generated initramfs
+	initName   string // where it came from (a path, or the embedded one)
 	sealed     bool   // the root is under verity: roothash= is still to be added
 }
 
@@ -63,7 +63,7 @@ const (
 
 // resolveBoot finds the kernel, the loader binaries and os-release in the
 // merged tree, and builds the initramfs when boot.initrd is kiln.
-func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath string) (*bootInputs, error) {
+func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initSrc InitSource) (*bootInputs, error) {
 	b := s.Boot
 	if b == nil || b.Loader == "none" {
 		return nil, nil
@@ -125,10 +125,18 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initPath 
 	switch b.Initrd {
 	case "none":
 	case "kiln":
-		init, err := os.ReadFile(initPath)
+		target, err := targetOf(s.Disk.Arch)
 		if err != nil {
-			return nil, fmt.Errorf("boot: initrd kiln needs the kiln-init binary: %w (build it with make build, or pass --init)", err)
+			return nil, err
 		}
+		init, name, err := initSrc(target.goarch)
+		if err != nil {
+			return nil, fmt.Errorf("boot: initrd kiln needs kiln-init for %s: %w", target.goarch, err)
+		}
+		if err := checkELF("boot: initrd kiln: kiln-init "+name, init, target); err != nil {
+			return nil, err
+		}
+		in.initName = name
 		in.initSHA256 = fmt.Sprintf("sha256:%x", sha256.Sum256(init))
 		mods := append([]string(nil), initramfs.DefaultModules...)
 		mods = append(mods, neededModules(s)...)

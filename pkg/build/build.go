@@ -33,7 +33,11 @@ type Options struct {
 	TempDir string
 	// Log receives progress lines (nil = silent).
 	Log io.Writer
-	// InitPath is the kiln-init binary put in generated initramfs images.
+	// Init gives the kiln-init put in generated initramfs images, for the
+	// spec's architecture; nil reads InitPath.
+	Init InitSource
+	// InitPath is the kiln-init binary put in generated initramfs images
+	// when Init is nil.
 	InitPath string
 	// MaxLayerBytes and MaxLayerRatio bound how far each layer may
 	// expand (layer.Options.MaxBytes and MaxRatio): 0 means pkg/layer's
@@ -169,12 +173,16 @@ func Build(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	res.LayerDigests = digests
 	// 2. What the boot stage needs from the whole tree: kernel, loaders,
 	// the generated initramfs.
-	bootIn, err := resolveBoot(s, t, seed, epoch, o.InitPath)
+	initSrc := o.Init
+	if initSrc == nil {
+		initSrc = pathInit(o.InitPath)
+	}
+	bootIn, err := resolveBoot(s, t, seed, epoch, initSrc)
 	if err != nil {
 		return nil, err
 	}
 	if bootIn != nil && bootIn.initSHA256 != "" {
-		res.Init = &InitInfo{Path: o.InitPath, SHA256: bootIn.initSHA256}
+		res.Init = &InitInfo{Path: bootIn.initName, SHA256: bootIn.initSHA256}
 	}
 
 	// 3. Each partition's share of the tree, and the boot files on the ESP.
