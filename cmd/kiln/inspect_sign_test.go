@@ -354,8 +354,9 @@ func TestInspectSecureBoot(t *testing.T) {
 // TestVerifySecureBoot: kiln verify says reproducible for a spec signed
 // inline (keys from kiln keys generate, given relative to the spec's
 // folder); for signer external it refuses to run without --signatures
-// (exit 2, naming the flag), and with the signatures of the request it
-// says reproducible, and the image is the inline one.
+// (exit 2, naming the flag), and with the signatures of the request (and
+// --init, both relative to the working folder) it says reproducible, and
+// the image is the inline one.
 func TestVerifySecureBoot(t *testing.T) {
 	judge.Need(t, "openssl")
 	repo, debs := demoDebs(t)
@@ -432,7 +433,12 @@ func TestVerifySecureBoot(t *testing.T) {
 	}
 	// Relative to the working folder, as a user gives it.
 	writeFile(t, filepath.Join(ext, "signatures.json"), sb)
-	so, se, code = kiln(t, ext, nil, "verify", "-q", "--signatures", "signatures.json", "kiln.yaml")
+	// And --init relative too: the second build runs elsewhere.
+	relInit, err := filepath.Rel(ext, filepath.Join(filepath.Dir(kilnBin), "kiln-init"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, se, code = kiln(t, ext, nil, "verify", "-q", "--init", relInit, "--signatures", "signatures.json", "kiln.yaml")
 	extSums := sums(so)
 	if code != 0 || !strings.HasSuffix(strings.TrimSpace(so), "reproducible") || strings.Contains(so, "NOT") || len(extSums) != 2 {
 		t.Fatalf("kiln verify --signatures: exit %d\n%s%s", code, so, se)

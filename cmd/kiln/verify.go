@@ -54,7 +54,12 @@ builds: without it kiln verify refuses to start (exit 2), as it does
 			if err != nil {
 				return err
 			}
-			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: append([]string{"--init", initPath(o.init)}, sigArgs...)}
+			// Absolute: the second build runs in another folder.
+			init, err := filepath.Abs(initPath(o.init))
+			if err != nil {
+				return err
+			}
+			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: append([]string{"--init", init}, sigArgs...)}
 			if o.format != "" {
 				vo.Args = append(vo.Args, "--format", o.format)
 			}
