@@ -231,18 +231,43 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
+// Options are what the command line says over the spec file. They are
+// applied before validation, so that everything derived from them (the
+// partition types of disk.arch, the canonical form and the IDs) is
+// derived once, from the values the build uses.
+type Options struct {
+	// Arch, if set, replaces disk.arch (kiln build --arch): any spelling
+	// disk.NormalizeArch takes.
+	Arch string
+}
+
 // Load reads and validates the spec at file.
 func Load(file string) (*Spec, error) {
+	return LoadWith(file, Options{})
+}
+
+// LoadWith reads the spec at file, applies o and validates the result.
+func LoadWith(file string, o Options) (*Spec, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
-	return Parse(file, b)
+	return ParseWith(file, b, o)
 }
 
 // Parse parses and validates spec text; file names it in errors and is the
 // base for relative paths.
 func Parse(file string, b []byte) (*Spec, error) {
+	return ParseWith(file, b, Options{})
+}
+
+// ParseWith parses spec text, applies o and validates the result.
+func ParseWith(file string, b []byte, o Options) (*Spec, error) {
+	if o.Arch != "" {
+		if _, err := disk.NormalizeArch(o.Arch); err != nil {
+			return nil, &Error{File: file, Msg: "--arch: " + err.Error()}
+		}
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&root); err != nil {
@@ -267,6 +292,13 @@ func Parse(file string, b []byte) (*Spec, error) {
 	recordLines(&s, root.Content[0])
 	s.File = file
 	s.Dir = filepath.Dir(file)
+	if o.Arch != "" {
+		s.Disk.Arch = o.Arch
+		if s.Disk.KeyLines != nil {
+			// An error about the architecture is not about the file's line.
+			delete(s.Disk.KeyLines, "arch")
+		}
+	}
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -463,9 +495,13 @@ func (s *Spec) validate() error {
 	if d.Table == "mbr" {
 		d.TableValue = disk.MBR
 	}
-	if _, err := disk.NormalizeArch(d.Arch); err != nil {
+	arch, err := disk.NormalizeArch(d.Arch)
+	if err != nil {
 		return s.errf(dline("arch"), "disk.arch: %v", err)
 	}
+	// One spelling from here on (amd64 and x86_64 are x86-64), for the
+	// stages that follow the architecture and for the canonical form.
+	d.Arch = arch
 	if d.Size == "" || d.Size == "auto" {
 		d.SizeBytes = 0
 	} else {
@@ -761,6 +797,18 @@ func (s *Spec) Digest() string {
 }
 
 func digestOf(s *Spec) string {
+	// The architecture as it is meant, however it is spelt (amd64 is
+	// x86-64), and the default as none: a spec without disk.arch keeps
+	// the digest and IDs it had, and one that spells x86-64 out shares
+	// them (before, its spelling counted).
+	if a, err := disk.NormalizeArch(s.Disk.Arch); err == nil {
+		c := *s
+		c.Disk.Arch = a
+		if a == disk.DefaultArch {
+			c.Disk.Arch = ""
+		}
+		s = &c
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic("BUG: spec does not marshal: " + err.Error())
