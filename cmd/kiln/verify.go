@@ -54,12 +54,17 @@ builds: without it kiln verify refuses to start (exit 2), as it does
 			if err != nil {
 				return err
 			}
-			// Absolute: the second build runs in another folder.
-			init, err := filepath.Abs(initPath(o.init))
-			if err != nil {
-				return err
+			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: sigArgs}
+			// Only a kiln-init given (--init, $KILN_INIT) is passed on, made
+			// absolute: the second build runs in another folder. Else both
+			// builds choose as kiln build does (embedded, or beside kiln).
+			if p := explicitInit(o.init); p != "" {
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return err
+				}
+				vo.Args = append(vo.Args, "--init", abs)
 			}
-			vo := verify.Options{Kiln: exe, KeepDir: o.keep, Args: append([]string{"--init", init}, sigArgs...)}
 			if o.format != "" {
 				vo.Args = append(vo.Args, "--format", o.format)
 			}
