@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -138,11 +139,13 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initSrc I
 		}
 		in.initName = name
 		in.initSHA256 = fmt.Sprintf("sha256:%x", sha256.Sum256(init))
-		mods := append([]string(nil), initramfs.DefaultModules...)
+		// The default modules of the target's architecture (virtio-mmio
+		// for arm64's virt machine); a module for another one is refused.
+		mods := append([]string(nil), initramfs.DefaultModulesFor(elf.Machine(target.machine))...)
 		mods = append(mods, neededModules(s)...)
 		mods = append(mods, b.Modules...)
 		var buf bytes.Buffer
-		if err := initramfs.Build(&buf, t, in.kver, initramfs.Options{Epoch: epoch, Modules: mods, Init: init, Mounts: initMounts(s, seed)}); err != nil {
+		if err := initramfs.Build(&buf, t, in.kver, initramfs.Options{Epoch: epoch, Modules: mods, Init: init, Mounts: initMounts(s, seed), Machine: elf.Machine(target.machine)}); err != nil {
 			return nil, fmt.Errorf("boot: initramfs: %w", err)
 		}
 		in.initrd = uefi.Bytes(buf.Bytes())

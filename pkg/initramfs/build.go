@@ -2,6 +2,7 @@ package initramfs
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,16 @@ type Options struct {
 	// Compression is "xz" (the default when empty; CRC32 check, as the
 	// kernel requires), "gzip" (no name, mtime 0), "zstd" or "none".
 	Compression string
-	// Modules are the module names wanted; nil means DefaultModules. A
-	// trailing "?" makes a name optional. Empty (non-nil) means none.
+	// Modules are the module names wanted; nil means the default modules
+	// of the target's architecture (DefaultModulesFor Machine, or the
+	// kernel's modules' machine when Machine is 0). A trailing "?" makes
+	// a name optional. Empty (non-nil) means none.
 	Modules []string
+	// Machine is the ELF machine of the image's architecture
+	// (elf.EM_X86_64, elf.EM_AARCH64, ...): a module for another one is
+	// refused. 0 takes the machine of the kernel's first module read and
+	// refuses modules of another.
+	Machine elf.Machine
 	// Init is the kiln-init binary, written as /init.
 	Init []byte
 	// Mounts are the partitions kiln-init mounts below the root before
@@ -88,14 +96,10 @@ func Build(w io.Writer, t *tree.Tree, kver string, o Options) error {
 	if err := checkKernelVersion(kver); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	names := o.Modules
-	if names == nil {
-		names = DefaultModules
-	}
 	var mods []Module
-	if len(names) > 0 {
+	if o.Modules == nil || len(o.Modules) > 0 {
 		var err error
-		if mods, err = ResolveModules(t, kver, names); err != nil {
+		if mods, err = ResolveModulesFor(t, kver, o.Modules, o.Machine); err != nil {
 			return fmt.Errorf("initramfs: %w", err)
 		}
 	}

@@ -37,6 +37,11 @@ func addSymlink(t *tree.Tree, p, target string) {
 // holds the given "key=value" fields, NUL-terminated as the kernel's
 // MODULE_INFO macros lay them out.
 func fakeModule(fields ...string) []byte {
+	return fakeModuleFor(elf.EM_X86_64, fields...)
+}
+
+// fakeModuleFor is fakeModule for ELF machine m.
+func fakeModuleFor(m elf.Machine, fields ...string) []byte {
 	var modinfo []byte
 	for _, f := range fields {
 		modinfo = append(append(modinfo, f...), 0)
@@ -49,7 +54,7 @@ func fakeModule(fields ...string) []byte {
 
 	var b bytes.Buffer
 	h := elf.Header64{
-		Type: uint16(elf.ET_REL), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
+		Type: uint16(elf.ET_REL), Machine: uint16(m), Version: uint32(elf.EV_CURRENT),
 		Shoff: shoff, Ehsize: ehsize, Shentsize: shentsize, Shnum: 3, Shstrndx: 2,
 	}
 	copy(h.Ident[:], elf.ELFMAG)

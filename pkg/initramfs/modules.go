@@ -13,10 +13,28 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// DefaultModules are the modules an initramfs gets when Options.Modules is
-// nil: the disk drivers of QEMU and common PCs and the ext4 root. A
-// trailing "?" makes a name optional (see the package documentation).
+// DefaultModules are the modules an initramfs for an x86-64 kernel gets
+// when Options.Modules is nil: the disk drivers of QEMU and common PCs and
+// the ext4 root. A trailing "?" makes a name optional (see the package
+// documentation).
 var DefaultModules = []string{"virtio_blk", "virtio_pci", "virtio_scsi?", "ahci?", "sd_mod", "nvme?", "ext4"}
+
+// DefaultModulesARM64 are DefaultModules for an arm64 kernel: QEMU's virt
+// machine puts its virtio devices on PCI (virtio_pci) or on virtio-mmio
+// transports (virtio_mmio, which bookworm's arm64 kernel has as a module
+// and others build in or lack), and arm64 servers have AHCI and NVMe
+// disks.
+var DefaultModulesARM64 = []string{"virtio_blk", "virtio_pci", "virtio_mmio?", "virtio_scsi?", "ahci?", "sd_mod", "nvme?", "ext4"}
+
+// DefaultModulesFor returns the default modules for a kernel of ELF
+// machine m: DefaultModulesARM64 for EM_AARCH64, else DefaultModules
+// (also for 0, a machine not known).
+func DefaultModulesFor(m elf.Machine) []string {
+	if m == elf.EM_AARCH64 {
+		return DefaultModulesARM64
+	}
+	return DefaultModules
+}
 
 // Module is a kernel module the initramfs holds, with where it comes from.
 type Module struct {
@@ -71,6 +89,7 @@ type modInfo struct {
 	softPost []string
 	aliases  []string
 	vermagic string
+	machine  elf.Machine // the ELF header's e_machine
 }
 
 type aliasEntry struct{ pattern, name string }
@@ -96,23 +115,44 @@ type resolver struct {
 	scanned   bool
 
 	info map[string]*modInfo
+
+	// machine is the ELF machine every module must be for: the target's,
+	// or, when none is given, that of the first module read (machineOf
+	// names it), so that one initramfs never mixes architectures.
+	machine   elf.Machine
+	machineOf string
 }
 
-// ResolveModules finds the modules named (nil means DefaultModules) and
-// everything they need in the tree's /lib/modules/KVER and
+// ResolveModules finds the modules named (nil means the default modules
+// of the kernel's architecture, read from its modules: DefaultModulesFor)
+// and everything they need in the tree's /lib/modules/KVER and
 // /usr/lib/modules/KVER, and returns them in an order that loads every
 // module after its dependencies. Names that are built into the kernel are
-// left out; see the package documentation for the rules.
+// left out; see the package documentation for the rules. Every module
+// read must be for the ELF machine of the first one.
 func ResolveModules(t *tree.Tree, kver string, names []string) ([]Module, error) {
+	return ResolveModulesFor(t, kver, names, 0)
+}
+
+// ResolveModulesFor is ResolveModules for a target of ELF machine m (0:
+// the machine of the kernel's modules): nil names means
+// DefaultModulesFor(m), and a module for another machine is refused.
+func ResolveModulesFor(t *tree.Tree, kver string, names []string, m elf.Machine) ([]Module, error) {
 	if err := checkKernelVersion(kver); err != nil {
 		return nil, fmt.Errorf("resolve modules: %w", err)
-	}
-	if names == nil {
-		names = DefaultModules
 	}
 	r, err := newResolver(t, kver)
 	if err != nil {
 		return nil, fmt.Errorf("resolve modules: %w", err)
+	}
+	r.machine = m
+	if names == nil {
+		if m == 0 {
+			if m, err = r.kernelMachine(); err != nil {
+				return nil, fmt.Errorf("resolve modules: %w", err)
+			}
+		}
+		names = DefaultModulesFor(m)
 	}
 	v := &visit{r: r, state: map[string]int{}}
 	for _, want := range names {
@@ -396,7 +436,7 @@ func parseModinfo(data []byte) (*modInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf(".modinfo section: %w", err)
 	}
-	mi := &modInfo{}
+	mi := &modInfo{machine: f.Machine}
 	for _, rec := range strings.Split(string(b), "\x00") {
 		key, val, ok := strings.Cut(rec, "=")
 		if !ok {
@@ -422,8 +462,47 @@ func parseModinfo(data []byte) (*modInfo, error) {
 	return mi, nil
 }
 
+// kernelMachine returns the ELF machine of the kernel's modules: that of
+// the first module file in name order, 0 when there are none.
+func (r *resolver) kernelMachine() (elf.Machine, error) {
+	if r.machine != 0 {
+		return r.machine, nil
+	}
+	names := make([]string, 0, len(r.files))
+	for n, m := range r.files {
+		if m.inode != nil {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return 0, nil
+	}
+	sort.Strings(names)
+	if _, err := r.modinfo(r.files[names[0]]); err != nil {
+		return 0, err
+	}
+	return r.machine, nil
+}
+
+// machineName names an ELF machine for messages: "EM_AARCH64 (arm64)".
+func machineName(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "EM_X86_64 (x86-64)"
+	case elf.EM_AARCH64:
+		return "EM_AARCH64 (arm64)"
+	case elf.EM_386:
+		return "EM_386 (x86)"
+	case elf.EM_ARM:
+		return "EM_ARM (arm)"
+	case elf.EM_RISCV:
+		return "EM_RISCV (riscv64)"
+	}
+	return m.String()
+}
+
 // modinfo returns the (cached) .modinfo of a module, checking that it was
-// built for the kernel.
+// built for the kernel and for the target's machine.
 func (r *resolver) modinfo(m *modFile) (*modInfo, error) {
 	if mi := r.info[m.name]; mi != nil {
 		return mi, nil
@@ -441,6 +520,14 @@ func (r *resolver) modinfo(m *modFile) (*modInfo, error) {
 	}
 	if mi.vermagic != "" && mi.vermagic != r.kver && !strings.HasPrefix(mi.vermagic, r.kver+" ") {
 		return nil, fmt.Errorf("module %s (%s): built for kernel %q, not %s", m.name, m.path, mi.vermagic, r.kver)
+	}
+	switch {
+	case r.machine == 0:
+		r.machine, r.machineOf = mi.machine, m.path
+	case mi.machine != r.machine && r.machineOf == "":
+		return nil, fmt.Errorf("module %s (%s) is for ELF machine %s, and the image is for %s", m.name, m.path, machineName(mi.machine), machineName(r.machine))
+	case mi.machine != r.machine:
+		return nil, fmt.Errorf("module %s (%s) is for ELF machine %s, and %s is for %s: one kernel's modules are for one machine", m.name, m.path, machineName(mi.machine), r.machineOf, machineName(r.machine))
 	}
 	r.info[m.name] = mi
 	return mi, nil
