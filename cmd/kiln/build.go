@@ -32,6 +32,8 @@ type buildOptions struct {
 	maxLayerBytes string
 	maxLayerRatio int64
 	signatures    string
+	arch          string
+	platform      string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -39,7 +41,20 @@ func newBuildCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build [SPEC]",
 		Short: "Build the disk image a spec describes (SPEC defaults to kiln.yaml)",
-		Args:  argsUsage(cobra.MaximumNArgs(1)),
+		Long: `Build the disk image SPEC (default kiln.yaml) describes.
+
+The target architecture is disk.arch (default x86-64), or --arch, which
+overrides it: it chooses the partition types (root, usr, verity), enters
+the image's IDs (an arm64 build never shares them with an amd64 one), and
+chooses the image taken from multi-platform OCI layers: x86-64 takes
+linux/amd64, arm64 linux/arm64/v8 (an arm64 image listed without a variant
+counts as v8), arm linux/arm/v7, riscv64 linux/riscv64, x86 linux/386.
+--platform OS/ARCH[/VARIANT] takes another platform's image on purpose
+(a variant, such as linux/amd64/v3, or another OS/ARCH pair); the
+partition types stay those of the architecture. An OCI layer with no
+image for the platform, or whose image says another platform, is
+refused (exit 3).`,
+		Args: argsUsage(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			file := "kiln.yaml"
 			if len(args) == 1 {
@@ -60,6 +75,8 @@ func newBuildCmd() *cobra.Command {
 	c.Flags().BoolVar(&o.noCache, "no-cache", false, "do not read or store decompressed layers in the cache")
 	c.Flags().StringVar(&o.maxLayerBytes, "max-layer-bytes", "64GiB", "the most a layer may hold uncompressed (0: no limit)")
 	c.Flags().StringVar(&o.signatures, "signatures", "", "with boot.secureboot.signer external: the signatures of the signing request's digests (JSON, see the README); without it such a build writes OUTPUT"+build.SigningRequestSuffix+" and exits "+fmt.Sprint(exitSigningRequest))
+	c.Flags().StringVar(&o.arch, "arch", "", "build for this architecture, overriding disk.arch: x86-64 (amd64), arm64 (aarch64), arm, riscv64, x86")
+	c.Flags().StringVar(&o.platform, "platform", "", "take this OS/ARCH[/VARIANT] image from multi-platform OCI layers instead of the one of the architecture (linux/arm64/v8 for arm64)")
 	c.Flags().Int64Var(&o.maxLayerRatio, "max-layer-ratio", layer.DefaultMaxRatio, "past 1 GiB, the most times its own size a layer may expand to (0: no limit)")
 	return c
 }
@@ -89,7 +106,13 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	s, err := spec.Load(file)
+	var plat layer.Platform
+	if o.platform != "" {
+		if plat, err = layer.ParsePlatform(o.platform); err != nil {
+			return usageError{fmt.Errorf("--platform: %w", err)}
+		}
+	}
+	s, err := spec.LoadWith(file, spec.Options{Arch: o.arch})
 	if err != nil {
 		return err
 	}
@@ -120,7 +143,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 		return err
 	}
 	bo := build.Options{Output: o.output, TempDir: o.tempDir, Init: initSource(o.init),
-		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio, Signatures: o.signatures}
+		MaxLayerBytes: maxBytes, MaxLayerRatio: maxRatio, Signatures: o.signatures, Platform: plat}
 	if cacheDir != "" {
 		if bo.Cache, err = layer.OpenCache(cacheDir); err != nil {
 			return err
@@ -145,6 +168,9 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 	if errors.As(err, &req) && !o.quiet && !o.json {
 		// The request's path on stdout, as a finished build prints the image's.
 		c.Printf("%s\n", req.Path)
+	}
+	if errors.Is(err, layer.ErrPlatform) {
+		return fmt.Errorf("%w (the platform follows --arch, else disk.arch; --platform OS/ARCH[/VARIANT] takes another on purpose)", err)
 	}
 	if errors.Is(err, layer.ErrTooLarge) {
 		return fmt.Errorf("%w (if the layer is genuine, raise --max-layer-bytes or --max-layer-ratio)", err)

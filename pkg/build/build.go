@@ -51,6 +51,11 @@ type Options struct {
 	// --signatures) for a spec with boot.secureboot.signer external;
 	// without it such a build writes the signing request and no image.
 	Signatures string
+	// Platform is the platform whose image is taken from multi-platform
+	// OCI layers (kiln build --platform); the zero value means the
+	// platform of disk.arch (layer.PlatformForArch: arm64 is
+	// linux/arm64/v8).
+	Platform layer.Platform
 }
 
 // Result describes a finished build.
@@ -339,9 +344,20 @@ func mergeLayers(ctx context.Context, s *spec.Spec, epoch int64, o Options, logf
 	}
 	var all []opened
 	ids := newLayerIDs(len(s.Layers))
+	plat := o.Platform
+	if plat == (layer.Platform{}) {
+		a, err := disk.NormalizeArch(s.Disk.Arch)
+		if err == nil {
+			plat, err = layer.PlatformForArch(a)
+		}
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+	}
 	for i, sl := range s.Layers {
 		lo := layer.Options{Epoch: epoch, SHA256: sl.SHA256, TempDir: o.TempDir, Spill: spill, KeepRoot: true,
-			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio, Cache: o.Cache, DiffID: true}
+			MaxBytes: o.MaxLayerBytes, MaxRatio: o.MaxLayerRatio, Cache: o.Cache, DiffID: true, Platform: plat}
 		if sl.UID != nil {
 			lo.DirUID = *sl.UID
 		}
