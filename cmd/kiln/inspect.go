@@ -231,10 +231,10 @@ func inspectImageWith(path string, pes bool, db []*x509.Certificate) (*report, e
 		part := io.NewSectionReader(img, p.Start, p.Size)
 		pr.FS = probeFS(part, p.Size)
 		if pes && pr.FS != nil && pr.FS.Type == "vfat" {
-			var problem error
-			pr.PEs, problem = pesOnFAT(part, p.Size, db)
-			if problem != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("partition %d (vfat): %v", p.Number, problem))
+			var problems []string
+			pr.PEs, problems = pesOnFAT(part, p.Size, db)
+			for _, pb := range problems {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("partition %d (vfat): %s", p.Number, pb))
 			}
 		}
 		rep.Partitions = append(rep.Partitions, pr)
@@ -350,25 +350,30 @@ const maxPEBytes = 256 << 20
 // their signatures (pkg/sign.Signatures), trusted against db. The volume
 // is hostile: fat.ReadTree bounds it; each file's header is read first
 // and a file over maxPEBytes is not read whole.
-func pesOnFAT(r io.ReaderAt, size int64, db []*x509.Certificate) ([]peReport, error) {
+func pesOnFAT(r io.ReaderAt, size int64, db []*x509.Certificate) ([]peReport, []string) {
 	t, err := fat.ReadTree(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("reading the FAT for PE files: %w", err)
+		return nil, []string{fmt.Sprintf("reading the FAT for PE files: %v", err)}
 	}
 	var out []peReport
-	err = t.Walk(func(p string, d tree.Dirent) error {
+	var problems []string
+	t.Walk(func(p string, d tree.Dirent) error {
 		n := d.Inode
 		if n.Kind != tree.Regular || n.Size < 0x40 || n.Content == nil {
 			return nil
 		}
+		// A file that cannot be read is a problem of its own; the others
+		// are still read.
 		rc, err := n.Content.Open()
 		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			problems = append(problems, fmt.Sprintf("%s: %v", p, err))
+			return nil
 		}
 		defer rc.Close()
 		var hdr [0x40]byte
 		if _, err := io.ReadFull(rc, hdr[:]); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			problems = append(problems, fmt.Sprintf("%s: %v", p, err))
+			return nil
 		}
 		lfanew := int64(binary.LittleEndian.Uint32(hdr[0x3c:]))
 		if hdr[0] != 'M' || hdr[1] != 'Z' || lfanew < 0x40 || lfanew+4 > n.Size {
@@ -383,7 +388,8 @@ func pesOnFAT(r io.ReaderAt, size int64, db []*x509.Certificate) ([]peReport, er
 		b := make([]byte, n.Size)
 		copy(b, hdr[:])
 		if _, err := io.ReadFull(rc, b[len(hdr):]); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			problems = append(problems, fmt.Sprintf("%s: %v", p, err))
+			return nil
 		}
 		if string(b[lfanew:lfanew+4]) != "PE\x00\x00" {
 			return nil
@@ -399,7 +405,7 @@ func pesOnFAT(r io.ReaderAt, size int64, db []*x509.Certificate) ([]peReport, er
 		out = append(out, pr)
 		return nil
 	})
-	return out, err
+	return out, problems
 }
 
 func sigReportOf(s *sign.SignatureInfo, db []*x509.Certificate) sigReport {

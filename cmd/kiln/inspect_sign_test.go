@@ -227,6 +227,29 @@ output:
 	if strings.Contains(so, "README") {
 		t.Errorf("a text file starting with MZ listed as a PE:\n%s", so)
 	}
+	// A hostile ESP: its first FAT zeroed after the media and end-of-chain
+	// entries, so every cluster chain ends at once. inspect still reports
+	// the disk, and says what it could not read.
+	parts := twoPartitions(t, img, "gpt")
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bpb [512]byte
+	if _, err := f.ReadAt(bpb[:], parts[0].Start*512); err != nil {
+		t.Fatal(err)
+	}
+	fatAt := parts[0].Start*512 + int64(binary.LittleEndian.Uint16(bpb[14:]))*512
+	if _, err := f.WriteAt(make([]byte, 4096), fatAt+12); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rep := inspectReport(t, img)
+	t.Logf("inspect of the broken ESP: problems %q", rep.Problems)
+	if len(rep.Partitions) != 2 || len(rep.Partitions[0].PEs) != 0 || len(rep.Problems) == 0 || !strings.Contains(strings.Join(rep.Problems, "\n"), "partition 1 (vfat)") {
+		t.Errorf("inspect of a broken ESP: %d partitions, PEs %v, problems %q", len(rep.Partitions), rep.Partitions[0].PEs, rep.Problems)
+	}
+
 	// A --cert file with no certificate is a usage error naming it.
 	if _, se, code := kiln(t, "", nil, "inspect", "--cert", filepath.Join(dir, "kiln.yaml"), img); code != 2 || !strings.Contains(se, "kiln.yaml") {
 		t.Errorf("--cert kiln.yaml: exit %d: %s", code, se)
