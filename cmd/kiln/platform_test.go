@@ -134,6 +134,22 @@ func TestBuildOCIPlatform(t *testing.T) {
 	// The arm64 image alone: its config says arm64.
 	check(t, build(t, "single.yaml", "--arch", "arm64"), "arm64", rootArm64)
 
+	// kiln verify passes --arch and --platform to both builds.
+	keep := filepath.Join(dir, "kept")
+	so, se, code := kiln(t, dir, nil, "verify", "-q", "--keep", keep, "--arch", "arm64", "--platform", "linux/amd64", "multi.yaml")
+	if code != 0 || !strings.Contains(so, "reproducible") {
+		t.Errorf("kiln verify --arch arm64 --platform linux/amd64: exit %d\n%s%s", code, so, se)
+	}
+	kept, _ := filepath.Glob(filepath.Join(keep, "*", "*.raw"))
+	if len(kept) != 2 {
+		t.Errorf("kiln verify kept %v, want two images", kept)
+	}
+	for _, img := range kept {
+		if ps := partitions(t, img); len(ps) != 1 || strings.ToLower(ps[0].Type) != rootArm64 || strings.ToLower(ps[0].UUID) != mixed.rootUUID {
+			t.Errorf("kiln verify built %s with partitions %+v; want the arm64 disk of the amd64 image (UUID %s)", img, ps, mixed.rootUUID)
+		}
+	}
+
 	refused := []struct {
 		name  string
 		args  []string
@@ -148,11 +164,17 @@ func TestBuildOCIPlatform(t *testing.T) {
 			[]string{"layer arm64-only: ", "is for linux/arm64/v8, not linux/amd64", "--platform"}},
 		{"bad --arch", []string{"--arch", "vax", "multi.yaml"}, 2, []string{`--arch: unknown architecture "vax"`}},
 		{"bad --platform", []string{"--platform", "arm64", "multi.yaml"}, 2, []string{"--platform", "want os/arch"}},
+		{"kiln verify: bad --arch", []string{"verify", "--arch", "vax", "multi.yaml"}, 2, []string{`--arch: unknown architecture "vax"`}},
+		{"kiln verify: bad --platform", []string{"verify", "--platform", "linux", "multi.yaml"}, 2, []string{"--platform", "want os/arch"}},
 	}
 	for _, r := range refused {
 		t.Run(r.name, func(t *testing.T) {
 			out := filepath.Join(dir, "refused", "img.raw")
-			_, se, code := kiln(t, dir, nil, append([]string{"build", "-q", "-o", out}, r.args...)...)
+			args := append([]string{"build", "-q", "-o", out}, r.args...)
+			if r.args[0] == "verify" {
+				args = append([]string{"verify", "-q", "--keep", filepath.Dir(out)}, r.args[1:]...)
+			}
+			_, se, code := kiln(t, dir, nil, args...)
 			if code != r.code {
 				t.Errorf("exit %d, want %d: %s", code, r.code, se)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/spec"
 	"github.com/kiln-build/kiln/pkg/verify"
 )
@@ -18,6 +19,8 @@ type verifyOptions struct {
 	init        string
 	signatures  string
 	quiet       bool
+	arch        string
+	platform    string
 }
 
 // notReproducible makes kiln verify exit 1 after printing the difference.
@@ -46,6 +49,9 @@ builds: without it kiln verify refuses to start (exit 2), as it does
 			if len(args) == 1 {
 				file = args[0]
 			}
+			if err := checkArchFlags(file, o.arch, o.platform); err != nil {
+				return err
+			}
 			sigArgs, err := verifySignatures(file, o.signatures)
 			if err != nil {
 				return err
@@ -70,6 +76,12 @@ builds: without it kiln verify refuses to start (exit 2), as it does
 			}
 			if o.compression != "" {
 				vo.Args = append(vo.Args, "--compression", o.compression)
+			}
+			if o.arch != "" {
+				vo.Args = append(vo.Args, "--arch", o.arch)
+			}
+			if o.platform != "" {
+				vo.Args = append(vo.Args, "--platform", o.platform)
 			}
 			if !o.quiet {
 				vo.Log = c.ErrOrStderr()
@@ -111,7 +123,24 @@ builds: without it kiln verify refuses to start (exit 2), as it does
 	c.Flags().StringVar(&o.init, "init", "", "the kiln-init binary (as for kiln build)")
 	c.Flags().StringVar(&o.signatures, "signatures", "", "with boot.secureboot.signer external: the signatures of the signing request (as for kiln build), given to both builds")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on stderr")
+	c.Flags().StringVar(&o.arch, "arch", "", "build for this architecture instead of disk.arch (as for kiln build)")
+	c.Flags().StringVar(&o.platform, "platform", "", "the OS/ARCH[/VARIANT] image of OCI layers (as for kiln build)")
 	return c
+}
+
+// checkArchFlags refuses a bad --arch or --platform (exit 2) before
+// anything is built, as kiln build would.
+func checkArchFlags(file, arch, platform string) error {
+	if platform != "" {
+		if _, err := layer.ParsePlatform(platform); err != nil {
+			return usageError{fmt.Errorf("--platform: %w", err)}
+		}
+	}
+	if arch == "" {
+		return nil
+	}
+	_, err := spec.LoadWith(file, spec.Options{Arch: arch})
+	return err
 }
 
 // verifySignatures checks --signatures against the spec's signer before
