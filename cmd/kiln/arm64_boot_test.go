@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
+	"github.com/kiln-build/kiln/pkg/qemu"
+)
+
+// arm64Debs fetches the arm64 Debian packages (layers/demo-arm64/debs.txt:
+// the kernel, busybox-static, systemd-boot-efi, all :arm64) into
+// .cache/debs-arm64 with scripts/fetch-debs.sh, as make demo-debs-arm64
+// does, and returns the repository and that folder.
+func arm64Debs(t *testing.T) (repo, debs string) {
+	t.Helper()
+	repo, _ = filepath.Abs("../..")
+	debs = filepath.Join(repo, ".cache", "debs-arm64")
+	cmd := exec.Command(filepath.Join(repo, "scripts", "fetch-debs.sh"), filepath.Join(repo, "layers/demo-arm64/debs.txt"), debs)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fetch-debs.sh: %v\n%s", err, out)
+	}
+	return repo, debs
+}
+
+// arm64Init builds kiln-init for arm64 from this source tree, as the
+// Makefile builds it, into a temporary folder.
+func arm64Init(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "kiln-init-arm64")
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", out, "../kiln-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build kiln-init for arm64: %v\n%s", err, b)
+	}
+	return out
+}
+
+var arm64Kernel = regexp.MustCompile(`, kernel 6\.[0-9.]+-[0-9]+-arm64\b`)
+
+// TestBootArm64SystemdBoot builds an arm64 image on this x86 machine from
+// arm64 Debian packages (disk.arch: arm64, systemd-boot, kiln's
+// initramfs with kiln-init built for arm64 and given with --init) and
+// boots it with kiln run, which reads the architecture from the image
+// and runs qemu-system-aarch64 (TCG) with AAVMF: the kiln initramfs
+// mounts the ext4 root and the demo's init reports an arm64 kernel booted
+// by UEFI. One boot.
+func TestBootArm64SystemdBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boots: not in -short")
+	}
+	judge.Need(t, "qemu-system-aarch64", "sgdisk", "sfdisk", "e2fsck", "fsck.vfat")
+	if code, vars := qemu.AAVMF(); code == "" || vars == "" {
+		testkit.Missing(t, "no AAVMF firmware found (apt-get install qemu-efi-aarch64)")
+	}
+	repo, debs := arm64Debs(t)
+	initBin := arm64Init(t)
+	dir := t.TempDir()
+	var layers strings.Builder
+	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
+		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
+	}
+	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	// boot.paths names arm64's systemd-boot: the default path is x86's
+	// systemd-bootx64.efi.
+	spec := fmt.Sprintf(`epoch: 1700000000
+layers:
+%sdisk:
+  table: gpt
+  arch: arm64
+  size: auto
+  free: 16MiB
+  partitions:
+    - {name: esp, type: esp, size: 64MiB, filesystem: vfat, mount: /boot/efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot:
+  loader: systemd-boot
+  kernel: /boot/vmlinuz-*
+  initrd: kiln
+  cmdline: console=ttyAMA0 rw
+  paths: {systemd_boot: /usr/lib/systemd/boot/efi/systemd-bootaa64.efi}
+output:
+  path: out/arm64.img
+`, layers.String())
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(spec))
+	so, se, code := kiln(t, dir, nil, "build", "-q", "--json", "--init", initBin)
+	if code != 0 {
+		t.Fatalf("build: exit %d: %s", code, se)
+	}
+	var sum buildSummary
+	if err := json.Unmarshal([]byte(so), &sum); err != nil {
+		t.Fatalf("build --json: %v\n%s", err, so)
+	}
+	if sum.Kiln.Init == nil || sum.Kiln.Init.Path != initBin || sum.Kiln.Init.SHA256 != "sha256:"+judge.SHA256File(t, initBin) {
+		t.Errorf("kiln_init %+v, want %s with its sha256", sum.Kiln.Init, initBin)
+	}
+	img := filepath.Join(dir, "out/arm64.img")
+	checkBootImage(t, img, "gpt")
+	if a, err := imageArch(img); err != nil || a != "arm64" {
+		t.Fatalf("kiln run reads the image as %q (%v), want arm64", a, err)
+	}
+
+	out, stderr, code := kiln(t, "", nil, "run", "--accel", "tcg", "--expect", "KILN-DEMO-BOOTED firmware=uefi", "--fail-on", "Kernel panic", "--timeout", "300s", img)
+	if code != 0 {
+		t.Fatalf("kiln run: exit %d: %s\nserial console:\n%s", code, stderr, out)
+	}
+	for _, want := range []string{
+		"kiln-init: switching to /sbin/init on /dev/vda2", // the kiln initramfs found and mounted the root
+		"root is /dev/vda2 ext4",                          // what the image's init sees as /
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serial console lacks %q:\n%s", want, out)
+		}
+	}
+	if !arm64Kernel.MatchString(out) {
+		t.Errorf("the demo's init does not report an arm64 kernel:\n%s", out)
+	}
+	if m := bootSeconds.FindStringSubmatch(stderr); m != nil {
+		t.Logf("arm64 (TCG): marker %s s after QEMU started", m[1])
+	}
+}
