@@ -126,3 +126,40 @@ output:
 		t.Logf("arm64 (TCG): marker %s s after QEMU started", m[1])
 	}
 }
+
+// TestBuildArm64RefusesX86Modules: an arm64 image built with an x86-64
+// kernel package is refused (exit 1, as other initramfs errors) naming
+// an x86-64 module and no image is left: pkg/build hands the initramfs
+// the image's ELF machine. No boot.
+func TestBuildArm64RefusesX86Modules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("merging the kernel package takes about 15 s: not with -short")
+	}
+	kernel := testkit.FindDeb(t, testkit.DebKernel)
+	_, debs := arm64Debs(t)
+	initBin := arm64Init(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(fmt.Sprintf(`epoch: 1700000000
+layers: [{path: %s}, {path: %s}]
+disk:
+  table: gpt
+  arch: arm64
+  size: 512MiB
+  partitions:
+    - {name: esp, type: esp, size: 64MiB, filesystem: vfat, mount: /boot/efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot:
+  loader: systemd-boot
+  kernel: /boot/vmlinuz-*
+  initrd: kiln
+  paths: {systemd_boot: /usr/lib/systemd/boot/efi/systemd-bootaa64.efi}
+output: {path: out.img}
+`, kernel, filepath.Join(debs, "systemd-boot-efi.deb"))))
+	_, se, code := kiln(t, dir, nil, "build", "-q", "--init", initBin)
+	if code != 1 || !regexp.MustCompile(`module \S+ \(\S+\.ko\S*\) is for ELF machine EM_X86_64 \(x86-64\), and the image is for EM_AARCH64 \(arm64\)`).MatchString(se) {
+		t.Errorf("x86-64 kernel for arm64: exit %d, %q; want exit 1 naming an x86-64 module", code, se)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.img")); err == nil {
+		t.Error("a refused build left out.img")
+	}
+}

@@ -32,6 +32,12 @@
 // initramfs. A missing hard dependency of a module that was found is
 // always an error: the module could not be loaded.
 //
+// The default modules follow the architecture (DefaultModulesFor): an
+// arm64 kernel also gets virtio_mmio, the virt machine's other virtio
+// transport. The architecture is Options.Machine, the image's ELF
+// machine, or else that of the kernel's modules; a module for another
+// machine is refused, naming it and both machines.
+//
 // The load order is a depth-first post-order over the wanted names in the
 // order given, each module's dependencies visited in sorted order: every
 // module comes after what it needs, and the same inputs give the same
