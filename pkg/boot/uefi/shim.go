@@ -217,7 +217,7 @@ func grubConfig(title, linux, initrd, cmdline string) string {
 	return b.String()
 }
 
-// grubQuote single-quotes s for GRUB's shell-like script ('\'' for a
+// grubQuote single-quotes s for GRUB's shell-like script ('\” for a
 // quote, as in sh).
 func grubQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
