@@ -43,7 +43,7 @@ lint: vet
 # .ci/run sets) turns a skip for a missing judge into a failure.
 # TESTFLAGS='-run TestX' narrows the run.
 FUZZTIME ?= 15s
-test: deps build lint demo-debs e2fsprogs-tests server-rootfs
+test: deps build lint demo-debs demo-debs-arm64 e2fsprogs-tests server-rootfs
 	KILN_DEBS=$(CURDIR)/.cache/debs KILN_E2FSPROGS_TESTS=$(CURDIR)/.cache/e2fsprogs/tests \
 		GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/test.sh
 

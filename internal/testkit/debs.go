@@ -18,10 +18,15 @@ const (
 	DebShim           = "shim-signed_*.deb"               // Microsoft-signed shim
 	DebShimHelpers    = "shim-helpers-amd64-signed_*.deb" // MokManager, signed
 	DebGrubSigned     = "grub-efi-amd64-signed_*.deb"     // Debian-signed GRUB
+
+	// arm64 (layers/demo-arm64/debs.txt, in .cache/debs-arm64).
+	DebKernelArm64      = "linux-image-6.1.0-*-arm64_*_arm64.deb"
+	DebSystemdBootArm64 = "systemd-boot-efi_*_arm64.deb"
 )
 
 // DebDirs are the folders FindDeb looks in, in order: $KILN_DEBS when
-// set, /tmp/debs, and the repository's .cache/debs (make demo-debs).
+// set, /tmp/debs, and the repository's .cache/debs (make demo-debs) and
+// .cache/debs-arm64 (make demo-debs-arm64).
 func DebDirs() []string {
 	var ds []string
 	if d := os.Getenv("KILN_DEBS"); d != "" {
@@ -29,7 +34,7 @@ func DebDirs() []string {
 	}
 	ds = append(ds, "/tmp/debs")
 	if root := repoRoot(); root != "" {
-		ds = append(ds, filepath.Join(root, ".cache", "debs"))
+		ds = append(ds, filepath.Join(root, ".cache", "debs"), filepath.Join(root, ".cache", "debs-arm64"))
 	}
 	return ds
 }

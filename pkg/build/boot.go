@@ -53,14 +53,38 @@ type bootPost struct {
 	uki string
 }
 
-// Default paths of the loader binaries, as Debian installs them.
-const (
-	defaultSystemdBoot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-	defaultStub        = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
-	defaultShim        = "/usr/lib/shim/shimx64.efi.signed"
-	defaultMokManager  = "/usr/lib/shim/mmx64.efi.signed"
-	defaultGrub        = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
-)
+// loaderDefaults are where Debian installs the UEFI loaders for an
+// architecture, and the packages that ship them (for messages).
+type loaderDefaults struct {
+	systemdBoot, stub, shim, mokManager, grub string
+	grubPkg, shimHelpersPkg                   string
+}
+
+// loaderDefaultsFor returns Debian's loader paths for a disk.arch: the
+// UEFI name suffix (x64, aa64, ...) in systemd's and shim's names, GRUB's
+// platform folder.
+func loaderDefaultsFor(arch string) loaderDefaults {
+	suffix, grubDir, debArch := "x64", "x86_64-efi-signed", "amd64"
+	switch a, _ := disk.NormalizeArch(arch); a {
+	case "arm64":
+		suffix, grubDir, debArch = "aa64", "arm64-efi-signed", "arm64"
+	case "riscv64":
+		suffix, grubDir, debArch = "riscv64", "riscv64-efi-signed", "riscv64"
+	case "x86":
+		suffix, grubDir, debArch = "ia32", "i386-efi-signed", "i386"
+	case "arm":
+		suffix, grubDir, debArch = "arm", "arm-efi-signed", "armhf"
+	}
+	return loaderDefaults{
+		systemdBoot:    "/usr/lib/systemd/boot/efi/systemd-boot" + suffix + ".efi",
+		stub:           "/usr/lib/systemd/boot/efi/linux" + suffix + ".efi.stub",
+		shim:           "/usr/lib/shim/shim" + suffix + ".efi.signed",
+		mokManager:     "/usr/lib/shim/mm" + suffix + ".efi.signed",
+		grub:           "/usr/lib/grub/" + grubDir + "/grub" + suffix + ".efi.signed",
+		grubPkg:        "grub-efi-" + debArch + "-signed",
+		shimHelpersPkg: "shim-helpers-" + debArch + "-signed",
+	}
+}
 
 // resolveBoot finds the kernel, the loader binaries and os-release in the
 // merged tree, and builds the initramfs when boot.initrd is kiln.
@@ -171,28 +195,29 @@ func resolveBoot(s *spec.Spec, t *tree.Tree, seed string, epoch int64, initSrc I
 	if b.Loader == "hybrid" {
 		uefiKind = b.UEFI
 	}
+	defs := loaderDefaultsFor(s.Disk.Arch)
 	switch uefiKind {
 	case "systemd-boot":
-		if in.loader, err = need("systemd-boot", "paths.systemd_boot", b.Paths.SystemdBoot, defaultSystemdBoot, "systemd-boot-efi"); err != nil {
+		if in.loader, err = need("systemd-boot", "paths.systemd_boot", b.Paths.SystemdBoot, defs.systemdBoot, "systemd-boot-efi"); err != nil {
 			return nil, err
 		}
 		if b.UKI {
-			if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
+			if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defs.stub, "systemd-boot-efi"); err != nil {
 				return nil, err
 			}
 		}
 	case "shim":
-		if in.shim.Shim, err = need("shim", "paths.shim", b.Paths.Shim, defaultShim, "shim-signed"); err != nil {
+		if in.shim.Shim, err = need("shim", "paths.shim", b.Paths.Shim, defs.shim, "shim-signed"); err != nil {
 			return nil, err
 		}
-		if in.shim.MokManager, err = need("MokManager", "paths.mok_manager", b.Paths.MokManager, defaultMokManager, "shim-helpers-amd64-signed"); err != nil {
+		if in.shim.MokManager, err = need("MokManager", "paths.mok_manager", b.Paths.MokManager, defs.mokManager, defs.shimHelpersPkg); err != nil {
 			return nil, err
 		}
-		if in.shim.Grub, err = need("signed GRUB", "paths.grub", b.Paths.Grub, defaultGrub, "grub-efi-amd64-signed"); err != nil {
+		if in.shim.Grub, err = need("signed GRUB", "paths.grub", b.Paths.Grub, defs.grub, defs.grubPkg); err != nil {
 			return nil, err
 		}
 	case "uki":
-		if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defaultStub, "systemd-boot-efi"); err != nil {
+		if in.stub, err = need("UKI stub", "paths.stub", b.Paths.Stub, defs.stub, "systemd-boot-efi"); err != nil {
 			return nil, err
 		}
 	}

@@ -135,3 +135,27 @@ func TestParseUKIAndShim(t *testing.T) {
 		}
 	}
 }
+
+// TestParseBIOSLoaderArch: syslinux and hybrid boot PC BIOS, which only
+// x86 has; an arm64 disk with either is refused on the loader's line.
+func TestParseBIOSLoaderArch(t *testing.T) {
+	for _, loader := range []string{"syslinux", "hybrid"} {
+		src := strings.Replace(good, "disk:\n", "disk:\n  arch: arm64\n", 1) + "boot:\n  loader: " + loader + "\n  kernel: /boot/vmlinuz-*\n"
+		_, err := Parse("kiln.yaml", []byte(src))
+		if err == nil || !strings.Contains(err.Error(), "boot.loader: "+loader+" boots through PC BIOS (syslinux), which arm64 machines do not have") {
+			t.Errorf("%s on arm64: %v", loader, err)
+		}
+		if _, err := ParseWith("kiln.yaml", []byte(good+"boot:\n  loader: "+loader+"\n  kernel: /boot/vmlinuz-*\n"), Options{Arch: "aarch64"}); err == nil {
+			t.Errorf("%s with the arch overridden to aarch64 accepted", loader)
+		}
+		if _, err := Parse("kiln.yaml", []byte(good+"boot:\n  loader: "+loader+"\n  kernel: /boot/vmlinuz-*\n")); err != nil {
+			t.Errorf("%s on x86-64: %v", loader, err)
+		}
+	}
+	for _, loader := range []string{"systemd-boot", "uki", "shim"} {
+		src := strings.Replace(good, "disk:\n", "disk:\n  arch: arm64\n", 1) + "boot:\n  loader: " + loader + "\n  kernel: /boot/vmlinuz-*\n"
+		if _, err := Parse("kiln.yaml", []byte(src)); err != nil {
+			t.Errorf("%s on arm64: %v", loader, err)
+		}
+	}
+}

@@ -998,6 +998,9 @@ func (s *Spec) validateBoot() error {
 	if b.Loader == "hybrid" && s.Disk.Table != "gpt" {
 		return s.errf(bline("loader"), "boot.loader: hybrid needs disk.table gpt")
 	}
+	if a, _ := disk.NormalizeArch(s.Disk.Arch); (b.Loader == "syslinux" || b.Loader == "hybrid") && a != "x86-64" && a != "x86" {
+		return s.errf(bline("loader"), "boot.loader: %s boots through PC BIOS (syslinux), which %s machines do not have: use systemd-boot, uki or shim (UEFI)", b.Loader, a)
+	}
 	if b.UKI && b.Loader != "systemd-boot" && (b.Loader != "hybrid" || b.UEFI != "systemd-boot") {
 		return s.errf(bline("uki"), "boot.uki: puts the kernel in a UKI that systemd-boot lists; this image's UEFI loader is not systemd-boot (loader: uki is a UKI alone)")
 	}

@@ -273,6 +273,17 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection, drop int) (*ukiImag
 			file.Characteristics |= fileLocalSymsStripped
 		}
 	}
+	// Bytes after the last section's data that no header points to are
+	// dropped, so that the new sections follow the stub's with no gap:
+	// Authenticode implementations disagree on bytes between sections
+	// (EDK2 hashes by the specification's SUM_OF_BYTES_HASHED rule,
+	// sbsigntool and osslsigncode each otherwise), and firmware would
+	// refuse a signed UKI with a gap. Debian's arm64 252 stub (gnu-efi,
+	// objcopy'd) carries 5 KiB of ELF symbols there that nothing reads.
+	if last := max(dataEnd, int64(opt.SizeOfHeaders)); end > last && file.PointerToSymbolTable == 0 &&
+		(len(h.dirs) <= dirDebug || h.dirs[dirDebug] == (dataDirectory{})) {
+		end = last
+	}
 	if drop >= 0 && file.PointerToSymbolTable != 0 {
 		// Its symbols name sections by number, which would shift.
 		return nil, fmt.Errorf("uki: stub: it has a COFF symbol table (at 0x%x, not at the end of the file) and a .sbat section; refusing to renumber its sections", file.PointerToSymbolTable)
@@ -289,7 +300,7 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection, drop int) (*ukiImag
 	if newEnd > int64(opt.SizeOfHeaders) {
 		return nil, fmt.Errorf("uki: stub: no room for %d more section headers: the section table ends at 0x%x and the headers at 0x%x", len(secs), keptEnd, opt.SizeOfHeaders)
 	}
-	if newEnd > tableEnd && !allZero(stub[tableEnd:newEnd]) {
+	if newEnd > tableEnd && !headerFree(stub, tableEnd, newEnd, h.file.Machine) {
 		return nil, fmt.Errorf("uki: stub: the header bytes after the section table (0x%x-0x%x) are not free", tableEnd, newEnd)
 	}
 	if len(kept)+len(secs) > maxSections {
@@ -368,6 +379,31 @@ func layoutUKI(stub []byte, h *peHeaders, secs []newSection, drop int) (*ukiImag
 	mustEncode(head[h.optAt():], &opt)
 	img.size = off
 	return img, nil
+}
+
+// aarch64NOP is the AArch64 NOP instruction (0xd503201f), little-endian.
+var aarch64NOP = []byte{0x1f, 0x20, 0x03, 0xd5}
+
+// headerFree reports whether the header bytes stub[from:to] that new
+// section headers would take hold nothing: zeros, or, in an arm64 stub,
+// the NOP instructions gnu-efi's hand-made PE header (systemd 252's
+// linuxaa64.efi.stub) is padded with up to the first section. Nothing
+// runs them (the entry point is in .text) and no section or data
+// directory covers them; ukify writes its section headers over them.
+func headerFree(stub []byte, from, to int64, machine uint16) bool {
+	if allZero(stub[from:to]) {
+		return true
+	}
+	if machine != 0xaa64 || from%4 != 0 {
+		return false
+	}
+	for i := from; i < to; i += 4 {
+		w := stub[i:min(i+4, int64(len(stub)))]
+		if !bytes.Equal(w, aarch64NOP[:len(w)]) && !allZero(w) {
+			return false
+		}
+	}
+	return true
 }
 
 func allZero(b []byte) bool {

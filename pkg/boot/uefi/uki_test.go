@@ -838,3 +838,51 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	r.c.max = max(r.c.max, r.n)
 	return n, err
 }
+
+// TestBuildUKIArm64Stub: Debian's arm64 stub (systemd 252, gnu-efi's
+// hand-made PE header) fills the header after its section table with
+// AArch64 NOPs up to .text; the new section headers go over them, as
+// ukify writes them, with the real arm64 kernel. Any other non-zero byte
+// there is still refused, and so are NOPs in an x86 stub.
+func TestBuildUKIArm64Stub(t *testing.T) {
+	stub := trees.Read(t, debFile(t, testkit.DebSystemdBootArm64, "/usr/lib/systemd/boot/efi/linuxaa64.efi.stub"))
+	h, err := parseHeaders(stub, int64(len(stub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := h.secTableEnd()
+	if !bytes.Equal(stub[end:end+4], aarch64NOP) {
+		t.Fatalf("the arm64 stub's header after its section table: % x, want the NOP fill", stub[end:end+8])
+	}
+	kernel := trees.Kernel(t, trees.Debs(t, testEpoch, testkit.DebKernelArm64))
+	u := UKI{Stub: fileInode(stub), Kernel: kernel, Initrd: Bytes(testInitrd()), Cmdline: "console=ttyAMA0", OSRelease: []byte(testOSRelease), Uname: "6.1.0-99-arm64", Epoch: testEpoch}
+	out := buildUKI(t, u)
+	names, cmdline := sectionsOf(t, out, ".cmdline")
+	if !strings.HasSuffix(names, ".osrel .cmdline .uname .initrd .sbat .linux") || string(cmdline) != "console=ttyAMA0" {
+		t.Errorf("sections %q, .cmdline %q", names, cmdline)
+	}
+	oh, err := parseHeaders(out, int64(len(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := oh.machineName(); n != "AA64" {
+		t.Errorf("machine %s", n)
+	}
+	checkNoFileGaps(t, out)
+
+	bad := append([]byte(nil), stub...)
+	bad[end+4*3] = 0x90 // one word that is not a NOP
+	u.Stub = fileInode(bad)
+	if _, err := NewUKI(u); err == nil || !strings.Contains(err.Error(), "are not free") {
+		t.Errorf("a non-NOP word after the section table: %v", err)
+	}
+	x86 := append([]byte(nil), testStub(t)...)
+	xh, err := parseHeaders(x86, int64(len(x86)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(x86[xh.secTableEnd():], bytes.Repeat(aarch64NOP, 8))
+	if headerFree(x86, int64(xh.secTableEnd()), int64(xh.secTableEnd())+32, xh.file.Machine) {
+		t.Error("AArch64 NOPs in an x86-64 stub's header taken as free")
+	}
+}
