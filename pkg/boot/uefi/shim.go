@@ -217,8 +217,9 @@ func grubConfig(title, linux, initrd, cmdline string) string {
 	return b.String()
 }
 
-// grubQuote single-quotes s for GRUB's shell-like script ('\” for a
-// quote, as in sh).
+// grubQuote single-quotes s for GRUB's shell-like script: a quote in s
+// ends the quoting, is escaped with a backslash, and quoting resumes, as
+// in sh.
 func grubQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
