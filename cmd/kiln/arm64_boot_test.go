@@ -68,8 +68,6 @@ func TestBootArm64SystemdBoot(t *testing.T) {
 		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
 	}
 	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
-	// boot.paths names arm64's systemd-boot: the default path is x86's
-	// systemd-bootx64.efi.
 	spec := fmt.Sprintf(`epoch: 1700000000
 layers:
 %sdisk:
@@ -85,7 +83,6 @@ boot:
   kernel: /boot/vmlinuz-*
   initrd: kiln
   cmdline: console=ttyAMA0 rw
-  paths: {systemd_boot: /usr/lib/systemd/boot/efi/systemd-bootaa64.efi}
 output:
   path: out/arm64.img
 `, layers.String())
@@ -152,7 +149,6 @@ boot:
   loader: systemd-boot
   kernel: /boot/vmlinuz-*
   initrd: kiln
-  paths: {systemd_boot: /usr/lib/systemd/boot/efi/systemd-bootaa64.efi}
 output: {path: out.img}
 `, kernel, filepath.Join(debs, "systemd-boot-efi.deb"))))
 	_, se, code := kiln(t, dir, nil, "build", "-q", "--init", initBin)
@@ -161,5 +157,72 @@ output: {path: out.img}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.img")); err == nil {
 		t.Error("a refused build left out.img")
+	}
+}
+
+// TestBootArm64UKI: the same arm64 packages as a UKI (loader: uki) made
+// from Debian's arm64 stub, with the kiln-init kiln carries for arm64 (no
+// --init, no loader paths: both follow disk.arch), boot to the marker
+// under qemu-system-aarch64; the root is mounted by kiln's initramfs.
+func TestBootArm64UKI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boots: not in -short")
+	}
+	judge.Need(t, "qemu-system-aarch64", "fsck.vfat", "e2fsck")
+	if code, vars := qemu.AAVMF(); code == "" || vars == "" {
+		testkit.Missing(t, "no AAVMF firmware found (apt-get install qemu-efi-aarch64)")
+	}
+	repo, debs := arm64Debs(t)
+	dir := t.TempDir()
+	var layers strings.Builder
+	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
+		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
+	}
+	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(fmt.Sprintf(`epoch: 1700000000
+layers:
+%sdisk:
+  table: gpt
+  arch: arm64
+  size: auto
+  free: 16MiB
+  partitions:
+    - {name: esp, type: esp, size: 160MiB, filesystem: vfat, mount: /boot/efi}
+    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
+boot:
+  loader: uki
+  kernel: /boot/vmlinuz-*
+  initrd: kiln
+  cmdline: console=ttyAMA0 rw
+output:
+  path: out/uki.img
+`, layers.String())))
+	so, se, code := kiln(t, dir, []string{"KILN_INIT="}, "build", "-q", "--json")
+	if code != 0 {
+		t.Fatalf("build: exit %d: %s", code, se)
+	}
+	var sum buildSummary
+	if err := json.Unmarshal([]byte(so), &sum); err != nil {
+		t.Fatalf("build --json: %v\n%s", err, so)
+	}
+	if sum.Kiln.Init == nil || sum.Kiln.Init.Path != "embedded kiln-init-arm64" {
+		t.Errorf("kiln_init %+v, want the embedded arm64 one", sum.Kiln.Init)
+	}
+	img := filepath.Join(dir, "out/uki.img")
+	checkBootImage(t, img, "gpt")
+	out, stderr, code := kiln(t, "", nil, "run", "--accel", "tcg", "--expect", "KILN-DEMO-BOOTED firmware=uefi", "--fail-on", "Kernel panic", "--timeout", "300s", img)
+	if code != 0 {
+		t.Fatalf("kiln run: exit %d: %s\nserial console:\n%s", code, stderr, out)
+	}
+	for _, want := range []string{"EFI stub: Booting Linux Kernel...", "kiln-init: switching to /sbin/init on /dev/vda2", "root is /dev/vda2 ext4"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serial console lacks %q:\n%s", want, out)
+		}
+	}
+	if !arm64Kernel.MatchString(out) {
+		t.Errorf("the demo's init does not report an arm64 kernel:\n%s", out)
+	}
+	if m := bootSeconds.FindStringSubmatch(stderr); m != nil {
+		t.Logf("arm64 UKI (TCG): marker %s s after QEMU started", m[1])
 	}
 }
