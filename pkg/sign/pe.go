@@ -138,6 +138,29 @@ func parse(pe []byte) (*image, error) {
 	return im, nil
 }
 
+// contiguous checks that the headers and the sections' raw data follow
+// each other in the file with no gap and no overlap. Only then do the
+// Authenticode implementations agree on the image hash: the
+// specification (and EDK2's firmware, which follows it) hashes the data
+// after the sections from SizeOfHeaders plus the sum of SizeOfRawData,
+// which is not where the last section ends when there is a gap, while
+// sbsigntool and osslsigncode each do otherwise. Firmware would refuse a
+// signature that the signing tool's hash made.
+func (im *image) contiguous() error {
+	at := im.sizeHeaders
+	for _, s := range im.sections {
+		if s.off != at {
+			what := "a gap"
+			if s.off < at {
+				what = "an overlap"
+			}
+			return fmt.Errorf("pe: %s between the section data at %#x and the section data or headers before it (ending at %#x): Authenticode implementations (EDK2 firmware, sbsigntool, osslsigncode) hash such an image differently, so a signature could be refused; refusing to sign it", what, s.off, at)
+		}
+		at = s.end
+	}
+	return nil
+}
+
 func trimNul(b []byte) []byte {
 	for i, c := range b {
 		if c == 0 {

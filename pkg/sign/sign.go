@@ -87,6 +87,9 @@ func Prepare(pe []byte, cert *x509.Certificate, opts Options) (*Request, error) 
 	if im.certDirAt < 0 {
 		return nil, errors.New("pe: NumberOfRvaAndSizes leaves no Certificate Table data directory entry to sign")
 	}
+	if err := im.contiguous(); err != nil {
+		return nil, err
+	}
 	// The unsigned image: without any previous certificate table, padded
 	// with zeros to 8 bytes so the table that follows is aligned. The
 	// padding is part of the hashed image, as with sbsign and osslsigncode.

@@ -396,3 +396,36 @@ func TestSignedAttributes(t *testing.T) {
 		}
 	}
 }
+
+// TestRefuseGaps: a PE whose sections leave a gap in the file (or
+// overlap) is not signed: EDK2 hashes the bytes after the sections from
+// SizeOfHeaders plus the sections' sizes, the signing tools otherwise,
+// and firmware would refuse the signature (a UKI with a gap was refused
+// by OVMF while its signature verified here). Debian's binaries, which
+// have none, are signed.
+func TestRefuseGaps(t *testing.T) {
+	k := newKey(t, 2048)
+	for _, f := range fixtures {
+		if _, err := Sign(f.load(t), k.key, k.cert, Options{}); err != nil {
+			t.Errorf("%s: %v", f.name, err)
+		}
+	}
+	pe := fixtures[1].load(t) // the stub
+	peAt := int(binary.LittleEndian.Uint32(pe[0x3c:]))
+	optSize := int(binary.LittleEndian.Uint16(pe[peAt+4+16:]))
+	first := peAt + 4 + 20 + optSize // the first section header
+	raw := binary.LittleEndian.Uint32(pe[first+16:])
+	for _, c := range []struct {
+		what  string
+		delta int32
+	}{{"a gap", -0x200}, {"an overlap", 0x200}} {
+		b := append([]byte(nil), pe...)
+		binary.LittleEndian.PutUint32(b[first+16:], uint32(int32(raw)+c.delta))
+		_, err := Sign(b, k.key, k.cert, Options{})
+		testkit.ErrContains(t, err, "pe: "+c.what+" between the section data")
+		testkit.ErrContains(t, err, "refusing to sign it")
+		if _, err := AuthenticodeDigest(b); err != nil {
+			t.Errorf("%s: the digest (for checking existing signatures) is still computed: %v", c.what, err)
+		}
+	}
+}
