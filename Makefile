@@ -118,6 +118,7 @@ shim: deps build demo-debs
 bench: deps build
 	GO=$(GO) scripts/bench.sh
 	[ "$(BENCH_SEALED)" = 0 ] || GO=$(GO) scripts/bench-sealed.sh
+	[ "$(BENCH_ARCH)" = 0 ] || scripts/bench-arch.sh
 
 clean:
 	rm -rf bin out
