@@ -19,8 +19,17 @@
 # staging; 173 of the 395 MiB of modules; the kernel's postinst runs depmod
 # on what is left). Needs Debian's mirrors and mmdebstrap (make deps
 # installs it).
+#
+# mkserver-rootfs.sh OUT.tar arm64: the same for arm64 (the kernel
+# linux-image-arm64, no syslinux), made on any machine: mmdebstrap runs
+# the packages' maintainer scripts under qemu-user (binfmt_misc, made ready
+# by scripts/foreign-arch.sh). Debian's initramfs generator would run for
+# most of an hour under emulation and its result is thrown away (kiln makes
+# the initramfs), so update-initramfs is diverted to true while the
+# packages are installed. kiln's own build of the image runs nothing.
 set -euo pipefail
 out=$1
+arch=${2:-amd64}
 [ -f "$out" ] && [ -s "$out" ] && exit 0
 mkdir -p "$(dirname "$out")"
 manifest=${out%.tar}.packages
@@ -31,13 +40,23 @@ mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/nu
 pkgs=(
   systemd systemd-sysv udev dbus   # init, devices, the system bus (logind and networkctl want it)
   systemd-resolved                 # DNS from DHCP; /etc/resolv.conf points into /run
-  linux-image-amd64 kmod           # the kernel and its modules (modules.dep made by depmod)
-  systemd-boot-efi syslinux syslinux-common   # the loaders kiln installs (boot.loader: hybrid)
+  "linux-image-$arch" kmod         # the kernel and its modules (modules.dep made by depmod)
+  systemd-boot-efi                 # the UEFI loaders kiln installs
   busybox                          # httpd, the web service
   iproute2                         # ip, to look at the network on the console
 )
+foreign=()
+case $arch in
+  amd64) pkgs+=(syslinux syslinux-common) ;;   # BIOS (boot.loader: hybrid)
+  *)
+    "$(dirname "$0")/foreign-arch.sh" "$arch"
+    foreign=(--arch="$arch"
+      --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1"/usr/sbin/update-initramfs'
+      --customize-hook='rm -f "$1"/usr/sbin/update-initramfs && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs')
+    ;;
+esac
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} \
-  mmdebstrap --variant=minbase --quiet \
+  mmdebstrap --variant=minbase --quiet "${foreign[@]}" \
   --include="$(IFS=,; echo "${pkgs[*]}")" \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
