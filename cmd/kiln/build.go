@@ -256,17 +256,3 @@ func explicitInit(flag string) string {
 	return os.Getenv("KILN_INIT")
 }
 
-// initPath finds kiln-init: the flag, $KILN_INIT, or beside this binary.
-func initPath(flag string) string {
-	if flag != "" {
-		return flag
-	}
-	if p := os.Getenv("KILN_INIT"); p != "" {
-		return p
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "kiln-init"
-	}
-	return filepath.Join(filepath.Dir(exe), "kiln-init")
-}

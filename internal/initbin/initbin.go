@@ -1,8 +1,8 @@
 // Package initbin carries kiln-init inside the kiln binary, one build per
 // architecture kiln makes images for, so that one self-contained kiln
 // builds bootable images for every target: `make build` cross-compiles
-// cmd/kiln-init into bin/kiln-init-GOARCH before it builds kiln, and
-// go:embed takes whatever is there. A kiln built without them (a plain
+// cmd/kiln-init into bin/kiln-init-GOARCH before it builds kiln, and the
+// embed directive takes whatever is there. A kiln built without them (a plain
 // `go install` from a module download, which holds no build outputs)
 // carries none, and Get says so with the command that fixes it.
 package initbin
