@@ -255,4 +255,3 @@ func explicitInit(flag string) string {
 	}
 	return os.Getenv("KILN_INIT")
 }
-
