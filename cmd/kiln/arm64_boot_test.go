@@ -208,6 +208,9 @@ output:
 	if sum.Kiln.Init == nil || sum.Kiln.Init.Path != "embedded kiln-init-arm64" {
 		t.Errorf("kiln_init %+v, want the embedded arm64 one", sum.Kiln.Init)
 	}
+	if sum.Disk.Arch != "arm64" || sum.Platform != "linux/arm64/v8" {
+		t.Errorf("summary: disk.arch %q, platform %q; want arm64, linux/arm64/v8", sum.Disk.Arch, sum.Platform)
+	}
 	img := filepath.Join(dir, "out/uki.img")
 	checkBootImage(t, img, "gpt")
 	out, stderr, code := kiln(t, "", nil, "run", "--accel", "tcg", "--expect", "KILN-DEMO-BOOTED firmware=uefi", "--fail-on", "Kernel panic", "--timeout", "300s", img)

@@ -179,7 +179,7 @@ func runBuild(c *cobra.Command, file string, o buildOptions, stdout, stderr io.W
 		return err
 	}
 	if o.json {
-		sum, err := summarize(file, s, res, cacheDir, start)
+		sum, err := summarize(file, s, res, plat, cacheDir, start)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"time" // repro-ok: timings of the summary, never image bytes
 
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/disk"
 	"github.com/kiln-build/kiln/pkg/spec"
 )
@@ -18,11 +19,14 @@ import (
 // buildSummary is what `kiln build --json` prints: enough to record in a
 // pipeline what went in and what came out.
 type buildSummary struct {
-	Kiln       kilnSummary   `json:"kiln"`
-	Spec       specSummary   `json:"spec"`
-	Epoch      int64         `json:"epoch"`
-	Output     outputSummary `json:"output"`
-	Disk       diskSummary   `json:"disk"`
+	Kiln   kilnSummary   `json:"kiln"`
+	Spec   specSummary   `json:"spec"`
+	Epoch  int64         `json:"epoch"`
+	Output outputSummary `json:"output"`
+	Disk   diskSummary   `json:"disk"`
+	// Platform is the OS/ARCH[/VARIANT] whose image is taken from
+	// multi-platform OCI layers: the architecture's, or --platform's.
+	Platform   string        `json:"platform"`
 	Partitions []partSummary `json:"partitions"`
 	// Verity are the sealed partitions (verity: true): root_hash is what
 	// the kernel command line's roothash= carries.
@@ -120,6 +124,7 @@ type outputSummary struct {
 }
 
 type diskSummary struct {
+	Arch      string `json:"arch"` // the target architecture (disk.arch or --arch), as kiln names it: x86-64, arm64, ...
 	Table     string `json:"table"`
 	GUID      string `json:"guid,omitempty"`
 	Signature string `json:"signature,omitempty"`
@@ -175,7 +180,7 @@ type timingsSummary struct {
 
 // summarize describes a finished build. It hashes the spec, the layer
 // files and the output.
-func summarize(specFile string, s *spec.Spec, res *build.Result, cacheDir string, start time.Time) (*buildSummary, error) {
+func summarize(specFile string, s *spec.Spec, res *build.Result, plat layer.Platform, cacheDir string, start time.Time) (*buildSummary, error) {
 	buildTime := time.Since(start) // repro-ok: timings
 	hashStart := time.Now()        // repro-ok: timings
 	sum := &buildSummary{Kiln: kilnInfo(), Epoch: res.Epoch, Cache: cacheDir, Verity: res.Verity}
@@ -216,6 +221,15 @@ func summarize(specFile string, s *spec.Spec, res *build.Result, cacheDir string
 
 	lay := res.Layout
 	sum.Disk = diskSummary{Table: lay.Table.String(), Size: lay.Size}
+	if sum.Disk.Arch, err = disk.NormalizeArch(s.Disk.Arch); err != nil {
+		return nil, err
+	}
+	if plat == (layer.Platform{}) {
+		if plat, err = layer.PlatformForArch(sum.Disk.Arch); err != nil {
+			return nil, err
+		}
+	}
+	sum.Platform = plat.String()
 	if lay.Table == disk.GPT {
 		sum.Disk.GUID = lay.DiskGUID.String()
 	} else {

@@ -63,12 +63,17 @@ func TestGoInstall(t *testing.T) {
 		Kiln struct {
 			Init struct{ Path, SHA256 string } `json:"kiln_init"`
 		} `json:"kiln"`
+		Disk     struct{ Arch string } `json:"disk"`
+		Platform string                `json:"platform"`
 	}
 	if err := json.Unmarshal([]byte(so), &sum); err != nil {
 		t.Fatalf("summary: %v\n%s", err, so)
 	}
 	if sum.Kiln.Init.Path != "embedded kiln-init-amd64" || !strings.HasPrefix(sum.Kiln.Init.SHA256, "sha256:") {
 		t.Errorf("kiln-init of the build: %+v, want the embedded one", sum.Kiln.Init)
+	}
+	if sum.Disk.Arch != "x86-64" || sum.Platform != "linux/amd64" {
+		t.Errorf("summary: disk.arch %q, platform %q; want x86-64, linux/amd64", sum.Disk.Arch, sum.Platform)
 	}
 
 	// The tracked files alone, built: no kiln-init to embed.
