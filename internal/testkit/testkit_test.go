@@ -23,7 +23,7 @@ func TestContents(t *testing.T) {
 func TestDebDirs(t *testing.T) {
 	t.Setenv("KILN_DEBS", "/somewhere")
 	ds := DebDirs()
-	if len(ds) != 3 || ds[0] != "/somewhere" || ds[1] != "/tmp/debs" || filepath.Base(ds[2]) != "debs" {
+	if len(ds) != 4 || ds[0] != "/somewhere" || ds[1] != "/tmp/debs" || filepath.Base(ds[2]) != "debs" || ds[3] != ds[2]+"-arm64" {
 		t.Fatalf("DebDirs: %q", ds)
 	}
 	if _, err := os.Stat(filepath.Join(ds[2], "..", "..", "go.mod")); err != nil {
