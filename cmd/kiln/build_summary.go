@@ -11,8 +11,8 @@ import (
 	"time" // repro-ok: timings of the summary, never image bytes
 
 	"github.com/kiln-build/kiln/pkg/build"
-	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/disk"
+	"github.com/kiln-build/kiln/pkg/layer"
 	"github.com/kiln-build/kiln/pkg/spec"
 )
 
