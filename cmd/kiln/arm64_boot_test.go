@@ -43,6 +43,39 @@ func arm64Init(t *testing.T) string {
 	return out
 }
 
+// arm64DemoSpec is the demo's arm64 packages and rootfs on a GPT disk for
+// arm64: an ESP of 160 MiB (bookworm's arm64 kernel is an uncompressed
+// Image, and a UKI is on the ESP twice), a root that is ext4 (sealed
+// false) or a sealed EROFS root, the loader and its extra boot lines, and
+// the output path.
+func arm64DemoSpec(repo, debs string, sealed bool, loader, bootExtra, out string) string {
+	var layers strings.Builder
+	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
+		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
+	}
+	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	diskExtra, root, mode := "  size: auto\n  free: 16MiB\n", "{name: root, type: root, size: rest, filesystem: ext4, mount: /}", "rw"
+	if sealed {
+		diskExtra, root, mode = "", "{name: root, type: root, filesystem: erofs, verity: true, size: auto, mount: /}", "ro"
+	}
+	return fmt.Sprintf(`epoch: 1700000000
+layers:
+%sdisk:
+  table: gpt
+  arch: arm64
+%s  partitions:
+    - {name: esp, type: esp, size: 160MiB, filesystem: vfat, mount: /boot/efi}
+    - %s
+boot:
+  loader: %s
+  kernel: /boot/vmlinuz-*
+  initrd: kiln
+  cmdline: console=ttyAMA0 %s
+%soutput:
+  path: %s
+`, layers.String(), diskExtra, root, loader, mode, bootExtra, out)
+}
+
 var arm64Kernel = regexp.MustCompile(`, kernel 6\.[0-9.]+-[0-9]+-arm64\b`)
 
 // TestBootArm64SystemdBoot builds an arm64 image on this x86 machine from
@@ -63,29 +96,7 @@ func TestBootArm64SystemdBoot(t *testing.T) {
 	repo, debs := arm64Debs(t)
 	initBin := arm64Init(t)
 	dir := t.TempDir()
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
-	spec := fmt.Sprintf(`epoch: 1700000000
-layers:
-%sdisk:
-  table: gpt
-  arch: arm64
-  size: auto
-  free: 16MiB
-  partitions:
-    - {name: esp, type: esp, size: 64MiB, filesystem: vfat, mount: /boot/efi}
-    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
-boot:
-  loader: systemd-boot
-  kernel: /boot/vmlinuz-*
-  initrd: kiln
-  cmdline: console=ttyAMA0 rw
-output:
-  path: out/arm64.img
-`, layers.String())
+	spec := arm64DemoSpec(repo, debs, false, "systemd-boot", "", "out/arm64.img")
 	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(spec))
 	so, se, code := kiln(t, dir, nil, "build", "-q", "--json", "--init", initBin)
 	if code != 0 {
@@ -174,29 +185,7 @@ func TestBootArm64UKI(t *testing.T) {
 	}
 	repo, debs := arm64Debs(t)
 	dir := t.TempDir()
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
-	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(fmt.Sprintf(`epoch: 1700000000
-layers:
-%sdisk:
-  table: gpt
-  arch: arm64
-  size: auto
-  free: 16MiB
-  partitions:
-    - {name: esp, type: esp, size: 160MiB, filesystem: vfat, mount: /boot/efi}
-    - {name: root, type: root, size: rest, filesystem: ext4, mount: /}
-boot:
-  loader: uki
-  kernel: /boot/vmlinuz-*
-  initrd: kiln
-  cmdline: console=ttyAMA0 rw
-output:
-  path: out/uki.img
-`, layers.String())))
+	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(arm64DemoSpec(repo, debs, false, "uki", "", "out/uki.img")))
 	so, se, code := kiln(t, dir, []string{"KILN_INIT="}, "build", "-q", "--json")
 	if code != 0 {
 		t.Fatalf("build: exit %d: %s", code, se)
@@ -241,26 +230,7 @@ func TestVerifyArm64(t *testing.T) {
 	}
 	repo, debs := arm64Debs(t)
 	dir := t.TempDir()
-	spec := fmt.Sprintf(`epoch: 1700000000
-layers:
-  - path: %s
-  - path: %s
-  - path: %s
-  - path: %s
-disk:
-  table: gpt
-  arch: arm64
-  partitions:
-    - {name: esp, type: esp, size: 160MiB, filesystem: vfat, mount: /boot/efi}
-    - {name: root, type: root, filesystem: erofs, verity: true, size: auto, mount: /}
-boot:
-  loader: uki
-  kernel: /boot/vmlinuz-*
-  initrd: kiln
-  cmdline: console=ttyAMA0 ro
-output:
-  path: out/arm64.img
-`, filepath.Join(debs, "linux-image-arm64.deb"), filepath.Join(debs, "busybox-static.deb"), filepath.Join(debs, "systemd-boot-efi.deb"), filepath.Join(repo, "layers/demo/rootfs"))
+	spec := arm64DemoSpec(repo, debs, true, "uki", "", "out/arm64.img")
 	writeFile(t, filepath.Join(dir, "kiln.yaml"), []byte(spec))
 	so, se, code := kiln(t, dir, nil, "verify", "kiln.yaml")
 	if code != 0 || !strings.Contains(so, "reproducible") {
@@ -291,29 +261,7 @@ func TestSecureBootArm64(t *testing.T) {
 	dir := t.TempDir()
 	_, cert := testKeys(t, dir, "db")
 	for _, loader := range []string{"uki", "systemd-boot"} {
-		spec := fmt.Sprintf(`epoch: 1700000000
-layers:
-  - path: %s
-  - path: %s
-  - path: %s
-  - path: %s
-disk:
-  table: gpt
-  arch: arm64
-  size: auto
-  free: 16MiB
-  partitions:
-    - {name: esp, type: esp, size: 160MiB, filesystem: vfat, mount: /boot/efi}
-    - {name: root, type: root, filesystem: ext4, size: rest, mount: /}
-boot:
-  loader: %s
-  kernel: /boot/vmlinuz-*
-  initrd: kiln
-  cmdline: console=ttyAMA0 rw
-  secureboot: {key: db.key, cert: db.crt}
-output:
-  path: out/%s.img
-`, filepath.Join(debs, "linux-image-arm64.deb"), filepath.Join(debs, "busybox-static.deb"), filepath.Join(debs, "systemd-boot-efi.deb"), filepath.Join(repo, "layers/demo/rootfs"), loader, loader)
+		spec := arm64DemoSpec(repo, debs, false, loader, "  secureboot: {key: db.key, cert: db.crt}\n", "out/"+loader+".img")
 		writeFile(t, filepath.Join(dir, loader+".yaml"), []byte(spec))
 		if _, se, code := kiln(t, dir, nil, "build", "-q", loader+".yaml"); code != 0 {
 			t.Fatalf("build %s: %s", loader, se)
