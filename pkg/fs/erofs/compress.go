@@ -366,64 +366,86 @@ func zplan(nodes []*node, zc *zcache) error {
 		}
 		todo = append(todo, n)
 	}
-	errs := make([]error, len(todo))
+	// Each worker has its own compressor and spill file; the spill file
+	// is flushed when the worker stops.
+	type worker struct {
+		z       *zwriter
+		sp      *spillFile
+		spilled []*zent // entries whose pclusters sp holds
+	}
+	start := func() *worker {
+		w := &worker{z: newZwriter()}
+		if zc != nil && zc.spill {
+			if w.sp = newSpillFile(); w.sp != nil {
+				zc.addFile(w.sp.f)
+			}
+		}
+		return w
+	}
+	stop := func(w *worker) {
+		if w.sp == nil {
+			return
+		}
+		if err := w.sp.flush(); err != nil {
+			for _, e := range w.spilled {
+				e.f, e.exts = nil, nil // Write compresses these again
+			}
+		}
+	}
+	return eachParallel(len(todo), start, stop, func(w *worker, i int) error {
+		n, sp := todo[i], w.sp
+		var put func(int, []byte) error
+		var start int64
+		if sp != nil {
+			start = sp.end()
+			put = func(_ int, blk []byte) error { return sp.add(blk) }
+		}
+		exts, err := w.z.compress(n.in, n.size, n.path, put)
+		if err != nil {
+			if sp != nil {
+				sp.rewind(start)
+			}
+			return err
+		}
+		e := &zent{size: n.size}
+		if int64(len(exts)) < zIndexes(n.size) {
+			n.zblocks = int64(len(exts))
+			e.blocks = n.zblocks
+			if sp != nil {
+				e.f, e.off, e.exts = sp.f, start, append([]zextent(nil), exts...)
+				w.spilled = append(w.spilled, e)
+			}
+		} else if sp != nil {
+			sp.rewind(start)
+		}
+		n.zsrc = e
+		zc.put(n.in, e)
+		return nil
+	})
+}
+
+// eachParallel runs do(w, i) for every i below n on every CPU, each
+// worker with its own state from start (and stop called on it when the
+// worker ends; stop may be nil). It returns the error of the smallest i
+// that failed, so the error does not depend on the scheduling.
+func eachParallel[W any](n int, start func() W, stop func(W), do func(W, int) error) error {
+	errs := make([]error, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+	for range min(runtime.GOMAXPROCS(0), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			z := newZwriter()
-			var sp *spillFile
-			if zc != nil && zc.spill {
-				if sp = newSpillFile(); sp != nil {
-					zc.addFile(sp.f)
-				}
+			w := start()
+			if stop != nil {
+				defer stop(w)
 			}
-			var spilled []*zent // entries whose pclusters sp holds
-			defer func() {
-				if sp == nil {
-					return
-				}
-				if err := sp.flush(); err != nil {
-					for _, e := range spilled {
-						e.f, e.exts = nil, nil // Write compresses these again
-					}
-				}
-			}()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(todo) {
+				if i >= n {
 					return
 				}
-				n := todo[i]
-				var put func(int, []byte) error
-				var start int64
-				if sp != nil {
-					start = sp.end()
-					put = func(_ int, blk []byte) error { return sp.add(blk) }
-				}
-				exts, err := z.compress(n.in, n.size, n.path, put)
-				if err != nil {
-					errs[i] = err
-					if sp != nil {
-						sp.rewind(start)
-					}
-					continue
-				}
-				e := &zent{size: n.size}
-				if int64(len(exts)) < zIndexes(n.size) {
-					n.zblocks = int64(len(exts))
-					e.blocks = n.zblocks
-					if sp != nil {
-						e.f, e.off, e.exts = sp.f, start, append([]zextent(nil), exts...)
-						spilled = append(spilled, e)
-					}
-				} else if sp != nil {
-					sp.rewind(start)
-				}
-				n.zsrc = e
-				zc.put(n.in, e)
+				errs[i] = do(w, i)
 			}
 		}()
 	}

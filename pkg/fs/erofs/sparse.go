@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/kiln-build/kiln/pkg/tree"
 )
@@ -165,38 +162,18 @@ func splan(nodes []*node, zc *zcache) error {
 		}
 		todo = append(todo, n)
 	}
-	errs := make([]error, len(todo))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1<<20)
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(todo) {
-					return
-				}
-				n := todo[i]
-				s, err := scanSparse(n.in, n.size, n.path, buf)
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				s.choose((n.size + 31) / 32 * 32)
-				n.sp = s
-				zc.putSparse(n.in, s)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
+	start := func() []byte { return make([]byte, 1<<20) }
+	return eachParallel(len(todo), start, nil, func(buf []byte, i int) error {
+		n := todo[i]
+		s, err := scanSparse(n.in, n.size, n.path, buf)
 		if err != nil {
 			return err
 		}
-	}
-	return nil
+		s.choose((n.size + 31) / 32 * 32)
+		n.sp = s
+		zc.putSparse(n.in, s)
+		return nil
+	})
 }
 
 // writeChunked writes a chunk-based file: its block map into m (after
