@@ -244,3 +244,21 @@ func mustEncode(b []byte, v any) {
 }
 
 func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }
+
+// peMachine reads f's PE headers and returns its UEFI machine name and
+// type.
+func peMachine(what string, f *File) (string, uint16, error) {
+	b, err := f.readPrefix(what, maxHeaderRead)
+	if err != nil {
+		return "", 0, err
+	}
+	h, err := parseHeaders(b, f.Size)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", what, err)
+	}
+	arch, err := h.machineName()
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return arch, h.file.Machine, nil
+}

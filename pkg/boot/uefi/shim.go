@@ -181,24 +181,6 @@ func InstallShim(esp *tree.Tree, sh Shim) (*ShimFiles, error) {
 	return out, nil
 }
 
-// peMachine reads f's PE headers and returns its UEFI machine name and
-// type.
-func peMachine(what string, f *File) (string, uint16, error) {
-	b, err := f.readPrefix(what, maxHeaderRead)
-	if err != nil {
-		return "", 0, err
-	}
-	h, err := parseHeaders(b, f.Size)
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", what, err)
-	}
-	arch, err := h.machineName()
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", what, err)
-	}
-	return arch, h.file.Machine, nil
-}
-
 // grubConfig is GRUB's configuration: one entry, booted at once. Every
 // word of the command line is single-quoted, so GRUB's script syntax
 // ($, ;, {, #) reaches the kernel as it is.

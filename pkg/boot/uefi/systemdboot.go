@@ -91,24 +91,16 @@ func InstallSystemdBoot(esp *tree.Tree, sb SystemdBoot) (*SystemdBootFiles, erro
 	if err := checkLine("systemd-boot: cmdline", sb.Cmdline); err != nil {
 		return nil, err
 	}
-	b, err := loader.readPrefix("systemd-boot: loader", maxHeaderRead)
+	arch, machine, err := peMachine("systemd-boot: loader", loader)
 	if err != nil {
 		return nil, err
-	}
-	h, err := parseHeaders(b, loader.Size)
-	if err != nil {
-		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
-	}
-	arch, err := h.machineName()
-	if err != nil {
-		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
 	}
 	k, err := inspectKernel(kernel)
 	if err != nil {
 		return nil, fmt.Errorf("systemd-boot: %w", err)
 	}
-	if k.machine != h.file.Machine {
-		return nil, fmt.Errorf("systemd-boot: the kernel is for PE machine 0x%04x, the loader for 0x%04x", k.machine, h.file.Machine)
+	if k.machine != machine {
+		return nil, fmt.Errorf("systemd-boot: the kernel is for PE machine 0x%04x, the loader for 0x%04x", k.machine, machine)
 	}
 	kver := sb.KernelVersion
 	if kver == "" {
@@ -183,17 +175,9 @@ func installSystemdBootUKI(esp *tree.Tree, sb SystemdBoot, loader *File) (*Syste
 	if !ok {
 		return nil, fmt.Errorf("BUG: systemd-boot: the UKI is not one NewUKI made")
 	}
-	b, err := loader.readPrefix("systemd-boot: loader", maxHeaderRead)
+	arch, _, err := peMachine("systemd-boot: loader", loader)
 	if err != nil {
 		return nil, err
-	}
-	h, err := parseHeaders(b, loader.Size)
-	if err != nil {
-		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
-	}
-	arch, err := h.machineName()
-	if err != nil {
-		return nil, fmt.Errorf("systemd-boot: loader: %w", err)
 	}
 	if arch != img.arch {
 		return nil, fmt.Errorf("systemd-boot: the UKI is for %s, the loader for %s", img.arch, arch)
