@@ -2,56 +2,27 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/internal/judge"
+	"github.com/kiln-build/kiln/internal/testkit"
 	"github.com/kiln-build/kiln/pkg/build"
 )
 
-// testKeys writes a fresh RSA 2048 key (PKCS#8) and its self-signed
-// certificate as PEM files into dir: db.key and db.crt. No key is
-// committed: each run makes its own.
+// testKeys writes an RSA 2048 key (PKCS#8) and its self-signed
+// certificate as PEM files into dir: NAME.key and NAME.crt. No key is
+// committed: each test process makes its own (testkit.NewSigningKey).
 func testKeys(t *testing.T, dir, name string) (key, cert string) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "kiln test " + name},
-		NotBefore:    time.Unix(1700000000, 0),
-		NotAfter:     time.Unix(1700000000, 0).AddDate(20, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p8, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, cert = filepath.Join(dir, name+".key"), filepath.Join(dir, name+".crt")
-	writeFile(t, key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}))
-	writeFile(t, cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	return key, cert
+	return testkit.NewSigningKey(t, 2048, name).Write(t, dir, name)
 }
 
 // secureBootSpec is bootSpec with boot.secureboot lines added.

@@ -8,19 +8,16 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
@@ -30,20 +27,12 @@ import (
 	"github.com/kiln-build/kiln/pkg/tree"
 )
 
-// sbKeys makes an RSA key of bits and its self-signed certificate.
-func sbKeys(t *testing.T, bits int) (*rsa.PrivateKey, []byte) {
+// sbKeys returns the test process's RSA key of bits named name and its
+// self-signed certificate as PEM (testkit.NewSigningKey).
+func sbKeys(t *testing.T, bits int, name string) (*rsa.PrivateKey, []byte) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "kiln build test db"},
-		NotBefore: time.Unix(1700000000, 0), NotAfter: time.Unix(1900000000, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	k := testkit.NewSigningKey(t, bits, name)
+	return k.Key, k.CertPEM()
 }
 
 func writeT(t *testing.T, p string, b []byte) string {
@@ -71,8 +60,8 @@ func sbSpec(t *testing.T, dir, secureboot string) *spec.Spec {
 // before anything is built; each refusal names the file.
 func TestLoadSigner(t *testing.T) {
 	dir := t.TempDir()
-	k, certPEM := sbKeys(t, 2048)
-	other, _ := sbKeys(t, 2048)
+	k, certPEM := sbKeys(t, 2048, "build db")
+	other, _ := sbKeys(t, 2048, "build other")
 	writeT(t, filepath.Join(dir, "db.crt"), certPEM)
 	writeT(t, filepath.Join(dir, "pkcs1.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
 	p8, _ := x509.MarshalPKCS8PrivateKey(k)
@@ -208,7 +197,7 @@ func contentOf(t *testing.T, n *tree.Inode) []byte {
 // bytes; a signature for a path the build does not sign is refused.
 func TestSignESP(t *testing.T) {
 	pe := loaderPE(t)
-	k, certPEM := sbKeys(t, 2048)
+	k, certPEM := sbKeys(t, 2048, "build db")
 	blk, _ := pem.Decode(certPEM)
 	cert, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {

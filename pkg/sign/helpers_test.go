@@ -5,79 +5,36 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/internal/judge"
 	"github.com/kiln-build/kiln/internal/testkit"
 )
 
-// testKey is an RSA key with a self-signed db certificate, made at test
-// time (no private key is committed).
+// testKey is a 2048 to 4096-bit RSA key with a self-signed db
+// certificate (CN "kiln test db"), made at test time by testkit.
 type testKey struct {
 	key  *rsa.PrivateKey
 	cert *x509.Certificate
+	sk   *testkit.SigningKey
 }
 
-var (
-	keysMu sync.Mutex
-	keys   = map[int]*testKey{}
-)
-
-// newKey returns the process's RSA key of the given size with its
-// self-signed certificate (CN=kiln test db), made once.
+// newKey returns the process's RSA key of the given size, made once.
 func newKey(t testing.TB, bits int) *testKey {
 	t.Helper()
-	keysMu.Lock()
-	defer keysMu.Unlock()
-	if k := keys[bits]; k != nil {
-		return k
-	}
-	key, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(0x6b696c6e),
-		Subject:               pkix.Name{CommonName: "kiln test db"},
-		NotBefore:             time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2049, 12, 31, 0, 0, 0, 0, time.UTC),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &testKey{key, cert}
-	keys[bits] = k
-	return k
+	k := testkit.NewSigningKey(t, bits, "db")
+	return &testKey{k.Key, k.Cert, k}
 }
 
-// files writes the key and certificate as PEM into dir and returns their
-// paths.
+// files writes the key and certificate as PEM into dir (db.key, db.crt)
+// and returns their paths.
 func (k *testKey) files(t testing.TB, dir string) (keyPath, certPath string) {
 	t.Helper()
-	p8, err := x509.MarshalPKCS8PrivateKey(k.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, certPath = filepath.Join(dir, "db.key"), filepath.Join(dir, "db.crt")
-	write(t, keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}))
-	write(t, certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw}))
-	return keyPath, certPath
+	return k.sk.Write(t, dir, "db")
 }
 
 func write(t testing.TB, path string, b []byte) {
