@@ -49,11 +49,7 @@ func arm64Init(t *testing.T) string {
 // false) or a sealed EROFS root, the loader and its extra boot lines, and
 // the output path.
 func arm64DemoSpec(repo, debs string, sealed bool, loader, bootExtra, out string) string {
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-arm64", "busybox-static", "systemd-boot-efi"})
 	diskExtra, root, mode := "  size: auto\n  free: 16MiB\n", "{name: root, type: root, size: rest, filesystem: ext4, mount: /}", "rw"
 	if sealed {
 		diskExtra, root, mode = "", "{name: root, type: root, filesystem: erofs, verity: true, size: auto, mount: /}", "ro"
@@ -73,7 +69,7 @@ boot:
   cmdline: console=ttyAMA0 %s
 %soutput:
   path: %s
-`, layers.String(), diskExtra, root, loader, mode, bootExtra, out)
+`, layers, diskExtra, root, loader, mode, bootExtra, out)
 }
 
 var arm64Kernel = regexp.MustCompile(`, kernel 6\.[0-9.]+-[0-9]+-arm64\b`)

@@ -26,13 +26,22 @@ func demoDebs(t *testing.T) (repo, debs string) {
 	return repo, debs
 }
 
+// demoLayers is the body of a spec's layers: list: the .debs named pkgs
+// (as fetched into debs), the demo's rootfs, then the extra paths.
+func demoLayers(repo, debs string, pkgs []string, extra ...string) string {
+	var b strings.Builder
+	for _, d := range pkgs {
+		fmt.Fprintf(&b, "  - path: %s\n", filepath.Join(debs, d+".deb"))
+	}
+	for _, p := range append([]string{filepath.Join(repo, "layers/demo/rootfs")}, extra...) {
+		fmt.Fprintf(&b, "  - path: %s\n", p)
+	}
+	return b.String()
+}
+
 // bootSpec is a spec booting the demo's layers with a given table and loader.
 func bootSpec(repo, debs, table, loader, uefi string) string {
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi", "syslinux", "syslinux-common"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi", "syslinux", "syslinux-common"})
 	extra := ""
 	if uefi != "" {
 		extra = "  uefi: " + uefi + "\n"
@@ -53,7 +62,7 @@ boot:
   cmdline: console=ttyS0 rw no_timer_check
 output:
   path: out/boot.img
-`, layers.String(), table, loader, extra)
+`, layers, table, loader, extra)
 }
 
 var bootSeconds = regexp.MustCompile(`seen ([0-9.]+)s after QEMU started`)

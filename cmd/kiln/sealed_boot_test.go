@@ -41,11 +41,7 @@ func sealedBootSpec(t *testing.T, dir, repo, debs, compression string) string {
 	if err := os.Chmod(filepath.Join(dir, "init/sbin/init"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi", "syslinux", "syslinux-common"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n  - path: init/\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi", "syslinux", "syslinux-common"}, "init/")
 	return fmt.Sprintf(`epoch: 1700000000
 layers:
 %sdisk:
@@ -61,7 +57,7 @@ boot:
   cmdline: console=ttyS0 ro no_timer_check
 output:
   path: out/sealed.img
-`, layers.String(), compression)
+`, layers, compression)
 }
 
 // runSealed boots img (written, not a snapshot) and returns the console;

@@ -15,11 +15,7 @@ import (
 // every PE signed with keyDir's db key, and enrollDir's keys for
 // systemd-boot to enrol.
 func enrollSpec(repo, debs, keyDir, enrollDir string) string {
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi"})
 	return fmt.Sprintf(`epoch: 1700000000
 layers:
 %sdisk:
@@ -40,7 +36,7 @@ boot:
     enroll: %s/
 output:
   path: out/sb.img
-`, layers.String(), keyDir, keyDir, enrollDir)
+`, layers, keyDir, keyDir, enrollDir)
 }
 
 // TestBootSecureBoot: keys from kiln keys generate; the image carries

@@ -36,11 +36,7 @@ func sealedUKISpec(t *testing.T, dir, repo, debs string, signed bool) string {
 	if err := os.Chmod(filepath.Join(dir, "init/sbin/init"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n  - path: init/\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-amd64", "busybox-static", "systemd-boot-efi"}, "init/")
 	sb, out := "  secureboot:\n    key: keys/db.key\n    cert: keys/db.crt\n    enroll: keys/\n", "out/signed.img"
 	if !signed {
 		sb, out = "", "out/unsigned.img"
@@ -60,7 +56,7 @@ boot:
   cmdline: console=ttyS0 ro no_timer_check
 %soutput:
   path: %s
-`, layers.String(), sb, out)
+`, layers, sb, out)
 }
 
 // needSecureBootFirmware makes the test Missing without OVMF's Secure Boot
@@ -169,11 +165,7 @@ func TestBootSecureBootSealedUKI(t *testing.T) {
 // shimSpec boots the demo's kernel and busybox through Debian's signed
 // shim and GRUB; sb is a boot.secureboot section or "".
 func shimSpec(repo, debs, sb, out string) string {
-	var layers strings.Builder
-	for _, d := range []string{"linux-image-amd64", "busybox-static", "shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"} {
-		fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(debs, d+".deb"))
-	}
-	fmt.Fprintf(&layers, "  - path: %s\n", filepath.Join(repo, "layers/demo/rootfs"))
+	layers := demoLayers(repo, debs, []string{"linux-image-amd64", "busybox-static", "shim-signed", "shim-helpers-amd64-signed", "grub-efi-amd64-signed"})
 	return fmt.Sprintf(`epoch: 1700000000
 layers:
 %sdisk:
@@ -190,7 +182,7 @@ boot:
   cmdline: console=ttyS0 rw no_timer_check
 %soutput:
   path: %s
-`, layers.String(), sb, out)
+`, layers, sb, out)
 }
 
 // TestBootShim: the stock-firmware path. On OVMF's store with Microsoft's
