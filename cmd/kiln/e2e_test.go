@@ -69,21 +69,7 @@ func TestMain(m *testing.M) {
 // stderr and the exit code.
 func kiln(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(kilnBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var so, se strings.Builder
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatal(err)
-		}
-		code = ee.ExitCode()
-	}
-	return so.String(), se.String(), code
+	return runBin(t, kilnBin, dir, env, args...)
 }
 
 const epoch = 1700000000

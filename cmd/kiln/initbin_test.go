@@ -11,8 +11,8 @@ import (
 	"github.com/kiln-build/kiln/internal/initbin"
 )
 
-// run runs bin with args in dir and returns stdout, stderr and the exit
-// code.
+// runBin runs bin with args in dir (env added to this process's) and
+// returns stdout, stderr and the exit code.
 func runBin(t *testing.T, bin, dir string, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
