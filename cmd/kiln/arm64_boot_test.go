@@ -21,13 +21,7 @@ import (
 // does, and returns the repository and that folder.
 func arm64Debs(t *testing.T) (repo, debs string) {
 	t.Helper()
-	repo, _ = filepath.Abs("../..")
-	debs = filepath.Join(repo, ".cache", "debs-arm64")
-	cmd := exec.Command(filepath.Join(repo, "scripts", "fetch-debs.sh"), filepath.Join(repo, "layers/demo-arm64/debs.txt"), debs)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fetch-debs.sh: %v\n%s", err, out)
-	}
-	return repo, debs
+	return fetchDebs(t, "layers/demo-arm64/debs.txt", "debs-arm64")
 }
 
 // arm64Init builds kiln-init for arm64 from this source tree, as the

@@ -17,11 +17,19 @@ import (
 // scripts/fetch-debs.sh, as make demo does, and returns the folder.
 func demoDebs(t *testing.T) (repo, debs string) {
 	t.Helper()
+	return fetchDebs(t, "layers/demo/debs.txt", "debs")
+}
+
+// fetchDebs fetches the packages of list (relative to the repository)
+// into .cache/NAME with scripts/fetch-debs.sh and returns the repository
+// and that folder.
+func fetchDebs(t *testing.T, list, name string) (repo, debs string) {
+	t.Helper()
 	repo, _ = filepath.Abs("../..")
-	debs = filepath.Join(repo, ".cache", "debs")
-	cmd := exec.Command(filepath.Join(repo, "scripts", "fetch-debs.sh"), filepath.Join(repo, "layers/demo/debs.txt"), debs)
+	debs = filepath.Join(repo, ".cache", name)
+	cmd := exec.Command(filepath.Join(repo, "scripts", "fetch-debs.sh"), filepath.Join(repo, list), debs)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fetch-debs.sh: %v\n%s", err, out)
+		t.Fatalf("fetch-debs.sh %s: %v\n%s", list, err, out)
 	}
 	return repo, debs
 }
